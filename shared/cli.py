@@ -1,0 +1,92 @@
+"""The command line every stage's main.py shares (SPEC: same flags, same checks).
+
+    python N_stage/main.py [--steps 1000] [--seed 42] [--data PATH] [--out PATH]
+                           [--samples 20] [--temperature 0.5]
+                           [--n-layer 1] [--n-embd 16] [--n-head 4] [--block-size 16]
+
+Usage mistakes exit with argparse's status 2; other bad input raises `UserError`, which
+`run` turns into one line on stderr and status 1. Ctrl-C exits with 130.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from shared.errors import UserError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (the full usage stays in --help)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser(description: str, default_out: Path) -> argparse.ArgumentParser:
+    """The common flags; a stage adds its own (--device, --dtype, ...) to the result."""
+    parser = Parser(
+        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--steps", type=int, default=1000, help="training steps, one document each")
+    parser.add_argument("--seed", type=int, default=42, help="seed of the one random stream")
+    parser.add_argument("--data", type=str, default=None,
+                        help="names file (default: $MICROGPT_DATA, then data/names.txt, then download)")
+    parser.add_argument("--out", type=str, default=str(default_out), help="results JSON to write")
+    parser.add_argument("--samples", type=int, default=20, help="names to sample after training")
+    parser.add_argument("--temperature", type=float, default=0.5, help="sampling temperature")
+    parser.add_argument("--n-layer", type=int, default=1, help="transformer blocks")
+    parser.add_argument("--n-embd", type=int, default=16, help="embedding width C")
+    parser.add_argument("--n-head", type=int, default=4, help="attention heads H (must divide n_embd)")
+    parser.add_argument("--block-size", type=int, default=16, help="longest context in tokens")
+    return parser
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse and validate; a bad value ends the program with a usage line and status 2."""
+    args = parser.parse_args(argv)
+    for flag in ("steps", "n_layer", "n_embd", "n_head", "block_size"):
+        if getattr(args, flag) <= 0:
+            parser.error(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
+    if args.samples < 0:
+        parser.error(f"--samples must be zero or more, got {args.samples}")
+    if not args.temperature > 0:
+        parser.error(f"--temperature must be positive, got {args.temperature}")
+    if args.n_embd % args.n_head:
+        parser.error(
+            f"--n-embd {args.n_embd} is not divisible by --n-head {args.n_head}; "
+            f"pick sizes with n_embd % n_head == 0 (e.g. --n-embd 16 --n-head 4)"
+        )
+    check_writable(args.out)
+    return args
+
+
+def check_writable(path: str) -> None:
+    """Fail before training, not after it, if the results file cannot be written."""
+    out = Path(path)
+    if out.is_dir():
+        raise UserError(f"--out {out} is a directory; give a file path such as {out / 'results.json'}")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise UserError(f"--out directory {parent} does not exist; create it or choose another path")
+    try:
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=".write-check-")
+    except OSError as err:
+        raise UserError(f"cannot write to --out directory {parent} ({err.strerror}); choose another path") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def run(main: Callable[[], object]) -> int:
+    """Call `main`, turning bad input into one line on stderr and a non-zero status."""
+    try:
+        main()
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,130 @@
+"""Plots and tables the comparison notebooks share (matplotlib + numpy; not for stage 1 code).
+
+Every notebook starts from `settings()`, reads results files with `load_runs`, and draws
+with the helpers below, so the four chapters look alike and no notebook hand-rolls a plot.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from shared.results import LOSS_WINDOW, load_results, summarize
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SMOOTH_WINDOW = 50
+FAST_ENV = "MICROGPT_NOTEBOOK_FAST"  # tests set this: a few-step rerun into a temp folder
+OUT_ENV = "MICROGPT_NOTEBOOK_OUT"  # where a fast run writes its results and figures
+
+
+def settings(stage_dir: str, rerun: bool, steps: int) -> tuple[bool, int, Path]:
+    """(rerun, steps, output folder) for a notebook, honouring the tests' fast mode.
+
+    Normally the notebook reads the committed results in its own folder and saves its
+    figures there. In fast mode (`MICROGPT_NOTEBOOK_FAST=1`) it retrains for 3 steps and
+    writes everything under `MICROGPT_NOTEBOOK_OUT`, leaving the committed files alone.
+    """
+    if os.environ.get(FAST_ENV) == "1":
+        return True, 3, Path(os.environ[OUT_ENV])
+    return rerun, steps, REPO_ROOT / stage_dir
+
+
+def train_stage(stage_dir: str, out: Path, steps: int, *extra: str) -> Path:
+    """Run a stage's main.py as a reader would, writing its results to `out`."""
+    cmd = [sys.executable, str(REPO_ROOT / stage_dir / "main.py"), "--steps", str(steps),
+           "--out", str(out), *extra]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
+def load_runs(paths: dict[str, Path]) -> dict[str, dict]:
+    """{label: results} from {label: results-file path}."""
+    return {label: load_results(path) for label, path in paths.items()}
+
+
+def smooth(values, window: int = SMOOTH_WINDOW) -> np.ndarray:
+    """Trailing moving average; the first points average over what exists so far."""
+    values = np.asarray(values, dtype=float)
+    cumsum = np.cumsum(np.insert(values, 0, 0.0))
+    counts = np.minimum(np.arange(1, len(values) + 1), window)
+    return (cumsum[1:] - cumsum[np.arange(1, len(values) + 1) - counts]) / counts
+
+
+def plot_losses(ax, runs: dict[str, dict], window: int = SMOOTH_WINDOW) -> None:
+    """Each run's per-step loss, faint, with its moving average on top."""
+    for (label, res), color in zip(runs.items(), _colors()):
+        steps = np.arange(1, len(res["losses"]) + 1)
+        ax.plot(steps, res["losses"], color=color, alpha=0.2, lw=0.8)
+        ax.plot(steps, smooth(res["losses"], window), color=color, lw=2,
+                label=f"{label} ({window}-step mean)")
+    ax.set(xlabel="step", ylabel="loss (one document)", title="Training loss")
+    ax.legend()
+
+
+def plot_loss_difference(ax, runs: dict[str, dict]) -> None:
+    """|loss_b - loss_a| per step against the first run, on a log scale."""
+    (label_a, base), *others = runs.items()
+    for (label, res), color in zip(others, _colors()[1:]):
+        n = min(len(base["losses"]), len(res["losses"]))
+        diff = np.abs(np.subtract(res["losses"][:n], base["losses"][:n]))
+        ax.semilogy(np.arange(1, n + 1), np.maximum(diff, 1e-17), color=color, lw=1,
+                    label=f"|{label} - {label_a}|")
+    ax.set(xlabel="step", ylabel="absolute loss difference", title="Loss difference per step")
+    ax.legend()
+
+
+def plot_step_times(ax, runs: dict[str, dict], log: bool = True) -> None:
+    """Wall time of every step, with each run's median after warm-up as a dashed line."""
+    for (label, res), color in zip(runs.items(), _colors()):
+        median = summarize(res)["median_step_ms"]
+        ax.plot(np.arange(1, len(res["step_ms"]) + 1), res["step_ms"], color=color, lw=0.6,
+                alpha=0.7, label=f"{label}: median {median:.3g} ms")
+        ax.axhline(median, color=color, ls="--", lw=1)
+    if log:
+        ax.set_yscale("log")
+    ax.set(xlabel="step", ylabel="ms per step", title="Step time")
+    ax.legend()
+
+
+def plot_step_time_hist(ax, runs: dict[str, dict]) -> None:
+    """Distribution of step times after warm-up (log-spaced bins)."""
+    all_ms = np.concatenate([res["step_ms"][10:] or res["step_ms"] for res in runs.values()])
+    bins = np.geomspace(all_ms.min(), all_ms.max(), 60) if all_ms.min() > 0 else 60
+    for (label, res), color in zip(runs.items(), _colors()):
+        ax.hist(res["step_ms"][10:] or res["step_ms"], bins=bins, color=color, alpha=0.6, label=label)
+    if len(runs) > 1:
+        ax.set_xscale("log")
+    ax.set(xlabel="ms per step (after warm-up)", ylabel="steps", title="Step-time distribution")
+    ax.legend()
+
+
+def summary_table(runs: dict[str, dict]) -> str:
+    """Markdown table: parameters, median ms/step, total, final loss, device, per run."""
+    rows = ["| run | params | steps | median ms/step | total s | "
+            f"mean loss, last {LOSS_WINDOW} | device |", "|---|---|---|---|---|---|---|"]
+    for label, res in runs.items():
+        s = summarize(res)
+        device = s["device"] + (" (Triton interpreter)" if s["interpreter"] else "")
+        rows.append(f"| {label} | {s['num_params']:,} | {s['steps']} | {s['median_step_ms']:.3f} | "
+                    f"{s['total_s']:.2f} | {s['final_loss']:.4f} | {device} |")
+    return "\n".join(rows)
+
+
+def machine_line(res: dict) -> str:
+    """One line naming where a results file was produced."""
+    env = res["env"]
+    return (f"{res['stage']}: {env['device']} on {env['cpu']} ({env.get('cpu_count')} cores), "
+            f"Python {env['python']}, run {env['date']}")
+
+
+def save(fig, out_dir: Path, name: str) -> Path:
+    path = Path(out_dir) / name
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def _colors() -> list[str]:
+    return plt.rcParams["axes.prop_cycle"].by_key()["color"]

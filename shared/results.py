@@ -1,0 +1,193 @@
+"""The log line, the results file, and the two numbers readers see.
+
+    step    1 / 1000 | loss 3.3660 | 52.31 ms        (SPEC log line)
+
+Results file (SPEC shape; written to a temporary name, then renamed):
+    stage, config, num_params, losses, step_ms, total_s, samples, env
+plus `partial: true` when the run was interrupted, and any per-step series a stage
+records besides (doc_len, graph_nodes, ...).
+
+Readers see: step time = median of step_ms after the first 10 steps (warm-up);
+loss = mean of the last 100 losses (one step's loss is one name, i.e. noise).
+"""
+
+import datetime
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from shared.errors import UserError
+
+WARMUP_STEPS = 10
+LOSS_WINDOW = 100
+
+
+def log_line(step: int, num_steps: int, loss: float, ms: float) -> str:
+    """SPEC log line; `step` is 1-based."""
+    return f"step {step:4d} / {num_steps:4d} | loss {loss:.4f} | {ms:.2f} ms"
+
+
+def median_step_ms(step_ms: list[float], warmup: int = WARMUP_STEPS) -> float:
+    """Median step time after warm-up (all steps if the run is shorter than the warm-up)."""
+    timed = step_ms[warmup:] or step_ms
+    return statistics.median(timed)
+
+
+def final_loss(losses: list[float], window: int = LOSS_WINDOW) -> float:
+    """Mean of the last `window` losses."""
+    tail = losses[-window:]
+    return sum(tail) / len(tail)
+
+
+def summarize(results: dict) -> dict:
+    """The numbers a README or table quotes, computed from one results file."""
+    return {
+        "stage": results["stage"],
+        "num_params": results["num_params"],
+        "steps": len(results["losses"]),
+        "median_step_ms": median_step_ms(results["step_ms"]),
+        "total_s": results["total_s"],
+        "final_loss": final_loss(results["losses"]),
+        "device": results["env"]["device"],
+        "interpreter": results["env"].get("interpreter", False),
+    }
+
+
+def package_version(name: str) -> str | None:
+    """Installed version of `name`, without importing it (stage 1 imports nothing)."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(device: str = "cpu", interpreter: bool = False, **extra) -> dict:
+    """Where a run happened: versions, device, CPU, date (SPEC `env`)."""
+    env = {
+        "python": platform.python_version(),
+        "numpy": package_version("numpy"),
+        "torch": package_version("torch"),
+        "triton": package_version("triton"),
+        "device": device,
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "interpreter": interpreter,
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+    env.update(extra)
+    return env
+
+
+def write_json_atomic(path: str | os.PathLike, obj: dict) -> None:
+    """Write `obj` to a temporary file beside `path`, then rename: never a half file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_results(path: str | os.PathLike) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+class TrainingRun:
+    """Collects one run's per-step numbers, prints the log line, writes the results file.
+
+    Use as a context manager around the training loop: a Ctrl-C inside it still writes
+    the steps done so far, marked `"partial": true`, before the interrupt goes on.
+    """
+
+    def __init__(self, stage: str, config: dict, num_params: int, out: str | os.PathLike,
+                 env: dict, show_eta: bool = False, quiet: bool = False):
+        self.stage, self.config, self.num_params = stage, config, num_params
+        self.out, self.env, self.show_eta, self.quiet = Path(out), env, show_eta, quiet
+        self.losses: list[float] = []
+        self.step_ms: list[float] = []
+        self.series: dict[str, list] = {}
+        self.started = time.perf_counter()
+        self.total_s = 0.0
+
+    def record(self, loss: float, seconds: float, **series) -> None:
+        """One finished step: its loss, its wall time, and any extra per-step values."""
+        step = len(self.losses) + 1
+        if not math.isfinite(loss):
+            raise UserError(
+                f"loss became {loss} at step {step}: training diverged; "
+                f"try --dtype float64, a smaller model, or check the data"
+            )
+        self.losses.append(float(loss))
+        self.step_ms.append(seconds * 1000.0)
+        for key, value in series.items():
+            self.series.setdefault(key, []).append(value)
+        self.total_s = time.perf_counter() - self.started
+        if not self.quiet:
+            line = log_line(step, self.config["steps"], loss, seconds * 1000.0)
+            if self.show_eta:
+                remaining = self.total_s / step * (self.config["steps"] - step)
+                line += f" | eta {remaining // 60:.0f}m{remaining % 60:02.0f}s"
+            print(line, flush=True)
+
+    def results(self, samples: list[str], partial: bool = False) -> dict:
+        results = {
+            "stage": self.stage,
+            "config": self.config,
+            "num_params": self.num_params,
+            "losses": self.losses,
+            "step_ms": self.step_ms,
+            "total_s": self.total_s,
+            "samples": samples,
+            "env": self.env,
+        }
+        if partial:
+            results["partial"] = True
+        results.update(self.series)
+        return results
+
+    def finish(self, samples: list[str]) -> dict:
+        """Write the complete results file and print the two headline numbers."""
+        results = self.results(samples)
+        write_json_atomic(self.out, results)
+        summary = summarize(results)
+        print(
+            f"{self.stage}: median {summary['median_step_ms']:.2f} ms/step after warm-up, "
+            f"total {summary['total_s']:.1f} s, mean loss of last {LOSS_WINDOW} steps "
+            f"{summary['final_loss']:.4f} -> {self.out}",
+            flush=True,
+        )
+        return results
+
+    def __enter__(self) -> "TrainingRun":
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is KeyboardInterrupt and self.losses:
+            write_json_atomic(self.out, self.results(samples=[], partial=True))
+            print(f"\ninterrupted after {len(self.losses)} steps; partial results in {self.out}",
+                  file=sys.stderr, flush=True)
+        return False

@@ -1,0 +1,50 @@
+"""Shared test setup.
+
+Triton must see TRITON_INTERPRET=1 before it is first imported, so it is set here, at the
+top of the first file pytest loads. Stage folders start with a digit, so their main.py is
+imported by path.
+"""
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from shared import dataset  # noqa: E402
+from shared.errors import UserError  # noqa: E402
+
+_stages: dict[str, object] = {}
+
+
+def load_stage(stage: str):
+    """Import `<stage>/main.py` as a module (once)."""
+    if stage not in _stages:
+        spec = importlib.util.spec_from_file_location(f"stage_{stage}", REPO_ROOT / stage / "main.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        _stages[stage] = module
+    return _stages[stage]
+
+
+@pytest.fixture(scope="session")
+def names_path() -> Path:
+    """names.txt as the dataset module finds it ($MICROGPT_DATA or the cache); never downloads."""
+    try:
+        path = dataset.resolve_data_path(download=False)
+    except UserError as err:
+        pytest.fail(f"the tests need names.txt: {err}")
+    assert path.exists(), f"MICROGPT_DATA points at {path}, which does not exist"
+    return path
+
+
+@pytest.fixture(scope="session")
+def names_docs(names_path) -> list[str]:
+    return dataset.load_docs(names_path)

@@ -1,0 +1,83 @@
+"""Bad input through the real command line of every stage: one line, non-zero exit,
+no traceback, nothing written. And Ctrl-C keeps the steps done so far."""
+
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO_ROOT
+
+STAGES = ["1_pure_python"]
+
+
+def run_stage(stage, *argv, **kwargs):
+    return subprocess.run([sys.executable, str(REPO_ROOT / stage / "main.py"), *argv],
+                          capture_output=True, text=True, timeout=120, **kwargs)
+
+
+def bad_inputs(tmp_path, names_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n   \n\t\n")
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"anna\n\xff\xfe\xfa\n")
+    not_a_dir = tmp_path / "file.txt"
+    not_a_dir.write_text("x")
+    data = ["--data", str(names_path)]
+    return {
+        "missing file": (["--data", str(tmp_path / "nope.txt")], 1, "does not exist"),
+        "empty file": (["--data", str(empty)], 1, "no non-empty lines"),
+        "blank-only file": (["--data", str(blank)], 1, "no non-empty lines"),
+        "unreadable line": (["--data", str(binary)], 1, "line 2 is not valid UTF-8"),
+        "n_embd not divisible by n_head": ([*data, "--n-embd", "10", "--n-head", "4"], 2, "not divisible"),
+        "zero steps": ([*data, "--steps", "0"], 2, "--steps must be positive"),
+        "negative steps": ([*data, "--steps", "-5"], 2, "--steps must be positive"),
+        "out in a missing directory": ([*data, "--out", str(tmp_path / "no" / "r.json")], 1, "does not exist"),
+        "out is a directory": ([*data, "--out", str(tmp_path)], 1, "is a directory"),
+        "out under a file": ([*data, "--out", str(not_a_dir / "r.json")], 1, "does not exist"),
+    }
+
+
+CASES = ["missing file", "empty file", "blank-only file", "unreadable line",
+         "n_embd not divisible by n_head", "zero steps", "negative steps",
+         "out in a missing directory", "out is a directory", "out under a file"]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_gives_one_line_and_nonzero_exit(stage, case, tmp_path, names_path):
+    argv, code, message = bad_inputs(tmp_path, names_path)[case]
+    out = tmp_path / "results.json"
+    if "--out" not in argv:
+        argv = [*argv, "--out", str(out)]
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    proc = run_stage(stage, *argv)
+    assert proc.returncode == code, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert message in lines[0] and "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_ctrl_c_writes_partial_results(stage, tmp_path, names_path):
+    out = tmp_path / "results.json"
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / stage / "main.py"), "--data", str(names_path),
+         "--steps", "1000", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if line.startswith("step    3 /"):
+            break
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "partial results" in stderr
+    data = json.loads(out.read_text())
+    assert data["partial"] is True and len(data["losses"]) >= 3
+    assert round(data["losses"][0], 4) == 3.3660
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]

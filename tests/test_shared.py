@@ -1,0 +1,247 @@
+"""shared/: tokenizer, dataset resolution and download, initial weights, CLI, results file."""
+
+import hashlib
+import http.server
+import json
+import math
+import threading
+from functools import partial
+
+import pytest
+
+from shared import cli, dataset, results
+from shared.errors import UserError
+from shared.tokenizer import Tokenizer
+from shared.weights import GPTConfig, init_run, num_params, param_shapes
+
+# ---------------------------------------------------------------------------- tokenizer
+
+
+def test_tokenizer_matches_spec_on_names(names_docs):
+    tok = Tokenizer.from_docs(names_docs)
+    assert tok.chars == tuple("abcdefghijklmnopqrstuvwxyz")
+    assert tok.bos == 26 and tok.vocab_size == 27
+    assert tok.encode_doc("emma") == [26, 4, 12, 12, 0, 26]
+
+
+def test_tokenizer_round_trip(names_docs):
+    tok = Tokenizer.from_docs(names_docs)
+    for doc in names_docs[:500]:
+        assert tok.decode(tok.encode_doc(doc)) == doc
+
+
+def test_tokenizer_rejects_unknown_character():
+    tok = Tokenizer.from_docs(["abc"])
+    with pytest.raises(UserError, match="'z'.*not in the vocabulary"):
+        tok.encode("abz")
+
+
+# ---------------------------------------------------------------------------- dataset
+
+
+def test_names_file_is_the_published_one(names_path, names_docs):
+    assert hashlib.sha256(names_path.read_bytes()).hexdigest() == dataset.NAMES_SHA256
+    assert len(names_docs) == 32033
+
+
+def test_load_docs_strips_and_skips_blank_lines(tmp_path):
+    path = tmp_path / "n.txt"
+    path.write_text("  anna \n\n\t\nbob\n   \n")
+    assert dataset.load_docs(path) == ["anna", "bob"]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "no non-empty lines"),
+    (b"\n  \n\t\n", "no non-empty lines"),
+    (b"anna\n\xff\xfe\n", "line 2 is not valid UTF-8"),
+])
+def test_load_docs_bad_files(tmp_path, content, message):
+    path = tmp_path / "n.txt"
+    path.write_bytes(content)
+    with pytest.raises(UserError, match=message):
+        dataset.load_docs(path)
+
+
+def test_load_docs_missing_file(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        dataset.load_docs(tmp_path / "nope.txt")
+
+
+def test_resolution_order(tmp_path, monkeypatch):
+    cache = tmp_path / "cache" / "names.txt"
+    monkeypatch.setattr(dataset, "CACHE_PATH", cache)
+    monkeypatch.setenv(dataset.ENV_VAR, str(tmp_path / "env.txt"))
+    # 1. an explicit path wins over everything
+    assert dataset.resolve_data_path(tmp_path / "arg.txt") == tmp_path / "arg.txt"
+    # 2. then the environment variable
+    assert dataset.resolve_data_path(None) == tmp_path / "env.txt"
+    # 3. then the cache
+    monkeypatch.delenv(dataset.ENV_VAR)
+    cache.parent.mkdir()
+    cache.write_text("anna\n")
+    assert dataset.resolve_data_path(None) == cache
+
+
+@pytest.fixture
+def local_server(tmp_path):
+    """An HTTP server on 127.0.0.1 serving tmp_path/www (no internet needed)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_download_checks_sha_and_writes_atomically(local_server, tmp_path, names_path):
+    root, base_url = local_server
+    (root / "names.txt").write_bytes(names_path.read_bytes())
+    dest = tmp_path / "cache" / "names.txt"
+    assert dataset.download_names(dest, url=f"{base_url}/names.txt") == dest
+    assert dest.read_bytes() == names_path.read_bytes()
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["names.txt"]
+
+
+def test_download_with_wrong_checksum_leaves_nothing(local_server, tmp_path):
+    root, base_url = local_server
+    (root / "names.txt").write_text("not\nthe\nnames\n")
+    dest = tmp_path / "cache" / "names.txt"
+    with pytest.raises(UserError, match="SHA-256"):
+        dataset.download_names(dest, url=f"{base_url}/names.txt")
+    assert not dest.parent.exists() or list(dest.parent.iterdir()) == []
+
+
+def test_offline_with_nothing_cached_names_the_three_ways(tmp_path, monkeypatch):
+    monkeypatch.setattr(dataset, "CACHE_PATH", tmp_path / "data" / "names.txt")
+    monkeypatch.setattr(dataset, "NAMES_URL", "http://127.0.0.1:9/names.txt")  # nothing listens
+    monkeypatch.delenv(dataset.ENV_VAR, raising=False)
+    with pytest.raises(UserError) as err:
+        dataset.resolve_data_path(None)
+    message = str(err.value)
+    assert "could not download" in message and "\n" not in message
+    for way in ("--data PATH", "MICROGPT_DATA=PATH", "names.txt"):
+        assert way in message
+    assert not (tmp_path / "data" / "names.txt").exists()
+
+
+# ---------------------------------------------------------------------------- weights
+
+
+def test_param_count_and_order():
+    config = GPTConfig()
+    assert num_params(config) == 4192
+    names = [name for name, _ in param_shapes(config)]
+    assert names == ["wte", "wpe", "lm_head", "layer0.attn_wq", "layer0.attn_wk",
+                     "layer0.attn_wv", "layer0.attn_wo", "layer0.mlp_fc1", "layer0.mlp_fc2"]
+
+
+def test_init_run_follows_one_random_stream(names_docs):
+    """shuffle, then gauss draws row-major, from random.Random(seed): microgpt's order."""
+    import random
+
+    config = GPTConfig()
+    docs, state, rng = init_run(names_docs, config, seed=42)
+    ref = random.Random(42)
+    ref_docs = list(names_docs)
+    ref.shuffle(ref_docs)
+    assert docs == ref_docs and docs != names_docs
+    assert state["wte"][0][0] == ref.gauss(0, 0.08)
+    assert state["wte"][0][1] == ref.gauss(0, 0.08)
+    # the generator handed back continues right after the last parameter draw
+    for _ in range(num_params(config) - 2):
+        ref.gauss(0, 0.08)
+    assert rng.random() == ref.random()
+    assert (len(state["layer0.mlp_fc1"]), len(state["layer0.mlp_fc1"][0])) == (64, 16)
+
+
+# ---------------------------------------------------------------------------- cli
+
+
+def _parse(tmp_path, *argv):
+    parser = cli.build_parser("test", tmp_path / "results.json")
+    return cli.parse_args(parser, list(argv))
+
+
+def test_cli_defaults_follow_spec(tmp_path):
+    args = _parse(tmp_path)
+    assert (args.steps, args.seed, args.samples, args.temperature) == (1000, 42, 20, 0.5)
+    assert (args.n_layer, args.n_embd, args.n_head, args.block_size) == (1, 16, 4, 16)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--steps", "0"], "--steps must be positive"),
+    (["--n-embd", "10", "--n-head", "4"], "not divisible"),
+    (["--temperature", "0"], "--temperature must be positive"),
+    (["--samples", "-1"], "--samples must be zero or more"),
+])
+def test_cli_usage_errors_exit_2(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        _parse(tmp_path, *argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_rejects_unwritable_out_before_training(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        _parse(tmp_path, "--out", str(tmp_path / "missing" / "r.json"))
+    with pytest.raises(UserError, match="is a directory"):
+        _parse(tmp_path, "--out", str(tmp_path))
+
+
+# ---------------------------------------------------------------------------- results
+
+
+def test_log_line_format():
+    assert results.log_line(1, 1000, 3.36601, 52.314) == "step    1 / 1000 | loss 3.3660 | 52.31 ms"
+
+
+def test_summaries():
+    step_ms = [100.0] * 10 + [1.0, 2.0, 3.0]
+    assert results.median_step_ms(step_ms) == 2.0  # warm-up steps excluded
+    assert results.median_step_ms([5.0, 7.0]) == 6.0  # short run: all steps
+    losses = [10.0] * 50 + [2.0] * 100
+    assert results.final_loss(losses) == 2.0
+
+
+def test_training_run_writes_spec_shape(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    run = results.TrainingRun("x", {"steps": 2}, 7, out, results.environment("cpu"))
+    with run:
+        run.record(3.0, 0.010, doc_len=5)
+        run.record(2.0, 0.020, doc_len=6)
+    run.finish(["anna"])
+    data = json.loads(out.read_text())
+    assert set(data) >= {"stage", "config", "num_params", "losses", "step_ms", "total_s",
+                         "samples", "env"}
+    assert data["losses"] == [3.0, 2.0] and data["step_ms"] == [10.0, 20.0]
+    assert data["doc_len"] == [5, 6] and "partial" not in data
+    assert {"python", "numpy", "torch", "triton", "device", "cpu", "interpreter", "date"} <= set(data["env"])
+    assert "step    2 /    2 | loss 2.0000 | 20.00 ms" in capsys.readouterr().out
+
+
+def test_training_run_rejects_nan_and_writes_nothing(tmp_path):
+    out = tmp_path / "r.json"
+    run = results.TrainingRun("x", {"steps": 5}, 7, out, {}, quiet=True)
+    with pytest.raises(UserError, match="loss became nan at step 2"):
+        with run:
+            run.record(3.0, 0.01)
+            run.record(math.nan, 0.01)
+    assert not out.exists()
+
+
+def test_interrupt_writes_partial_results_and_keeps_old_file_until_then(tmp_path):
+    out = tmp_path / "r.json"
+    out.write_text('{"old": true}')
+    run = results.TrainingRun("x", {"steps": 5}, 7, out, {}, quiet=True)
+    with pytest.raises(KeyboardInterrupt):
+        with run:
+            run.record(3.0, 0.01)
+            assert json.loads(out.read_text()) == {"old": True}
+            raise KeyboardInterrupt
+    data = json.loads(out.read_text())
+    assert data["partial"] is True and data["losses"] == [3.0]
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temporary left behind

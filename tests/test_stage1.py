@@ -1,0 +1,107 @@
+"""Stage 1: every Value op against torch float64, the whole model against the reference,
+and microgpt's published losses."""
+
+import math
+
+import pytest
+import torch
+
+from conftest import load_stage
+from reference import loss_and_grads
+from shared.tokenizer import Tokenizer
+from shared.weights import GPTConfig, init_run
+
+stage1 = load_stage("1_pure_python")
+Value = stage1.Value
+
+# (name, Value expression, torch expression) over two inputs a, b
+BINARY_CASES = [
+    ("add", lambda a, b: a + b, lambda a, b: a + b),
+    ("radd", lambda a, b: 1.5 + a, lambda a, b: 1.5 + a),
+    ("sub", lambda a, b: a - b, lambda a, b: a - b),
+    ("rsub", lambda a, b: 2.0 - a, lambda a, b: 2.0 - a),
+    ("mul", lambda a, b: a * b, lambda a, b: a * b),
+    ("rmul", lambda a, b: 3.0 * b, lambda a, b: 3.0 * b),
+    ("div", lambda a, b: a / b, lambda a, b: a / b),
+    ("rdiv", lambda a, b: 2.0 / b, lambda a, b: 2.0 / b),
+    ("neg", lambda a, b: -a, lambda a, b: -a),
+    ("pow", lambda a, b: a**3, lambda a, b: a**3),
+    ("pow_neg_half", lambda a, b: b**-0.5, lambda a, b: b**-0.5),
+    ("log", lambda a, b: b.log(), lambda a, b: b.log()),
+    ("exp", lambda a, b: a.exp(), lambda a, b: a.exp()),
+    ("relu_pos", lambda a, b: b.relu(), lambda a, b: b.relu()),
+    ("relu_neg", lambda a, b: a.relu(), lambda a, b: a.relu()),
+    ("same_input_twice", lambda a, b: a * a + a, lambda a, b: a * a + a),
+    ("micrograd_mix", lambda a, b: ((a * b + b**3).relu() + (a - b).exp() * 0.5) / (b + 2.0),
+     lambda a, b: ((a * b + b**3).relu() + (a - b).exp() * 0.5) / (b + 2.0)),
+]
+
+
+@pytest.mark.parametrize("name, value_fn, torch_fn", BINARY_CASES, ids=[c[0] for c in BINARY_CASES])
+def test_value_op_matches_torch(name, value_fn, torch_fn):
+    a_data, b_data = -1.3, 2.7
+    a, b = Value(a_data), Value(b_data)
+    out = value_fn(a, b)
+    out.backward()
+    ta = torch.tensor(a_data, dtype=torch.float64, requires_grad=True)
+    tb = torch.tensor(b_data, dtype=torch.float64, requires_grad=True)
+    tout = torch_fn(ta, tb)
+    tout.backward()
+    assert out.data == pytest.approx(tout.item(), rel=1e-14, abs=1e-14)
+    for v, t in ((a, ta), (b, tb)):
+        expected = 0.0 if t.grad is None else t.grad.item()
+        assert v.grad == pytest.approx(expected, rel=1e-13, abs=1e-14)
+
+
+def test_backward_counts_each_node_once():
+    a, b = Value(2.0), Value(3.0)
+    out = a * b + a  # nodes: a, b, a*b, (a*b)+a
+    assert out.backward() == 4
+    assert (a.grad, b.grad) == (4.0, 2.0)
+
+
+def test_backward_has_no_recursion_limit():
+    x = Value(1.0)
+    y = x
+    for _ in range(50_000):  # far deeper than Python's recursion limit
+        y = y * 1.0 + 0.0
+    y.backward()
+    assert x.grad == 1.0
+
+
+@pytest.fixture(scope="module")
+def setup(names_docs):
+    tokenizer = Tokenizer.from_docs(names_docs)
+    config = GPTConfig(vocab_size=tokenizer.vocab_size)
+    docs, state, _ = init_run(names_docs, config, seed=42)
+    return tokenizer, config, docs, state
+
+
+def test_model_loss_and_every_gradient_match_torch_float64(setup):
+    tokenizer, config, docs, state = setup
+    for doc in (docs[0], "christopheralexander"):  # a short name and one longer than block_size
+        tokens = tokenizer.encode_doc(doc)
+        params = stage1.make_params(state)
+        loss = stage1.document_loss(tokens, params, config)
+        loss.backward()
+        ref_loss, ref_grads = loss_and_grads(state, tokens, config)
+        assert loss.data == pytest.approx(ref_loss, abs=1e-12)
+        for name, matrix in params.items():
+            grads = torch.tensor([[p.grad for p in row] for row in matrix], dtype=torch.float64)
+            torch.testing.assert_close(grads, ref_grads[name], rtol=0, atol=1e-10, msg=name)
+
+
+def test_first_three_losses_match_microgpt(setup):
+    """microgpt's published run prints 3.3660, 3.4243, 3.1778 for steps 1-3 of 1000."""
+    tokenizer, config, docs, state = setup
+    params = stage1.make_params(state)
+    flat = stage1.flatten(params)
+    m, v = [0.0] * len(flat), [0.0] * len(flat)
+    losses = []
+    for step in range(3):
+        loss = stage1.document_loss(tokenizer.encode_doc(docs[step]), params, config)
+        loss.backward()
+        stage1.adam_step(flat, m, v, step, num_steps=1000)
+        losses.append(loss.data)
+    assert [round(x, 4) for x in losses] == [3.3660, 3.4243, 3.1778]
+    assert all(math.isfinite(p.data) and p.grad == 0.0 for p in flat)
