@@ -281,10 +281,14 @@ def train(args) -> dict:
             t0 = time.perf_counter()
             tokens = tokenizer.encode_doc(docs[step % len(docs)])
             loss = document_loss(tokens, params, config)
+            t1 = time.perf_counter()
             graph_nodes = loss.backward()
+            t2 = time.perf_counter()
             adam_step(flat, m, v, step, args.steps)
-            run.record(loss.data, time.perf_counter() - t0,
-                       doc_len=min(config.block_size, len(tokens) - 1), graph_nodes=graph_nodes)
+            t3 = time.perf_counter()
+            run.record(loss.data, t3 - t0, doc_len=min(config.block_size, len(tokens) - 1),
+                       graph_nodes=graph_nodes, forward_ms=(t1 - t0) * 1e3,
+                       backward_ms=(t2 - t1) * 1e3, optimizer_ms=(t3 - t2) * 1e3)
 
     samples = [sample(params, config, tokenizer, rng, args.temperature) for _ in range(args.samples)]
     for i, name in enumerate(samples, start=1):

@@ -14,6 +14,9 @@ from shared.errors import UserError
 class Tokenizer:
     chars: tuple[str, ...]
 
+    def __post_init__(self):
+        object.__setattr__(self, "_index", {ch: i for i, ch in enumerate(self.chars)})
+
     @classmethod
     def from_docs(cls, docs: list[str]) -> "Tokenizer":
         return cls(tuple(sorted(set("".join(docs)))))
@@ -28,9 +31,8 @@ class Tokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Character ids of `text`, without BOS."""
-        index = {ch: i for i, ch in enumerate(self.chars)}
         try:
-            return [index[ch] for ch in text]
+            return [self._index[ch] for ch in text]
         except KeyError as err:
             raise UserError(
                 f"character {err.args[0]!r} in {text!r} is not in the vocabulary "

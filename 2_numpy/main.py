@@ -1,0 +1,402 @@
+"""Stage 2 -- NumPy: a Tensor autograd engine trains microgpt on whole arrays.
+
+What changes from stage 1: a graph node is now an array operation, not a scalar one.
+The whole document goes through the model at once as a (T, C) array; all heads attend in
+one batched matmul under a causal mask; and the ops are chosen coarse on purpose --
+rmsnorm, causal attention and cross-entropy are single nodes whose backward is derived by
+hand -- so a step builds about 20 graph nodes instead of about 50,000. Python's per-node
+cost is paid 20 times; NumPy does the arithmetic in C. Adam updates one flat buffer that
+every parameter is a view of. Same model, same data order, same initial weights, same
+losses as stage 1 (float64 by default).
+
+Run:  python 2_numpy/main.py                  (a few seconds)
+      python 2_numpy/main.py --dtype float32
+"""
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from shared import cli, dataset, results  # noqa: E402
+from shared.tokenizer import Tokenizer  # noqa: E402
+from shared.weights import GPTConfig, init_run, param_shapes  # noqa: E402
+
+STAGE = "2_numpy"
+HERE = Path(__file__).resolve().parent
+
+# Optimizer (SPEC): Adam with bias correction and a linear learning-rate decay to zero.
+LEARNING_RATE = 0.01  # peak learning rate, decayed linearly to 0 over the run
+BETA1 = 0.85  # decay of the first-moment (mean gradient) estimate
+BETA2 = 0.99  # decay of the second-moment (squared gradient) estimate
+EPS_ADAM = 1e-8  # keeps the update finite where the second moment is ~0
+RMSNORM_EPS = 1e-5  # rmsnorm(x) = x / sqrt(mean(x^2) + eps)
+
+# Shapes in comments: T tokens in the document, C = n_embd, H heads, D = head_dim = C / H,
+# V = vocab_size. Weights are stored (n_out, n_in), as in the SPEC, so a linear layer is x W^T.
+
+
+# ----------------------------------------------------------------------------------------
+# Autograd: a Tensor and its ops, each op's forward beside its vector-Jacobian product
+# ----------------------------------------------------------------------------------------
+
+class Tensor:
+    """An array in the computation graph.
+
+    An op computes `out.data` and attaches `out._backward(g)`: given g = dL/d(out), it adds
+    dL/d(input) = g . d(out)/d(input) to each input's `.grad` (a vector-Jacobian product).
+    """
+
+    __slots__ = ("data", "grad", "_children", "_backward")
+
+    def __init__(self, data, children=(), backward=None):
+        self.data = data  # np.ndarray
+        self.grad = None  # dL/d(self), same shape as data; None until backward reaches it
+        self._children = children
+        self._backward = backward
+
+    def add_grad(self, g):
+        # Never in place: a backward may hand the same array to two inputs.
+        self.grad = g if self.grad is None else self.grad + g
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    def __add__(self, other):  # broadcasting add
+        out = Tensor(self.data + other.data, (self, other))
+
+        def backward(g):  # d(a+b)/da = 1, summed over the axes that were broadcast
+            self.add_grad(unbroadcast(g, self.data.shape))
+            other.add_grad(unbroadcast(g, other.data.shape))
+        out._backward = backward
+        return out
+
+    def __mul__(self, other):  # broadcasting elementwise multiply
+        out = Tensor(self.data * other.data, (self, other))
+
+        def backward(g):  # d(ab)/da = b
+            self.add_grad(unbroadcast(g * other.data, self.data.shape))
+            other.add_grad(unbroadcast(g * self.data, other.data.shape))
+        out._backward = backward
+        return out
+
+    def __neg__(self):
+        return self * Tensor(np.array(-1.0, dtype=self.data.dtype))
+
+    def __sub__(self, other):
+        return self + (-other)
+
+    def sum(self):
+        out = Tensor(self.data.sum(), (self,))
+
+        def backward(g):  # every element contributes with weight 1
+            self.add_grad(np.broadcast_to(g, self.data.shape))
+        out._backward = backward
+        return out
+
+    def backward(self) -> int:
+        """Fill .grad of every Tensor this scalar depends on; return the number of nodes.
+
+        Same iterative topological order as stage 1; each node's backward now moves a
+        whole array of gradients at once.
+        """
+        topo, visited = [], set()
+        stack = [(self, False)]
+        while stack:
+            node, children_done = stack.pop()
+            if children_done:
+                topo.append(node)
+            elif node not in visited:
+                visited.add(node)
+                stack.append((node, True))
+                stack += [(child, False) for child in node._children if child not in visited]
+        self.grad = np.ones_like(self.data)
+        for node in reversed(topo):
+            if node._backward is not None:
+                node._backward(node.grad)
+        return len(topo)
+
+
+def unbroadcast(g, shape):
+    """Sum g over the axes broadcasting added or stretched, so it matches `shape`."""
+    if g.shape == shape:
+        return g
+    g = g.sum(axis=tuple(range(g.ndim - len(shape)))) if g.ndim > len(shape) else g
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    return g.sum(axis=stretched, keepdims=True) if stretched else g
+
+
+def linear(x, w):
+    """y = x W^T.   x (T, n_in), W (n_out, n_in) -> y (T, n_out)."""
+    out = Tensor(x.data @ w.data.T, (x, w))
+
+    def backward(g):  # dL/dx = g W,  dL/dW = g^T x
+        x.add_grad(g @ w.data)
+        w.add_grad(g.T @ x.data)
+    out._backward = backward
+    return out
+
+
+def relu(x):
+    out = Tensor(np.maximum(x.data, 0), (x,))
+
+    def backward(g):  # passes the gradient where the input was positive
+        x.add_grad(g * (x.data > 0))
+    out._backward = backward
+    return out
+
+
+def embed(wte, wpe, tokens):
+    """x[t] = wte[tokens[t]] + wpe[t].   -> (T, C)"""
+    T = len(tokens)
+    out = Tensor(wte.data[tokens] + wpe.data[:T], (wte, wpe))
+
+    def backward(g):  # a row gathered twice gets both gradients: scatter-add
+        d_wte = np.zeros_like(wte.data)
+        np.add.at(d_wte, tokens, g)
+        d_wpe = np.zeros_like(wpe.data)
+        d_wpe[:T] = g
+        wte.add_grad(d_wte)
+        wpe.add_grad(d_wpe)
+    out._backward = backward
+    return out
+
+
+def rmsnorm(x):
+    """y = x * r,  r = 1 / sqrt(mean(x^2) + eps), per row.   (T, C) -> (T, C)
+
+    Backward, per row with n = C:  dy/dx = r (I - y y^T / n), so
+        dL/dx = r * (g - y * mean(g * y))
+    """
+    n = x.data.shape[-1]
+    r = 1.0 / np.sqrt((x.data * x.data).sum(axis=-1, keepdims=True) / n + RMSNORM_EPS)  # (T, 1)
+    y = x.data * r
+    out = Tensor(y, (x,))
+
+    def backward(g):  # (.sum / n rather than .mean: the same number, fewer Python calls)
+        x.add_grad(r * (g - y * ((g * y).sum(axis=-1, keepdims=True) / n)))
+    out._backward = backward
+    return out
+
+
+_causal_masks: dict[int, np.ndarray] = {}
+
+
+def causal_attention(qkv, n_head):
+    """Multi-head causal self-attention from stacked projections.
+
+    qkv (T, 3C) holds [q | k | v], each (T, C) = H heads of width D. Per head:
+        S = q k^T / sqrt(D)  (T, T),  P = softmax(S with future positions at -inf),  y = P v
+    Backward, per head, with g = dL/dy:
+        dP = g v^T,  dv = P^T g,  dS = P * (dP - rowsum(dP * P)),  dq = dS k / sqrt(D),
+        dk = dS^T q / sqrt(D)
+    """
+    T, C3 = qkv.data.shape
+    D = C3 // 3 // n_head
+    scale = 1.0 / np.sqrt(D)
+    q, k, v = qkv.data.reshape(T, 3, n_head, D).transpose(1, 2, 0, 3)  # each (H, T, D)
+    if T not in _causal_masks:
+        _causal_masks[T] = np.triu(np.full((T, T), -np.inf), k=1)  # 0 on/below diagonal
+    scores = q @ k.transpose(0, 2, 1) * scale + _causal_masks[T]  # (H, T, T)
+    scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    probs = scores / scores.sum(axis=-1, keepdims=True)  # (H, T, T)
+    y = probs @ v  # (H, T, D)
+    out = Tensor(y.transpose(1, 0, 2).reshape(T, C3 // 3), (qkv,))  # (T, C)
+
+    def backward(g):
+        g = g.reshape(T, n_head, D).transpose(1, 0, 2)  # (H, T, D)
+        d_probs = g @ v.transpose(0, 2, 1)  # (H, T, T)
+        d_v = probs.transpose(0, 2, 1) @ g  # (H, T, D)
+        d_scores = probs * (d_probs - (d_probs * probs).sum(axis=-1, keepdims=True)) * scale
+        d_q = d_scores @ k  # (H, T, D)
+        d_k = d_scores.transpose(0, 2, 1) @ q  # (H, T, D)
+        qkv.add_grad(np.stack((d_q, d_k, d_v)).transpose(2, 0, 1, 3).reshape(T, C3))
+    out._backward = backward
+    return out
+
+
+def cross_entropy(logits, targets):
+    """Mean over T of -log softmax(logits)[target].   (T, V) -> scalar
+
+    Backward: dL/dlogits = (softmax(logits) - onehot(targets)) / T
+    """
+    T = len(targets)
+    shifted = logits.data - logits.data.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    sum_exp = exp.sum(axis=-1, keepdims=True)
+    rows = np.arange(T)
+    loss = (np.log(sum_exp[:, 0]) - shifted[rows, targets]).sum() / T
+    out = Tensor(np.asarray(loss), (logits,))
+
+    def backward(g):
+        d_logits = exp / sum_exp
+        d_logits[rows, targets] -= 1.0
+        logits.add_grad(d_logits * (g / T))
+    out._backward = backward
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# Parameters: one flat buffer, every parameter a view of it
+# ----------------------------------------------------------------------------------------
+
+def make_params(state: dict, config: GPTConfig, dtype=np.float64) -> tuple[np.ndarray, dict]:
+    """(flat buffer, {name: Tensor}) from the shared initial weights.
+
+    The flat buffer follows the SPEC order, so Adam is a few calls over one array. The
+    SPEC stores attn_wq, attn_wk, attn_wv one after another, so the stacked (3C, C) matrix
+    [wq; wk; wv] is itself a view: one matmul computes q, k and v together.
+    """
+    flat = np.concatenate([np.asarray(state[name], dtype=dtype).ravel() for name, _ in param_shapes(config)])
+    views, offset = {}, 0
+    for name, (rows, cols) in param_shapes(config):
+        views[name] = (offset, rows, cols)
+        offset += rows * cols
+    params = {}
+    for name in ("wte", "wpe", "lm_head"):
+        start, rows, cols = views[name]
+        params[name] = Tensor(flat[start:start + rows * cols].reshape(rows, cols))
+    C = config.n_embd
+    for i in range(config.n_layer):
+        start = views[f"layer{i}.attn_wq"][0]
+        params[f"layer{i}.attn_wqkv"] = Tensor(flat[start:start + 3 * C * C].reshape(3 * C, C))
+        for name in ("attn_wo", "mlp_fc1", "mlp_fc2"):
+            start, rows, cols = views[f"layer{i}.{name}"]
+            params[f"layer{i}.{name}"] = Tensor(flat[start:start + rows * cols].reshape(rows, cols))
+    return flat, params
+
+
+def flat_grad(params: dict) -> np.ndarray:
+    """All gradients as one array, in the flat buffer's order (the params dict's order)."""
+    return np.concatenate([p.grad.ravel() for p in params.values()])
+
+
+def grads_by_name(grad: np.ndarray, config: GPTConfig) -> dict[str, np.ndarray]:
+    """Split a flat gradient back into the SPEC's named matrices (for tests and parity)."""
+    out, offset = {}, 0
+    for name, (rows, cols) in param_shapes(config):
+        out[name] = grad[offset:offset + rows * cols].reshape(rows, cols)
+        offset += rows * cols
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# Model: microgpt on the whole document at once
+# ----------------------------------------------------------------------------------------
+
+def gpt(tokens: np.ndarray, params: dict, config: GPTConfig) -> Tensor:
+    """Logits (T, V) for every position of `tokens` (T,) at once."""
+    x = rmsnorm(embed(params["wte"], params["wpe"], tokens))  # (T, C)
+    for li in range(config.n_layer):
+        qkv = linear(rmsnorm(x), params[f"layer{li}.attn_wqkv"])  # (T, 3C)
+        x = x + linear(causal_attention(qkv, config.n_head), params[f"layer{li}.attn_wo"])  # (T, C)
+        h = relu(linear(rmsnorm(x), params[f"layer{li}.mlp_fc1"]))  # (T, 4C)
+        x = x + linear(h, params[f"layer{li}.mlp_fc2"])  # (T, C)
+    return linear(x, params["lm_head"])  # (T, V)
+
+
+def document_loss(tokens: list[int], params: dict, config: GPTConfig) -> Tensor:
+    """Mean next-token cross-entropy over the first min(block_size, len-1) positions."""
+    n = min(config.block_size, len(tokens) - 1)
+    ids = np.asarray(tokens[:n + 1])
+    return cross_entropy(gpt(ids[:n], params, config), ids[1:])
+
+
+# ----------------------------------------------------------------------------------------
+# Optimizer: Adam on the flat buffer, vectorized
+# ----------------------------------------------------------------------------------------
+
+def adam_step(flat: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, step: int, num_steps: int):
+    """Update `flat` (and so every parameter view) in place. `step` is 0-based."""
+    lr_t = LEARNING_RATE * (1 - step / num_steps)  # linear decay to zero
+    m *= BETA1
+    m += (1 - BETA1) * grad  # m = beta1 m + (1 - beta1) g
+    v *= BETA2
+    v += (1 - BETA2) * (grad * grad)  # v = beta2 v + (1 - beta2) g^2
+    # p -= lr_t * m_hat / (sqrt(v_hat) + eps), with m_hat, v_hat corrected for starting at
+    # zero; written with out= so the update allocates only two temporaries.
+    denominator = np.sqrt(v / (1 - BETA2 ** (step + 1)))
+    denominator += EPS_ADAM
+    update = m / (1 - BETA1 ** (step + 1))
+    update *= lr_t
+    update /= denominator
+    flat -= update
+
+
+# ----------------------------------------------------------------------------------------
+# Sampling
+# ----------------------------------------------------------------------------------------
+
+def sample(params: dict, config: GPTConfig, tokenizer: Tokenizer, rng, temperature: float) -> str:
+    """One name: start from BOS, draw each next token, stop at BOS or block_size tokens.
+
+    Without a KV cache the whole prefix is run again for each new token; at T <= 16 that
+    is cheaper than the bookkeeping a cache would need.
+    """
+    tokens = [tokenizer.bos]
+    for _ in range(config.block_size):
+        logits = gpt(np.asarray(tokens), params, config).data[-1] / temperature
+        probs = np.exp(logits - logits.max())
+        token_id = rng.choices(range(config.vocab_size), weights=(probs / probs.sum()).tolist())[0]
+        if token_id == tokenizer.bos:
+            break
+        tokens.append(token_id)
+    return tokenizer.decode(tokens)
+
+
+# ----------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------
+
+def parse_args(argv=None):
+    parser = cli.build_parser(__doc__.splitlines()[0], HERE / "results.json")
+    parser.add_argument("--dtype", choices=["float64", "float32"], default="float64",
+                        help="float64 matches stage 1 to 1e-6 per step")
+    return cli.parse_args(parser, argv)
+
+
+def train(args) -> dict:
+    docs = dataset.load_docs(dataset.resolve_data_path(args.data))
+    tokenizer = Tokenizer.from_docs(docs)
+    config = GPTConfig(tokenizer.vocab_size, args.n_layer, args.n_embd, args.n_head, args.block_size)
+    docs, state, rng = init_run(docs, config, args.seed)
+    flat, params = make_params(state, config, np.dtype(args.dtype))
+    m, v = np.zeros_like(flat), np.zeros_like(flat)
+    print(f"{STAGE}: {len(docs)} docs, vocab {config.vocab_size}, {flat.size} parameters, "
+          f"{args.steps} steps, {args.dtype}, numpy {np.__version__}", flush=True)
+
+    run = results.TrainingRun(
+        STAGE, {**config.to_dict(), "steps": args.steps, "seed": args.seed, "dtype": args.dtype},
+        flat.size, args.out, results.environment("cpu"),
+    )
+    with run:
+        for step in range(args.steps):
+            t0 = time.perf_counter()
+            tokens = tokenizer.encode_doc(docs[step % len(docs)])
+            loss = document_loss(tokens, params, config)
+            t1 = time.perf_counter()
+            graph_nodes = loss.backward()
+            t2 = time.perf_counter()
+            adam_step(flat, flat_grad(params), m, v, step, args.steps)
+            for p in params.values():
+                p.grad = None
+            t3 = time.perf_counter()
+            run.record(float(loss.data), t3 - t0, doc_len=min(config.block_size, len(tokens) - 1),
+                       graph_nodes=graph_nodes, forward_ms=(t1 - t0) * 1e3,
+                       backward_ms=(t2 - t1) * 1e3, optimizer_ms=(t3 - t2) * 1e3)
+
+    samples = [sample(params, config, tokenizer, rng, args.temperature) for _ in range(args.samples)]
+    for i, name in enumerate(samples, start=1):
+        print(f"sample {i:2d}: {name}")
+    return run.finish(samples)
+
+
+def main(argv=None):
+    train(parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))

@@ -1,0 +1,72 @@
+"""Write the figures in the READMEs from results files, so no number is typed by hand.
+
+A README marks a generated block like this:
+
+    <!-- BEGIN figures 1_pure_python/results.json -->
+    (generated table)
+    <!-- END figures -->
+
+`python -m shared.report` rewrites every such block from the results file it names;
+`python -m shared.report --check` exits 1 if any README is out of date (the tests run it).
+"""
+
+import re
+import statistics
+import sys
+from pathlib import Path
+
+from shared.results import LOSS_WINDOW, WARMUP_STEPS, load_results, summarize
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BLOCK = re.compile(r"(<!-- BEGIN figures (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- END figures -->)", re.S)
+
+
+def figures_table(results_path: str) -> str:
+    """Markdown table of one run's headline numbers, with the machine it ran on."""
+    res = load_results(REPO_ROOT / results_path)
+    s = summarize(res)
+    env = res["env"]
+    device = env["device"] + (" through the Triton interpreter" if s["interpreter"] else "")
+    rows = [
+        ("parameters", f"{s['num_params']:,}"),
+        ("steps", f"{s['steps']}" + (" (interrupted run)" if res.get("partial") else "")),
+        ("loss at step 1", f"{res['losses'][0]:.4f}"),
+        (f"loss at step {s['steps']}", f"{res['losses'][-1]:.4f}"),
+        (f"mean loss, last {LOSS_WINDOW} steps", f"{s['final_loss']:.4f}"),
+        (f"median step time (after {WARMUP_STEPS} warm-up steps)", f"{s['median_step_ms']:.3f} ms"),
+        ("total training time", f"{s['total_s']:.2f} s"),
+    ]
+    if "graph_nodes" in res:
+        rows.append(("graph nodes per step (median)", f"{statistics.median(res['graph_nodes']):,.0f}"))
+    rows.append(("machine", f"{device}; {env['cpu']}, {env.get('cpu_count')} cores; "
+                            f"Python {env['python']}; {env['date'][:10]}"))
+    lines = [f"| measured in `{results_path}` | |", "|---|---|"]
+    lines += [f"| {name} | {value} |" for name, value in rows]
+    return "\n".join(lines) + "\n"
+
+
+def render(text: str) -> str:
+    return BLOCK.sub(lambda m: m.group(1) + figures_table(m.group("path")) + m.group(4), text)
+
+
+def readmes() -> list[Path]:
+    return sorted(p for p in REPO_ROOT.glob("**/README.md") if ".venv" not in p.parts)
+
+
+def main(argv: list[str]) -> int:
+    stale = []
+    for path in readmes():
+        text = path.read_text()
+        new = render(text)
+        if new != text:
+            stale.append(path.relative_to(REPO_ROOT))
+            if "--check" not in argv:
+                path.write_text(new)
+    if stale and "--check" in argv:
+        print(f"out of date: {', '.join(map(str, stale))}; run python -m shared.report", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,40 @@
+"""Each comparison notebook executes headless in fast mode (a few-step rerun written to a
+temporary folder), and the committed copy carries its outputs so it renders unexecuted."""
+
+import json
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from conftest import REPO_ROOT
+from shared import plotting
+
+NOTEBOOKS = {"1_pure_python": ["loss.png", "step_time.png", "graph_nodes.png"]}
+
+
+@pytest.mark.parametrize("stage", NOTEBOOKS)
+def test_notebook_executes_in_fast_mode(stage, tmp_path, monkeypatch, names_path):
+    monkeypatch.setenv(plotting.FAST_ENV, "1")
+    monkeypatch.setenv(plotting.OUT_ENV, str(tmp_path))
+    monkeypatch.setenv("MICROGPT_DATA", str(names_path))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(REPO_ROOT / stage / "compare.ipynb", as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(REPO_ROOT / stage)}}).execute()
+    for png in NOTEBOOKS[stage]:
+        assert (tmp_path / png).stat().st_size > 10_000, png
+    assert json.loads((tmp_path / "results.json").read_text())["losses"][0] == pytest.approx(3.366, abs=1e-3)
+
+
+@pytest.mark.parametrize("stage", NOTEBOOKS)
+def test_committed_notebook_has_its_plots(stage):
+    nb = nbformat.read(REPO_ROOT / stage / "compare.ipynb", as_version=4)
+    images = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
+              if "image/png" in out.get("data", {})]
+    assert len(images) >= len(NOTEBOOKS[stage])
+    errors = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
+              if out.get("output_type") == "error"]
+    assert not errors
+    for png in NOTEBOOKS[stage]:
+        assert (REPO_ROOT / stage / png).exists(), png

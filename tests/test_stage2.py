@@ -1,0 +1,158 @@
+"""Stage 2: every Tensor op against torch float64 (odd shapes, broadcasting), the whole
+model's gradients against stage 1, and the 1000-step trajectory against stage 1's run."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import REPO_ROOT, load_stage
+from reference import rmsnorm as torch_rmsnorm
+from shared.tokenizer import Tokenizer
+from shared.weights import GPTConfig, init_run
+
+stage1 = load_stage("1_pure_python")
+stage2 = load_stage("2_numpy")
+Tensor = stage2.Tensor
+RNG = np.random.default_rng(0)
+
+
+def check_op(op, torch_op, *arrays, atol=1e-12):
+    """op(*Tensors) and torch_op(*tensors) agree in value and in the gradient of a random
+    weighted sum of the output, for every input."""
+    tensors = [Tensor(a.copy()) for a in arrays]
+    out = op(*tensors)
+    weights = RNG.standard_normal(out.data.shape)
+    (out * Tensor(weights)).sum().backward()
+    torch_inputs = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in arrays]
+    torch_out = torch_op(*torch_inputs)
+    (torch_out * torch.tensor(weights)).sum().backward()
+    np.testing.assert_allclose(out.data, torch_out.detach().numpy(), rtol=0, atol=atol)
+    for t, ref in zip(tensors, torch_inputs):
+        np.testing.assert_allclose(t.grad, ref.grad.numpy(), rtol=0, atol=atol)
+
+
+def randn(*shape):
+    return RNG.standard_normal(shape)
+
+
+@pytest.mark.parametrize("a_shape, b_shape", [((5, 7), (5, 7)), ((5, 7), (7,)), ((5, 7), (5, 1)),
+                                              ((1, 7), (3, 1)), ((3,), ())])
+def test_add_and_mul_with_broadcasting(a_shape, b_shape):
+    a, b = randn(*a_shape), randn(*b_shape)
+    check_op(lambda x, y: x + y, lambda x, y: x + y, a, b)
+    check_op(lambda x, y: x * y, lambda x, y: x * y, a, b)
+    check_op(lambda x, y: x - y, lambda x, y: x - y, a, b)
+
+
+def test_neg_and_sum():
+    check_op(lambda x: -x, lambda x: -x, randn(4, 3))
+    x = Tensor(randn(4, 3))
+    x.sum().backward()
+    np.testing.assert_array_equal(x.grad, np.ones((4, 3)))
+
+
+@pytest.mark.parametrize("T, n_in, n_out", [(1, 16, 16), (5, 7, 3), (16, 16, 64), (13, 64, 16)])
+def test_linear(T, n_in, n_out):
+    check_op(stage2.linear, lambda x, w: x @ w.T, randn(T, n_in), randn(n_out, n_in))
+
+
+def test_relu():
+    x = randn(6, 5)
+    x[0, 0] = 0.0  # at zero both conventions give gradient 0
+    check_op(stage2.relu, torch.relu, x)
+
+
+@pytest.mark.parametrize("shape", [(1, 16), (5, 7), (16, 16), (3, 64)])
+def test_rmsnorm(shape):
+    check_op(stage2.rmsnorm, torch_rmsnorm, randn(*shape))
+
+
+@pytest.mark.parametrize("tokens", [[3], [0, 4, 4, 2, 0], [5, 1, 5, 5, 5, 2, 0, 1]])
+def test_embed_scatters_repeated_tokens(tokens):
+    ids = np.asarray(tokens)
+    check_op(lambda wte, wpe: stage2.embed(wte, wpe, ids),
+             lambda wte, wpe: wte[torch.tensor(ids)] + wpe[:len(ids)], randn(6, 5), randn(9, 5))
+
+
+def torch_causal_attention(qkv, n_head):
+    T, C3 = qkv.shape
+    C = C3 // 3
+    q, k, v = (t.view(T, n_head, C // n_head).transpose(0, 1) for t in qkv.split(C, dim=1))
+    y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    return y.transpose(0, 1).reshape(T, C)
+
+
+@pytest.mark.parametrize("T, n_head, head_dim", [(1, 4, 4), (5, 4, 4), (16, 4, 4), (7, 3, 2), (4, 1, 5)])
+def test_causal_attention(T, n_head, head_dim):
+    qkv = randn(T, 3 * n_head * head_dim)
+    check_op(lambda x: stage2.causal_attention(x, n_head), lambda x: torch_causal_attention(x, n_head), qkv)
+
+
+@pytest.mark.parametrize("T, V", [(1, 27), (5, 11), (16, 27)])
+def test_cross_entropy(T, V):
+    targets = RNG.integers(0, V, T)
+    logits = randn(T, V) * 3
+    check_op(lambda x: stage2.cross_entropy(x, targets),
+             lambda x: F.cross_entropy(x, torch.tensor(targets)), logits)
+
+
+# ---------------------------------------------------------------------------- whole model
+
+
+@pytest.fixture(scope="module")
+def setup(names_docs):
+    tokenizer = Tokenizer.from_docs(names_docs)
+    config = GPTConfig(vocab_size=tokenizer.vocab_size)
+    docs, state, _ = init_run(names_docs, config, seed=42)
+    return tokenizer, config, docs, state
+
+
+def test_model_gradients_equal_stage1(setup):
+    tokenizer, config, docs, state = setup
+    for doc in (docs[1], "christopheralexander"):
+        tokens = tokenizer.encode_doc(doc)
+        p1 = stage1.make_params(state)
+        loss1 = stage1.document_loss(tokens, p1, config)
+        loss1.backward()
+        _, p2 = stage2.make_params(state, config)
+        loss2 = stage2.document_loss(tokens, p2, config)
+        loss2.backward()
+        assert float(loss2.data) == pytest.approx(loss1.data, abs=1e-12)
+        grads2 = stage2.grads_by_name(stage2.flat_grad(p2), config)
+        for name, matrix in p1.items():
+            np.testing.assert_allclose(grads2[name], [[p.grad for p in row] for row in matrix],
+                                       rtol=0, atol=1e-10, err_msg=name)
+
+
+def train_losses(setup, steps, num_steps, dtype=np.float64):
+    tokenizer, config, docs, state = setup
+    flat, params = stage2.make_params(state, config, dtype)
+    m, v = np.zeros_like(flat), np.zeros_like(flat)
+    losses = []
+    for step in range(steps):
+        loss = stage2.document_loss(tokenizer.encode_doc(docs[step % len(docs)]), params, config)
+        loss.backward()
+        stage2.adam_step(flat, stage2.flat_grad(params), m, v, step, num_steps)
+        for p in params.values():
+            p.grad = None
+        losses.append(float(loss.data))
+    return losses
+
+
+def test_first_three_losses_match_microgpt(setup):
+    assert [round(x, 4) for x in train_losses(setup, 3, 1000)] == [3.3660, 3.4243, 3.1778]
+
+
+def test_1000_steps_equal_stage1_run_at_every_step(setup):
+    stage1_losses = json.loads((REPO_ROOT / "1_pure_python" / "results.json").read_text())["losses"]
+    losses = train_losses(setup, 1000, 1000)
+    np.testing.assert_allclose(losses, stage1_losses, rtol=0, atol=1e-6)
+    assert round(losses[-1], 4) == 2.6497
+
+
+def test_float32_run_ends_near_float64(setup):
+    losses = train_losses(setup, 1000, 1000, np.float32)
+    assert abs(losses[-1] - 2.6497) < 0.01
