@@ -2,7 +2,7 @@
 
 Every number in the model is a `Value`: a Python float that remembers which Values it
 was computed from and the local derivative with respect to each. One training step
-builds a graph of roughly 50,000 such scalar nodes for an average name, then walks it
+builds a graph of tens of thousands of such scalar nodes (more for longer names), then walks it
 backwards once to get all 4,192 gradients by the chain rule. Nothing is vectorized,
 nothing is compiled: this is the slow, obvious reference every later stage must equal.
 
@@ -105,16 +105,18 @@ class Value:
         its own gradient is complete and can be pushed to its children. The order is
         built with an explicit stack, not recursion, so no graph is too deep for Python.
         """
-        topo, visited = [], set()
-        stack = [(self, False)]
+        topo, visited = [], {self}
+        stack = [(self, iter(self._children))]  # a depth-first walk: (node, its unvisited children)
         while stack:
-            node, children_done = stack.pop()
-            if children_done:
-                topo.append(node)  # post-order: after every child it depends on
-            elif node not in visited:
-                visited.add(node)
-                stack.append((node, True))
-                stack.extend((child, False) for child in node._children if child not in visited)
+            node, children = stack[-1]
+            for child in children:
+                if child not in visited:
+                    visited.add(child)
+                    stack.append((child, iter(child._children)))
+                    break
+            else:  # all of node's children are placed, so node can follow them
+                stack.pop()
+                topo.append(node)
         self.grad = 1.0
         for node in reversed(topo):
             for child, local_grad in zip(node._children, node._local_grads):

@@ -103,16 +103,18 @@ class Tensor:
         Same iterative topological order as stage 1; each node's backward now moves a
         whole array of gradients at once.
         """
-        topo, visited = [], set()
-        stack = [(self, False)]
+        topo, visited = [], {self}
+        stack = [(self, iter(self._children))]  # a depth-first walk: (node, its unvisited children)
         while stack:
-            node, children_done = stack.pop()
-            if children_done:
+            node, children = stack[-1]
+            for child in children:
+                if child not in visited:
+                    visited.add(child)
+                    stack.append((child, iter(child._children)))
+                    break
+            else:  # all of node's children are placed, so node can follow them
+                stack.pop()
                 topo.append(node)
-            elif node not in visited:
-                visited.add(node)
-                stack.append((node, True))
-                stack += [(child, False) for child in node._children if child not in visited]
         self.grad = np.ones_like(self.data)
         for node in reversed(topo):
             if node._backward is not None:

@@ -101,6 +101,51 @@ def plot_step_time_hist(ax, runs: dict[str, dict]) -> None:
     ax.legend()
 
 
+def plot_speedup(ax, base_label: str, base: dict, label: str, res: dict) -> float:
+    """Per-step ratio base_ms / ms. Both runs train on the same document at each step, so
+    the ratio compares like with like; returns the ratio of the medians after warm-up."""
+    n = min(len(base["step_ms"]), len(res["step_ms"]))
+    ratio = np.divide(base["step_ms"][:n], res["step_ms"][:n])
+    overall = summarize(base)["median_step_ms"] / summarize(res)["median_step_ms"]
+    ax.plot(np.arange(1, n + 1), ratio, lw=0.6, alpha=0.6, color="C2", label="per step")
+    ax.plot(np.arange(1, n + 1), smooth(ratio), lw=2, color="C2", label=f"{SMOOTH_WINDOW}-step mean")
+    ax.axhline(overall, color="k", ls="--", lw=1, label=f"ratio of medians: {overall:,.0f}x")
+    ax.set(xlabel="step", ylabel=f"{base_label} time / {label} time", title=f"Speed-up of {label} over {base_label}")
+    ax.set_yscale("log")
+    ax.legend()
+    return overall
+
+
+def plot_phases(ax, runs: dict[str, dict]) -> None:
+    """Share of forward / backward / optimizer in each run's step (medians after warm-up),
+    one 100% bar per run, labelled with the milliseconds."""
+    phases = [("forward_ms", "forward"), ("backward_ms", "backward"), ("optimizer_ms", "optimizer")]
+    labels = [label for label, res in runs.items() if "forward_ms" in res]
+    for i, label in enumerate(labels):
+        res = runs[label]
+        ms = [float(np.median(res[key][10:] or res[key])) for key, _ in phases]
+        left = 0.0
+        for width_ms, (_, name), color in zip(ms, phases, _colors()):
+            width = width_ms / sum(ms)
+            ax.barh(i, width, left=left, color=color, label=name if i == 0 else None)
+            ax.text(left + width / 2, i, f"{width_ms:.3g} ms", ha="center", va="center", fontsize=9, color="white")
+            left += width
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlim(0, 1)
+    ax.set(xlabel="share of the step (median of each phase)", title="Where a step's time goes")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=3)
+
+
+def samples_table(runs: dict[str, dict]) -> str:
+    """Markdown table with each run's samples side by side."""
+    rows = ["| # | " + " | ".join(runs) + " |", "|---|" + "---|" * len(runs)]
+    longest = max(len(res["samples"]) for res in runs.values())
+    for i in range(longest):
+        cells = [res["samples"][i] if i < len(res["samples"]) else "" for res in runs.values()]
+        rows.append(f"| {i + 1} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def summary_table(runs: dict[str, dict]) -> str:
     """Markdown table: parameters, median ms/step, total, final loss, device, per run."""
     rows = ["| run | params | steps | median ms/step | total s | "

@@ -2,9 +2,11 @@
 
 A README marks a generated block like this:
 
-    <!-- BEGIN figures 1_pure_python/results.json -->
+    <!-- BEGIN figures 2_numpy/results.json vs 1_pure_python/results.json -->
     (generated table)
     <!-- END figures -->
+
+("vs" adds the speed-up over the second file: the ratio of the two medians.)
 
 `python -m shared.report` rewrites every such block from the results file it names;
 `python -m shared.report --check` exits 1 if any README is out of date (the tests run it).
@@ -18,11 +20,13 @@ from pathlib import Path
 from shared.results import LOSS_WINDOW, WARMUP_STEPS, load_results, summarize
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-BLOCK = re.compile(r"(<!-- BEGIN figures (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- END figures -->)", re.S)
+BLOCK = re.compile(r"(<!-- BEGIN figures (?P<path>\S+)(?: vs (?P<base>\S+))? -->\n)(?P<body>.*?)(<!-- END figures -->)",
+                   re.S)
 
 
-def figures_table(results_path: str) -> str:
-    """Markdown table of one run's headline numbers, with the machine it ran on."""
+def figures_table(results_path: str, base_path: str | None = None) -> str:
+    """Markdown table of one run's headline numbers, with the machine it ran on, and its
+    speed-up over the run in `base_path` if one is given."""
     res = load_results(REPO_ROOT / results_path)
     s = summarize(res)
     env = res["env"]
@@ -36,17 +40,27 @@ def figures_table(results_path: str) -> str:
         (f"median step time (after {WARMUP_STEPS} warm-up steps)", f"{s['median_step_ms']:.3f} ms"),
         ("total training time", f"{s['total_s']:.2f} s"),
     ]
+    if "forward_ms" in res:
+        phases = " / ".join(f"{statistics.median(res[k][WARMUP_STEPS:] or res[k]):.3f}"
+                            for k in ("forward_ms", "backward_ms", "optimizer_ms"))
+        rows.append(("median forward / backward / optimizer", f"{phases} ms"))
     if "graph_nodes" in res:
         rows.append(("graph nodes per step (median)", f"{statistics.median(res['graph_nodes']):,.0f}"))
     rows.append(("machine", f"{device}; {env['cpu']}, {env.get('cpu_count')} cores; "
                             f"Python {env['python']}; {env['date'][:10]}"))
+    if base_path:
+        base = load_results(REPO_ROOT / base_path)
+        ratio = summarize(base)["median_step_ms"] / s["median_step_ms"]
+        rows.append((f"speed-up over `{base_path}`", f"{ratio:,.0f}x (ratio of median step times)"))
+        if base["env"]["cpu"] != env["cpu"] or base["env"]["device"] != env["device"]:
+            rows.append(("note", "the two runs are from different machines: the ratio is not like for like"))
     lines = [f"| measured in `{results_path}` | |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in rows]
     return "\n".join(lines) + "\n"
 
 
 def render(text: str) -> str:
-    return BLOCK.sub(lambda m: m.group(1) + figures_table(m.group("path")) + m.group(4), text)
+    return BLOCK.sub(lambda m: m.group(1) + figures_table(m.group("path"), m.group("base")) + m.group(5), text)
 
 
 def readmes() -> list[Path]:

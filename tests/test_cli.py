@@ -10,7 +10,7 @@ import pytest
 
 from conftest import REPO_ROOT
 
-STAGES = ["1_pure_python"]
+STAGES = ["1_pure_python", "2_numpy", "3_pytorch"]
 
 
 def run_stage(stage, *argv, **kwargs):

@@ -1,0 +1,61 @@
+"""How step time grows with model size, per stage.
+
+Runs each stage's own main.py (the same code a reader runs) for a few hundred steps at
+each size and records the median step time after warm-up. One JSON file, one row per
+(stage, size); the plots read it.
+
+    python benchmarks/scaling.py --stages 2_numpy 3_pytorch --widths 16 32 64 128 256 \\
+        --steps 200 --out 3_pytorch/width_sweep.json
+"""
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from shared import results  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def measure(stage: str, steps: int, n_embd: int, n_layer: int, extra: list[str]) -> dict:
+    """One short run of `stage` at one size; returns its summary numbers."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "r.json"
+        cmd = [sys.executable, str(REPO_ROOT / stage / "main.py"), "--steps", str(steps), "--samples", "0",
+               "--n-embd", str(n_embd), "--n-layer", str(n_layer), "--out", str(out), *extra]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        res = results.load_results(out)
+    summary = results.summarize(res)
+    return {"stage": stage, "n_embd": n_embd, "n_layer": n_layer, "num_params": res["num_params"],
+            "steps": steps, "median_step_ms": summary["median_step_ms"], "device": summary["device"],
+            "extra_args": extra}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stages", nargs="+", default=["2_numpy", "3_pytorch"])
+    parser.add_argument("--widths", nargs="+", type=int, default=[16, 32, 64, 128, 256])
+    parser.add_argument("--layers", nargs="+", type=int, default=[1])
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--stage-args", nargs="*", default=[], metavar="STAGE=ARGS",
+                        help="extra flags for one stage, e.g. 3_pytorch='--device cuda'")
+    args = parser.parse_args(argv)
+    extra = {k: v.split() for k, v in (item.split("=", 1) for item in args.stage_args)}
+    rows = []
+    for stage in args.stages:
+        for n_layer in args.layers:
+            for width in args.widths:
+                row = measure(stage, args.steps, width, n_layer, extra.get(stage, []))
+                print(f"{stage:14s} n_layer {n_layer} n_embd {width:4d} ({row['num_params']:>9,} params): "
+                      f"{row['median_step_ms']:8.3f} ms/step", flush=True)
+                rows.append(row)
+    results.write_json_atomic(args.out, {"rows": rows, "env": results.environment("cpu")})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Stage 3: the nn.Module model equals stage 2 (gradients to 1e-10 in float64, the whole
+1000-step trajectory to 1e-6), float32 stays within 0.01 of microgpt's final loss, and
+--compile trains on a CPU."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO_ROOT, load_stage
+from shared.tokenizer import Tokenizer
+from shared.weights import GPTConfig, init_run
+
+stage2 = load_stage("2_numpy")
+stage3 = load_stage("3_pytorch")
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def setup(names_docs):
+    tokenizer = Tokenizer.from_docs(names_docs)
+    config = GPTConfig(vocab_size=tokenizer.vocab_size)
+    docs, state, _ = init_run(names_docs, config, seed=42)
+    return tokenizer, config, docs, state
+
+
+def test_parameter_count_is_the_spec_model(setup):
+    _, config, _, state = setup
+    model = stage3.GPT(config)
+    assert sum(p.numel() for p in model.parameters()) == 4192
+    assert all(m.bias is None for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+
+@pytest.mark.parametrize("doc_index, doc", [(0, None), (None, "christopheralexander"), (None, "x")])
+def test_float64_gradients_equal_stage2(setup, doc_index, doc):
+    tokenizer, config, docs, state = setup
+    tokens = tokenizer.encode_doc(docs[doc_index] if doc is None else doc)
+    _, p2 = stage2.make_params(state, config)
+    loss2 = stage2.document_loss(tokens, p2, config)
+    loss2.backward()
+    grads2 = stage2.grads_by_name(stage2.flat_grad(p2), config)
+    model = stage3.GPT(config).double().load_spec_weights(state)
+    _, loss3 = model(*stage3.document_tensors(tokens, config.block_size, CPU))
+    loss3.backward()
+    assert loss3.item() == pytest.approx(float(loss2.data), abs=1e-12)
+    for name, grad in model.grads_by_name().items():
+        np.testing.assert_allclose(grad.numpy(), grads2[name], rtol=0, atol=1e-10, err_msg=name)
+
+
+def train_losses(setup, steps, num_steps, dtype=torch.float64, compile=False):
+    tokenizer, config, docs, state = setup
+    model = stage3.GPT(config).to(dtype).load_spec_weights(state)
+    optimizer, schedule = stage3.make_optimizer(model, num_steps, CPU)
+    forward = torch.compile(model, dynamic=True) if compile else model
+    losses = []
+    for step in range(steps):
+        _, loss = forward(*stage3.document_tensors(tokenizer.encode_doc(docs[step]), config.block_size, CPU))
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    return losses
+
+
+def test_first_three_losses_match_microgpt(setup):
+    assert [round(x, 4) for x in train_losses(setup, 3, 1000)] == [3.3660, 3.4243, 3.1778]
+
+
+def test_float64_1000_steps_equal_stage2_run(setup):
+    stage2_losses = json.loads((REPO_ROOT / "2_numpy" / "results.json").read_text())["losses"]
+    losses = train_losses(setup, 1000, 1000)
+    np.testing.assert_allclose(losses, stage2_losses, rtol=0, atol=1e-6)
+
+
+def test_float32_run_ends_within_0_01_of_microgpt(setup):
+    losses = train_losses(setup, 1000, 1000, torch.float32)
+    assert abs(losses[-1] - 2.6497) < 0.01
+
+
+def test_compile_trains_on_cpu_like_eager(setup):
+    eager = train_losses(setup, 5, 1000, torch.float32)
+    compiled = train_losses(setup, 5, 1000, torch.float32, compile=True)
+    np.testing.assert_allclose(compiled, eager, rtol=0, atol=1e-5)
+
+
+def test_compile_flag_through_cli_reports_compile_time(tmp_path, names_path):
+    out = tmp_path / "r.json"
+    stage3.main(["--data", str(names_path), "--steps", "3", "--samples", "1", "--compile", "--out", str(out)])
+    res = json.loads(out.read_text())
+    assert res["env"]["compile"] is True and res["env"]["compile_s"] > 0
+    assert round(res["losses"][0], 4) == 3.3660
