@@ -1,0 +1,110 @@
+"""RMSNorm without a gain: y = x * r, r = 1 / sqrt(mean(x^2) + eps), per row.
+
+Naive PyTorch: `x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)` is four kernels,
+each reading and writing a (T, C) or (T, 1) array; its backward, built by autograd, is
+about as many again. The fused forward reads x once and writes y and the per-row r (the
+one number backward cannot cheaply recompute, as Liger-Kernel does); the fused backward
+reads x, r and the incoming gradient once.
+
+The residual stream feeds both this norm and the residual add after the block, so its
+gradient is the sum of two contributions. Rather than letting autograd add them with a
+separate kernel, `RMSNorm` also hands `x` through as a second output: the residual add
+consumes that, and the backward kernel adds the two gradients as it writes dx.
+"""
+
+import torch
+import triton
+import triton.language as tl
+
+EPS = 1e-5
+
+
+def rmsnorm_reference(x, eps=EPS):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+
+
+@triton.jit
+def rmsnorm_fwd_kernel(
+    x_ptr,  # (T, C) input
+    y_ptr,  # (T, C) output
+    r_ptr,  # (T,) output: 1 / rms of each row, saved for backward
+    T, C, eps,
+    BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    rows = tl.arange(0, BLOCK_T)
+    cols = tl.arange(0, BLOCK_C)
+    mask = (rows[:, None] < T) & (cols[None, :] < C)
+    x = tl.load(x_ptr + rows[:, None] * C + cols[None, :], mask=mask, other=0.0)
+    r = 1.0 / tl.sqrt(tl.sum(x * x, axis=1) / C + eps)  # (BLOCK_T,)
+    tl.store(y_ptr + rows[:, None] * C + cols[None, :], x * r[:, None], mask=mask)
+    tl.store(r_ptr + rows, r, mask=rows < T)
+
+
+# Backward, for one row with y = x r and r = (mean(x^2) + eps)^(-1/2):
+#     dr/dx_j = -r^3 x_j / C,   so   dy_i/dx_j = r [i == j] - x_i r^3 x_j / C
+#     dx_j = sum_i g_i dy_i/dx_j = r g_j - r^3 x_j (g . x) / C = r (g_j - y_j mean(g * y))
+# plus g_pass, the gradient arriving through the pass-through output (the residual).
+@triton.jit
+def rmsnorm_bwd_kernel(
+    x_ptr,  # (T, C) forward input
+    r_ptr,  # (T,) 1 / rms saved by the forward
+    g_ptr,  # (T, C) gradient of the loss with respect to y
+    g_pass_ptr,  # (T, C) gradient with respect to the pass-through copy of x (if HAS_PASS)
+    dx_ptr,  # (T, C) output
+    T, C,
+    HAS_PASS: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    rows = tl.arange(0, BLOCK_T)
+    cols = tl.arange(0, BLOCK_C)
+    mask = (rows[:, None] < T) & (cols[None, :] < C)
+    offsets = rows[:, None] * C + cols[None, :]
+    x = tl.load(x_ptr + offsets, mask=mask, other=0.0)
+    r = tl.load(r_ptr + rows, mask=rows < T, other=0.0)
+    g = tl.load(g_ptr + offsets, mask=mask, other=0.0)
+    y = x * r[:, None]  # recomputed: cheaper than storing and reloading it
+    dx = r[:, None] * (g - y * (tl.sum(g * y, axis=1) / C)[:, None])
+    if HAS_PASS:
+        dx += tl.load(g_pass_ptr + offsets, mask=mask, other=0.0)
+    tl.store(dx_ptr + offsets, dx, mask=mask)
+
+
+def rmsnorm_forward(x):
+    T, C = x.shape
+    y = torch.empty_like(x)
+    r = torch.empty(T, device=x.device, dtype=x.dtype)
+    rmsnorm_fwd_kernel[(1,)](x, y, r, T, C, EPS,
+                             BLOCK_T=triton.next_power_of_2(T), BLOCK_C=triton.next_power_of_2(C))
+    return y, r
+
+
+def rmsnorm_backward(x, r, g, g_pass=None):
+    T, C = x.shape
+    dx = torch.empty_like(x)
+    rmsnorm_bwd_kernel[(1,)](x, r, g, g if g_pass is None else g_pass, dx, T, C, HAS_PASS=g_pass is not None,
+                             BLOCK_T=triton.next_power_of_2(T), BLOCK_C=triton.next_power_of_2(C))
+    return dx
+
+
+class RMSNorm(torch.autograd.Function):
+    """(rmsnorm(x), x): the second output is x itself, for the residual add, so that both
+    gradients of the residual stream meet in one backward kernel."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y, r = rmsnorm_forward(x)
+        ctx.save_for_backward(x, r)
+        return y, x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g, g_pass):
+        x, r = ctx.saved_tensors
+        if g is None:
+            g = torch.zeros_like(x)
+        return rmsnorm_backward(x, r, g.contiguous(), None if g_pass is None else g_pass.contiguous())
+
+
+def bench(T=16, C=16, device="cuda"):
+    x = torch.randn(T, C, device=device)
+    ours = triton.testing.do_bench(lambda: rmsnorm_forward(x))
+    torch_ms = triton.testing.do_bench(lambda: rmsnorm_reference(x))
+    return {"triton_us": ours * 1e3, "torch_us": torch_ms * 1e3}
