@@ -87,7 +87,8 @@ class GPT(nn.Module):
     def weight(self, name):
         """(weight view, gradient view) of one matrix."""
         start, rows, cols = self.offsets[name]
-        return self.params[start:start + rows * cols].view(rows, cols), self.grads[start:start + rows * cols].view(rows, cols)
+        span = slice(start, start + rows * cols)
+        return self.params[span].view(rows, cols), self.grads[span].view(rows, cols)
 
     def forward(self, tokens, n, targets=None):
         """tokens (T,) int32, padded; n (1,) int32, the real length. Logits (T, V), or the loss."""

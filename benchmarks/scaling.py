@@ -53,7 +53,8 @@ def main(argv=None) -> int:
                 print(f"{stage:14s} n_layer {n_layer} n_embd {width:4d} ({row['num_params']:>9,} params): "
                       f"{row['median_step_ms']:8.3f} ms/step", flush=True)
                 rows.append(row)
-    results.write_json_atomic(args.out, {"rows": rows, "env": results.environment("cpu")})
+    devices = ", ".join(sorted({row["device"] for row in rows}))
+    results.write_json_atomic(args.out, {"rows": rows, "env": results.environment(devices)})
     return 0
 
 
