@@ -134,6 +134,7 @@ class TrainStep:
         self.hyper = torch.zeros(3, dtype=model.params.dtype, device=device)
         self.m = torch.zeros_like(model.params)
         self.v = torch.zeros_like(model.params)
+        self.seed_grad = torch.ones((), dtype=model.params.dtype, device=device)  # dL/dL, made once
         self.graph = self.graph_loss = None
         if cuda_graph:
             self.capture()
@@ -142,7 +143,7 @@ class TrainStep:
         """Queue the whole step on the device; returns the loss as a device tensor."""
         n, block_size = self.batch[0:1], self.model.config.block_size
         loss = self.model(self.batch[1:block_size + 1], n, self.batch[2:block_size + 2])  # inputs, n, targets
-        loss.backward()
+        loss.backward(self.seed_grad)  # (plain backward() would launch a kernel to fill a 1)
         adam_step(self.model.params.data, self.model.grads, self.m, self.v, self.hyper, BETA1, BETA2, EPS_ADAM)
         return loss.detach()
 

@@ -14,8 +14,6 @@ D = 4 is below tl.dot's minimum of 16, so the small products are broadcast-multi
 sum: q[:, None, :] * k[None, :, :] summed over D is q k^T.
 """
 
-import math
-
 import torch
 import torch.nn.functional as F
 import triton
@@ -34,8 +32,8 @@ def attention_fwd_kernel(
     qkv_ptr,  # (T, 3C): [q | k | v], head h at columns h*D .. h*D+D-1 of each third
     y_ptr,  # (T, C) output
     lse_ptr,  # (H, T) output: log-sum-exp of each row of scores, saved for backward
-    T, C, D, scale,
-    BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+    T, C,
+    D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     h = tl.program_id(0)
     rows = tl.arange(0, BLOCK_T)
@@ -45,6 +43,7 @@ def attention_fwd_kernel(
     q = tl.load(base, mask=mask, other=0.0)  # (BLOCK_T, BLOCK_D)
     k = tl.load(base + C, mask=mask, other=0.0)
     v = tl.load(base + 2 * C, mask=mask, other=0.0)
+    scale = 1.0 / tl.sqrt(tl.full([1], D, q.dtype))  # made in q's dtype: a float argument would be fp32
     s = tl.sum(q[:, None, :] * k[None, :, :], axis=2) * scale  # (T, T): s[i, j] = q_i . k_j / sqrt(D)
     causal = (rows[None, :] <= rows[:, None]) & (rows[None, :] < T)
     s = tl.where(causal, s, float("-inf"))
@@ -70,8 +69,8 @@ def attention_bwd_kernel(
     lse_ptr,  # (H, T) log-sum-exp saved by the forward
     g_ptr,  # (T, C) gradient of the loss with respect to y
     dqkv_ptr,  # (T, 3C) output, laid out like qkv
-    T, C, D, scale,
-    BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+    T, C,
+    D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     h = tl.program_id(0)
     rows = tl.arange(0, BLOCK_T)
@@ -85,6 +84,7 @@ def attention_bwd_kernel(
     y = tl.load(y_ptr + out_offsets, mask=mask, other=0.0)
     g = tl.load(g_ptr + out_offsets, mask=mask, other=0.0)
     lse = tl.load(lse_ptr + h * T + rows, mask=rows < T, other=0.0)
+    scale = 1.0 / tl.sqrt(tl.full([1], D, q.dtype))
     s = tl.sum(q[:, None, :] * k[None, :, :], axis=2) * scale
     causal = (rows[None, :] <= rows[:, None]) & (rows[None, :] < T) & (rows[:, None] < T)
     p = tl.where(causal, tl.exp(s - lse[:, None]), 0.0)  # (T, T)
@@ -106,7 +106,7 @@ def attention_forward(qkv, n_head):
     D = C // n_head
     y = torch.empty((T, C), device=qkv.device, dtype=qkv.dtype)
     lse = torch.empty((n_head, T), device=qkv.device, dtype=qkv.dtype)
-    attention_fwd_kernel[(n_head,)](qkv, y, lse, T, C, D, 1.0 / math.sqrt(D),
+    attention_fwd_kernel[(n_head,)](qkv, y, lse, T, C, D=D,
                                     BLOCK_T=triton.next_power_of_2(T), BLOCK_D=triton.next_power_of_2(D))
     return y, lse
 
@@ -116,7 +116,7 @@ def attention_backward(qkv, y, lse, g, n_head):
     C = C3 // 3
     D = C // n_head
     dqkv = torch.empty_like(qkv)
-    attention_bwd_kernel[(n_head,)](qkv, y, lse, g, dqkv, T, C, D, 1.0 / math.sqrt(D),
+    attention_bwd_kernel[(n_head,)](qkv, y, lse, g, dqkv, T, C, D=D,
                                     BLOCK_T=triton.next_power_of_2(T), BLOCK_D=triton.next_power_of_2(D))
     return dqkv
 

@@ -28,13 +28,14 @@ def rmsnorm_fwd_kernel(
     x_ptr,  # (T, C) input
     y_ptr,  # (T, C) output
     r_ptr,  # (T,) output: 1 / rms of each row, saved for backward
-    T, C, eps,
-    BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr,
+    T, C,
+    EPS: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     rows = tl.arange(0, BLOCK_T)
     cols = tl.arange(0, BLOCK_C)
     mask = (rows[:, None] < T) & (cols[None, :] < C)
     x = tl.load(x_ptr + rows[:, None] * C + cols[None, :], mask=mask, other=0.0)
+    eps = tl.full([1], EPS, x.dtype)  # in x's dtype: a float argument would arrive as fp32
     r = 1.0 / tl.sqrt(tl.sum(x * x, axis=1) / C + eps)  # (BLOCK_T,)
     tl.store(y_ptr + rows[:, None] * C + cols[None, :], x * r[:, None], mask=mask)
     tl.store(r_ptr + rows, r, mask=rows < T)
@@ -72,7 +73,7 @@ def rmsnorm_forward(x):
     T, C = x.shape
     y = torch.empty_like(x)
     r = torch.empty(T, device=x.device, dtype=x.dtype)
-    rmsnorm_fwd_kernel[(1,)](x, y, r, T, C, EPS,
+    rmsnorm_fwd_kernel[(1,)](x, y, r, T, C, EPS=EPS,
                              BLOCK_T=triton.next_power_of_2(T), BLOCK_C=triton.next_power_of_2(C))
     return y, r
 
@@ -93,14 +94,16 @@ class RMSNorm(torch.autograd.Function):
     def forward(ctx, x):
         y, r = rmsnorm_forward(x)
         ctx.save_for_backward(x, r)
+        ctx.set_materialize_grads(False)  # an unused output's gradient stays None, not a zero-fill kernel
         return y, x.view_as(x)
 
     @staticmethod
     def backward(ctx, g, g_pass):
         x, r = ctx.saved_tensors
-        if g is None:
-            g = torch.zeros_like(x)
-        return rmsnorm_backward(x, r, g.contiguous(), None if g_pass is None else g_pass.contiguous())
+        g_pass = None if g_pass is None else g_pass.contiguous()
+        if g is None:  # only the pass-through was used
+            return g_pass
+        return rmsnorm_backward(x, r, g.contiguous(), g_pass)
 
 
 def bench(T=16, C=16, device="cuda"):
