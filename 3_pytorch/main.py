@@ -253,13 +253,20 @@ def train(args) -> dict:
             tokens = tokenizer.encode_doc(docs[step % len(docs)])
             inputs, targets = document_tensors(tokens, config.block_size, device)
             _, loss = forward(inputs, targets)
+            t1 = time.perf_counter()
             loss.backward()
+            t2 = time.perf_counter()
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
+            t3 = time.perf_counter()
             loss_value = loss.item()  # the one host sync per step: the loss we print
             sync()
-            run.record(loss_value, time.perf_counter() - t0, doc_len=len(inputs))
+            # On a CPU every op finishes before the next line, so phase times are real; on a
+            # GPU they would only time the launches, so they are not recorded there.
+            phases = {} if device.type != "cpu" else dict(
+                forward_ms=(t1 - t0) * 1e3, backward_ms=(t2 - t1) * 1e3, optimizer_ms=(t3 - t2) * 1e3)
+            run.record(loss_value, time.perf_counter() - t0, doc_len=len(inputs), **phases)
 
     model.eval()
     samples = [sample(model, tokenizer, rng, args.temperature, device) for _ in range(args.samples)]
