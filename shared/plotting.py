@@ -136,6 +136,36 @@ def plot_phases(ax, runs: dict[str, dict]) -> None:
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=3)
 
 
+def plot_scaling(ax, rows: list[dict], x: str = "n_embd", labels: dict[str, str] | None = None) -> list[tuple]:
+    """Median step time against model size (log-log), one line per stage and device, with
+    the points where two lines cross marked. Returns the crossings as (x, label_a, label_b)."""
+    lines: dict[str, list] = {}
+    for row in rows:
+        key = (labels or {}).get(row["stage"], row["stage"]) + f" ({row['device']})"
+        lines.setdefault(key, []).append((row[x], row["median_step_ms"]))
+    for (key, points), color in zip(lines.items(), _colors()):
+        xs, ms = zip(*sorted(points))
+        ax.loglog(xs, ms, "o-", color=color, label=key)
+    crossings = []
+    keys = list(lines)
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            pa, pb = dict(lines[a]), dict(lines[b])
+            xs = sorted(set(pa) & set(pb))
+            for x0, x1 in zip(xs, xs[1:]):
+                d0, d1 = np.log(pa[x0] / pb[x0]), np.log(pa[x1] / pb[x1])
+                if d0 * d1 < 0:  # the lines swap order between x0 and x1: interpolate in log space
+                    t = d0 / (d0 - d1)
+                    xc = float(np.exp(np.log(x0) + t * (np.log(x1) - np.log(x0))))
+                    yc = float(np.exp(np.log(pa[x0]) + t * (np.log(pa[x1]) - np.log(pa[x0]))))
+                    ax.plot(xc, yc, "kx", ms=10, mew=2)
+                    ax.annotate(f"cross at {x} ~ {xc:.0f}", (xc, yc), textcoords="offset points", xytext=(6, -14))
+                    crossings.append((xc, a, b))
+    ax.set(xlabel=x, ylabel="median ms per step", title=f"Step time against {x}")
+    ax.legend()
+    return crossings
+
+
 def samples_table(runs: dict[str, dict]) -> str:
     """Markdown table with each run's samples side by side."""
     rows = ["| # | " + " | ".join(runs) + " |", "|---|" + "---|" * len(runs)]

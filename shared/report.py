@@ -51,7 +51,9 @@ def figures_table(results_path: str, base_path: str | None = None) -> str:
     if base_path:
         base = load_results(REPO_ROOT / base_path)
         ratio = summarize(base)["median_step_ms"] / s["median_step_ms"]
-        rows.append((f"speed-up over `{base_path}`", f"{ratio:,.0f}x (ratio of median step times)"))
+        shown = f"{ratio:,.0f}x" if ratio >= 10 else f"{ratio:.2f}x"
+        rows.append((f"speed-up over `{base_path}`",
+                     f"{shown} (ratio of median step times" + ("; below 1 means slower)" if ratio < 1 else ")")))
         if base["env"]["cpu"] != env["cpu"] or base["env"]["device"] != env["device"]:
             rows.append(("note", "the two runs are from different machines: the ratio is not like for like"))
     lines = [f"| measured in `{results_path}` | |", "|---|---|"]
