@@ -33,6 +33,7 @@ if INTERPRET:
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
+from fused_step import FusedTrainer  # noqa: E402
 from kernels.adam import adam_step  # noqa: E402
 from kernels.attention import CausalAttention  # noqa: E402
 from kernels.cross_entropy import CrossEntropy  # noqa: E402
@@ -183,6 +184,14 @@ class TrainStep:
         return self.launch().item()
 
 
+def fused_trainer(model: GPT, tokenizer: Tokenizer, docs: list[str], num_steps: int) -> FusedTrainer:
+    """The one-kernel trainer over the model's flat parameters, documents loaded, kernel compiled."""
+    trainer = FusedTrainer(model.params.data, model.config, num_steps, BETA1, BETA2, EPS_ADAM, LEARNING_RATE)
+    trainer.load_documents([tokenizer.encode_doc(docs[i % len(docs)]) for i in range(num_steps)])
+    trainer.launch(0, 0)  # compiles the kernel (zero steps), so no timed step includes the compile
+    return trainer
+
+
 # ----------------------------------------------------------------------------------------
 # Sampling
 # ----------------------------------------------------------------------------------------
@@ -215,7 +224,15 @@ def parse_args(argv=None):
                         help="float64 only through the interpreter (for exact checks)")
     parser.add_argument("--no-cuda-graph", action="store_true",
                         help="on a GPU, launch every kernel from Python instead of replaying one graph")
-    return cli.parse_args(parser, argv)
+    parser.add_argument("--fused", choices=["step", "run"], default=None,
+                        help="train with the one-kernel step of fused_step.py: one launch per step, "
+                             "or the whole run in one launch")
+    args = cli.parse_args(parser, argv)
+    if args.fused and args.dtype != "float32":
+        parser.error("--fused runs in float32 only")
+    if args.fused and args.n_layer != 1:
+        parser.error("--fused implements the SPEC's one-layer model; drop --fused for --n-layer > 1")
+    return args
 
 
 def device_description() -> str:
@@ -232,29 +249,48 @@ def train(args) -> dict:
     config = GPTConfig(tokenizer.vocab_size, args.n_layer, args.n_embd, args.n_head, args.block_size)
     docs, state, rng = init_run(docs, config, args.seed)
     model = GPT(config, state, getattr(torch, args.dtype), device)
-    cuda_graph = not INTERPRET and not args.no_cuda_graph
+    cuda_graph = not INTERPRET and not args.no_cuda_graph and not args.fused
     t0 = time.perf_counter()
-    step_fn = TrainStep(model, args.steps, cuda_graph)
+    if args.fused:
+        step_fn = fused_trainer(model, tokenizer, docs, args.steps)
+        mode = "the fused one-kernel step, " + ("one launch per step" if args.fused == "step" else
+                                                 "the whole run in one launch")
+    else:
+        step_fn = TrainStep(model, args.steps, cuda_graph)
+        mode = "28 kernels per step" + (", replayed as one CUDA graph" if cuda_graph else "")
     setup_s = time.perf_counter() - t0
     print(f"{STAGE}: {len(docs)} docs, vocab {config.vocab_size}, {model.params.numel()} parameters, "
-          f"{args.steps} steps, {args.dtype} on {device_description()}"
-          + (", one CUDA graph per step" if cuda_graph else ""), flush=True)
+          f"{args.steps} steps, {args.dtype} on {device_description()}, {mode}", flush=True)
     if INTERPRET:
         print("no CUDA GPU: every kernel runs in Triton's CPU interpreter (NumPy emulation) -- "
               "right numbers, interpreter speed; the timings below measure the interpreter", flush=True)
 
     env = results.environment(device_description(), interpreter=INTERPRET, cuda_graph=cuda_graph,
-                              setup_s=setup_s, threads=torch.get_num_threads())
+                              fused=args.fused, setup_s=setup_s, threads=torch.get_num_threads())
+    if args.fused == "run":
+        env["timing"] = "the whole run is one launch: each step_ms is the run's time divided by its steps"
     run = results.TrainingRun(
         STAGE, {**config.to_dict(), "steps": args.steps, "seed": args.seed, "dtype": args.dtype},
-        model.params.numel(), args.out, env, show_eta=INTERPRET,
+        model.params.numel(), args.out, env, show_eta=INTERPRET and args.fused != "run",
     )
     with run:
-        for step in range(args.steps):
+        if args.fused == "run":
             t0 = time.perf_counter()
-            tokens = tokenizer.encode_doc(docs[step % len(docs)])
-            loss = step_fn(tokens, step)
-            run.record(loss, time.perf_counter() - t0, doc_len=min(config.block_size, len(tokens) - 1))
+            step_fn.launch(0, args.steps)
+            losses = step_fn.losses.tolist()  # waits for the launch to finish
+            per_step = (time.perf_counter() - t0) / args.steps
+            for step, loss in enumerate(losses):
+                run.record(loss, per_step, doc_len=int(step_fn.batches[step, 0]))
+        else:
+            for step in range(args.steps):
+                t0 = time.perf_counter()
+                tokens = tokenizer.encode_doc(docs[step % len(docs)])
+                if args.fused:
+                    step_fn.launch(step, 1)
+                    loss = step_fn.losses[step].item()
+                else:
+                    loss = step_fn(tokens, step)
+                run.record(loss, time.perf_counter() - t0, doc_len=min(config.block_size, len(tokens) - 1))
 
     samples = [sample(model, tokenizer, rng, args.temperature) for _ in range(args.samples)]
     for i, name in enumerate(samples, start=1):

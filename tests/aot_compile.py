@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "4_triton"))
 import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 
+import fused_step  # noqa: E402
 from kernels import adam, attention, cross_entropy, embedding, linear, rmsnorm  # noqa: E402
 
 F32, I32 = "*fp32", "*i32"
@@ -72,6 +73,14 @@ def cases(C=16, T=16, V=27, H=4):
         out.append((f"linear_bwd_dw({tag})", linear.linear_bwd_dw_kernel,
                     {"g_ptr": F32, "y_ptr": F32, "x_ptr": F32, "dw_ptr": F32, "T": "i32", "N": "i32", "K": "i32"},
                     {"RELU": relu, **blocks}))
+    if C != 16:  # the one-kernel step unrolls the whole model: compile it at the SPEC's width only
+        return out
+    out.append(("fused train_kernel", fused_step.train_kernel,
+                {"p_ptr": F32, "g_ptr": F32, "m_ptr": F32, "v_ptr": F32, "batches_ptr": I32, "hyper_ptr": F32,
+                 "losses_ptr": F32, "first_step": "i32", "num_steps": "i32", "beta1": "fp32", "beta2": "fp32",
+                 "eps_adam": "fp32"},
+                {"N": 12 * C * C + (2 * V + T) * C, "V": V, "V_PAD": max(16, pow2(V)), "T": T, "C": C, "H": H,
+                 "D": D, "EPS": rmsnorm.EPS}))
     return out
 
 

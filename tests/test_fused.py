@@ -1,0 +1,96 @@
+"""The whole training step as one kernel (4_triton/fused_step.py), through the interpreter:
+its losses follow stage 3 (float32) step by step, one launch for many steps equals one
+launch per step, and its committed full run ends where microgpt's does."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO_ROOT, load_stage
+from shared.tokenizer import Tokenizer
+from shared.weights import GPTConfig, init_run
+
+stage3 = load_stage("3_pytorch")
+stage4 = load_stage("4_triton")
+from fused_step import FusedTrainer  # noqa: E402
+
+DEVICE = torch.device("cpu") if stage4.INTERPRET else torch.device("cuda")
+
+
+@pytest.fixture(scope="module")
+def setup(names_docs):
+    tokenizer = Tokenizer.from_docs(names_docs)
+    config = GPTConfig(vocab_size=tokenizer.vocab_size)
+    docs, state, _ = init_run(names_docs, config, seed=42)
+    return tokenizer, config, docs, state
+
+
+def trainer(setup, steps):
+    tokenizer, config, docs, state = setup
+    model = stage4.GPT(config, state, device=DEVICE)
+    fused = FusedTrainer(model.params.data, config, 1000, stage4.BETA1, stage4.BETA2, stage4.EPS_ADAM,
+                         stage4.LEARNING_RATE)
+    fused.load_documents([tokenizer.encode_doc(doc) for doc in docs[:steps]])
+    return fused
+
+
+@pytest.fixture(scope="module")
+def stage3_losses(setup):
+    tokenizer, config, docs, state = setup
+    model = stage3.GPT(config).load_spec_weights(state)
+    optimizer, schedule = stage3.make_optimizer(model, 1000, torch.device("cpu"))
+    losses = []
+    for step in range(20):
+        _, loss = model(*stage3.document_tensors(tokenizer.encode_doc(docs[step]), config.block_size, "cpu"))
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    return losses
+
+
+def test_one_launch_per_step_follows_stage3(setup, stage3_losses):
+    fused = trainer(setup, 20)
+    for step in range(20):
+        fused.launch(step, 1)
+    losses = fused.losses[:20].tolist()
+    assert [round(x, 4) for x in losses[:3]] == [3.3660, 3.4243, 3.1778]
+    np.testing.assert_allclose(losses, stage3_losses, rtol=0, atol=1e-4)
+
+
+def test_whole_run_in_one_launch_equals_one_launch_per_step(setup, stage3_losses):
+    per_step, one_launch = trainer(setup, 8), trainer(setup, 8)
+    for step in range(8):
+        per_step.launch(step, 1)
+    one_launch.launch(0, 8)
+    torch.testing.assert_close(one_launch.losses[:8], per_step.losses[:8], rtol=0, atol=0)
+    torch.testing.assert_close(one_launch.params, per_step.params, rtol=0, atol=0)
+    np.testing.assert_allclose(one_launch.losses[:8].tolist(), stage3_losses[:8], rtol=0, atol=1e-4)
+
+
+def test_weights_after_steps_match_the_per_op_kernels(setup):
+    """Five steps of the fused kernel leave the same weights as five steps of the 28 kernels."""
+    tokenizer, config, docs, state = setup
+    fused = trainer(setup, 5)
+    fused.launch(0, 5)
+    step_fn = stage4.TrainStep(stage4.GPT(config, state, device=DEVICE), 1000, cuda_graph=False)
+    for step in range(5):
+        step_fn(tokenizer.encode_doc(docs[step]), step)
+    torch.testing.assert_close(fused.params, step_fn.model.params.data, rtol=0, atol=2e-6)
+
+
+def test_fused_refuses_models_it_does_not_implement(setup):
+    _, config, _, state = setup
+    deeper = GPTConfig(config.vocab_size, n_layer=2)
+    with pytest.raises(ValueError, match="one-layer"):
+        FusedTrainer(torch.zeros(10), deeper, 10, 0.85, 0.99, 1e-8, 0.01)
+
+
+def test_committed_full_fused_run_ends_at_microgpts_loss():
+    res = json.loads((REPO_ROOT / "4_triton" / "results_fused.json").read_text())
+    assert res["env"]["fused"] == "step" and len(res["losses"]) == 1000
+    assert round(res["losses"][0], 4) == 3.3660
+    assert abs(res["losses"][-1] - 2.6497) < 0.01
