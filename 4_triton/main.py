@@ -281,6 +281,7 @@ def train(args) -> dict:
             per_step = (time.perf_counter() - t0) / args.steps
             for step, loss in enumerate(losses):
                 run.record(loss, per_step, doc_len=int(step_fn.batches[step, 0]))
+            run.total_s = per_step * args.steps  # the launch itself, not the printing of the log after it
         else:
             for step in range(args.steps):
                 t0 = time.perf_counter()
