@@ -1,0 +1,213 @@
+"""Run every stage on the same work and record the numbers side by side.
+
+    python benchmarks/run.py                  # all stages, 1000 steps each (stage 1: ~7 minutes)
+    python benchmarks/run.py --quick          # a smoke run: 20 steps each
+    python benchmarks/run.py --stages 2_numpy 3_pytorch --repeats 3
+
+Each stage runs as a reader runs it -- its own main.py, in a fresh process -- with every
+thread pool pinned to one thread (OMP, MKL, OpenBLAS and torch), so no stage borrows the
+second core. With --repeats N the stages run N times, interleaved (1, 2, 3, 4, 1, 2, ...),
+and each stage's figure is the median of its N medians: on a shared machine that drifts,
+interleaving spreads the drift over every stage alike.
+
+Without a CUDA GPU, stage 4 runs through Triton's interpreter for a short run, labelled as
+such and kept out of the speed-up columns (the interpreter's speed says nothing about the
+kernels). With one, stage 3 also runs on the GPU and stage 4 runs compiled, and the GPU
+rows get their own speed-up column against stage 3 on the same GPU.
+
+Writes benchmarks/results/<machine>-<date>.json (every run's full results) and a markdown
+table beside it; benchmarks/plots.py draws the figures from that file.
+"""
+
+import argparse
+import datetime
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from shared import results  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+STAGES = {
+    "1_pure_python": "scalar Value autograd, pure Python",
+    "2_numpy": "NumPy Tensor autograd",
+    "3_pytorch": "PyTorch (torch.autograd, nn.Module, torch.optim)",
+    "4_triton": "our Triton kernels",
+}
+INTERPRETER_STEPS = 20
+# where each GPU run's results file belongs in the stage folders (see --stage-files)
+GPU_STAGE_FILES = {
+    "3_pytorch (cuda)": "3_pytorch.results_gpu.json",
+    "4_triton (cuda graph)": "4_triton.results_gpu.json",
+    "4_triton (no graph)": "4_triton.results_gpu_no_graph.json",
+    "4_triton (one kernel per step)": "4_triton.results_fused_gpu.json",
+    "4_triton (whole run, one launch)": "4_triton.results_fused_run_gpu.json",
+}
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def plan(stages: list[str], steps: int, gpu: bool) -> list[dict]:
+    """The runs to make: (label, stage, flags, steps, whether it enters the speed-up chain)."""
+    runs = []
+    for stage in stages:
+        if stage == "3_pytorch":
+            runs.append(dict(label="3_pytorch", stage=stage, args=["--device", "cpu", "--threads", "1"],
+                             steps=steps, chain="cpu"))
+            if gpu:
+                runs.append(dict(label="3_pytorch (cuda)", stage=stage, args=["--device", "cuda"],
+                                 steps=steps, chain="gpu"))
+        elif stage == "4_triton":
+            if gpu:
+                runs.append(dict(label="4_triton (cuda graph)", stage=stage, args=[], steps=steps, chain="gpu"))
+                runs.append(dict(label="4_triton (no graph)", stage=stage, args=["--no-cuda-graph"], steps=steps,
+                                 chain="gpu"))
+                runs.append(dict(label="4_triton (one kernel per step)", stage=stage, args=["--fused", "step"],
+                                 steps=steps, chain="gpu"))
+                runs.append(dict(label="4_triton (whole run, one launch)", stage=stage, args=["--fused", "run"],
+                                 steps=steps, chain="gpu"))
+            else:
+                runs.append(dict(label="4_triton (interpreter)", stage=stage, args=[],
+                                 steps=min(steps, INTERPRETER_STEPS), chain=None))
+        else:
+            runs.append(dict(label=stage, stage=stage, args=[], steps=steps, chain="cpu"))
+    return runs
+
+
+def run_once(run: dict, progress: str) -> dict:
+    """One run of one stage's main.py; shows its progress on one line; returns its results."""
+    env = {**os.environ, **ONE_THREAD}
+    if run["chain"] is None:
+        env["TRITON_INTERPRET"] = "1"
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "results.json"
+        cmd = [sys.executable, "-u", str(REPO_ROOT / run["stage"] / "main.py"), "--steps", str(run["steps"]),
+               "--out", str(out), *run["args"]]
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        tail = []
+        for line in proc.stdout:
+            tail = (tail + [line])[-20:]
+            match = re.match(r"step\s+(\d+) /\s*(\d+)", line)
+            if match and (int(match.group(1)) % max(1, int(match.group(2)) // 20) == 0):
+                done, total = int(match.group(1)), int(match.group(2))
+                elapsed = time.perf_counter() - started
+                eta = elapsed / done * (total - done)
+                print(f"\r{progress} {run['label']}: step {done}/{total}, eta {eta:5.0f} s ", end="", flush=True)
+        if proc.wait() != 0:
+            raise SystemExit(f"\n{run['label']} failed:\n{''.join(tail)}")
+        print()
+        return results.load_results(out)
+
+
+def machine_name(env: dict) -> str:
+    cpu = re.sub(r"[^a-z0-9]+", "-", env["cpu"].lower()).strip("-")
+    return f"{cpu}-{env['cpu_count']}core" + ("-" + re.sub(r"[^a-z0-9]+", "-", env["device"].lower()).strip("-")
+                                            if env["device"] != "cpu" else "")
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| run | machinery | device | params | median ms/step | total s | speed-up over previous stage "
+             "(GPU rows: over stage 3 on the GPU) | cumulative over stage 1 | mean loss, last 100 |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ratio = r["speedup_previous"]
+        speed = "" if ratio is None else (f"{ratio:,.0f}x" if ratio >= 10 else f"{ratio:.2f}x")
+        cumulative = "" if r["speedup_cumulative"] is None else f"{r['speedup_cumulative']:,.0f}x"
+        device = r["device"] + (" (Triton interpreter: not a speed)" if r["interpreter"] else "")
+        lines.append(f"| {r['label']} | {r['machinery']} | {device} | {r['num_params']:,} | "
+                     f"{r['median_step_ms']:.4g} | {r['total_s']:.3g} | {speed} | {cumulative} | "
+                     f"{r['final_loss']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def summarize_runs(plan_rows: list[dict], repeats: list[list[dict]]) -> list[dict]:
+    """One row per planned run: the median over repeats, and its speed-ups. CPU rows form the
+    chain 1 -> 2 -> 3 (over the previous stage, and cumulative over stage 1); each GPU row is
+    compared with stage 3 on the same GPU, the first GPU row."""
+    rows, cpu_previous, cpu_first, gpu_base = [], None, None, None
+    for run, tries in zip(plan_rows, repeats):
+        summaries = [results.summarize(t) for t in tries]
+        ms = statistics.median(s["median_step_ms"] for s in summaries)
+        row = {
+            "label": run["label"], "stage": run["stage"], "machinery": STAGES[run["stage"]],
+            "device": summaries[0]["device"], "interpreter": summaries[0]["interpreter"],
+            "num_params": summaries[0]["num_params"], "steps": summaries[0]["steps"],
+            "median_step_ms": ms, "median_step_ms_each_repeat": [s["median_step_ms"] for s in summaries],
+            "total_s": statistics.median(s["total_s"] for s in summaries),
+            "final_loss": summaries[0]["final_loss"], "chain": run["chain"],
+            "speedup_previous": None, "speedup_cumulative": None,
+        }
+        if run["chain"] == "cpu":
+            if cpu_previous is not None:
+                row["speedup_previous"] = cpu_previous / ms
+                row["speedup_cumulative"] = cpu_first / ms
+            cpu_previous, cpu_first = ms, cpu_first or ms
+        elif run["chain"] == "gpu":
+            if gpu_base is None:
+                gpu_base = ms
+            else:
+                row["speedup_previous"] = gpu_base / ms
+        rows.append(row)
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=list(STAGES))
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=1, help="interleaved repeats; medians of medians")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 20 steps, one repeat")
+    parser.add_argument("--out-dir", default=str(RESULTS_DIR))
+    parser.add_argument("--stage-files", metavar="DIR", default=None,
+                        help="also write each GPU run's results file (results_gpu*.json) into DIR")
+    args = parser.parse_args(argv)
+    if args.steps <= 0 or args.repeats <= 0:
+        parser.error("--steps and --repeats must be positive")
+    steps = 20 if args.quick else args.steps
+    gpu = cuda_available()
+    runs = plan(args.stages, steps, gpu)
+    print(f"{len(runs)} runs x {args.repeats} repeat(s), {steps} steps each, every thread pool pinned to 1 thread"
+          + (", GPU rows on CUDA" if gpu else ", stage 4 through the interpreter (short, labelled)"), flush=True)
+    repeats = [[] for _ in runs]
+    for r in range(args.repeats):
+        for i, run in enumerate(runs):
+            repeats[i].append(run_once(run, f"[repeat {r + 1}/{args.repeats}, run {i + 1}/{len(runs)}]"))
+    rows = summarize_runs(runs, repeats)
+    env = results.environment("cuda" if gpu else "cpu", threads_pinned=1)
+    env["device"] = next((r["device"] for r in rows if r["chain"] == "gpu"), "cpu")
+    report = {"rows": rows, "runs": {run["label"]: tries for run, tries in zip(runs, repeats)},
+              "steps": steps, "repeats": args.repeats, "quick": args.quick, "env": env}
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{machine_name(env)}-{datetime.date.today().isoformat()}" + ("-quick" if args.quick else "")
+    results.write_json_atomic(out_dir / f"{stem}.json", report)
+    markdown = (f"Measured on {env['cpu']} ({env['cpu_count']} cores), device {env['device']}, Python "
+                f"{env['python']}, torch {env['torch']}, {env['date']}; {steps} steps, {args.repeats} "
+                f"repeat(s), one thread per process.\n\n" + table(rows))
+    (out_dir / f"{stem}.md").write_text(markdown)
+    if args.stage_files:
+        for label, tries in report["runs"].items():
+            if label in GPU_STAGE_FILES:
+                results.write_json_atomic(Path(args.stage_files) / GPU_STAGE_FILES[label], tries[0])
+    print(markdown)
+    print(f"-> {out_dir / stem}.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""The benchmark harness and the scaling sweep, in their smoke modes: real runs of the real
+main.py files, checked for the numbers they must carry."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO_ROOT
+
+
+def test_quick_benchmark_records_every_stage_with_speedups(tmp_path, names_path, monkeypatch):
+    monkeypatch.setenv("MICROGPT_DATA", str(names_path))
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "run.py"), "--quick", "--stages",
+                           "2_numpy", "3_pytorch", "--repeats", "2", "--out-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (path,) = tmp_path.glob("*-quick.json")
+    report = json.loads(path.read_text())
+    rows = {row["label"]: row for row in report["rows"]}
+    assert set(rows) == {"2_numpy", "3_pytorch"}
+    assert all(len(row["median_step_ms_each_repeat"]) == 2 for row in rows.values())
+    two, three = rows["2_numpy"], rows["3_pytorch"]
+    assert three["speedup_previous"] == pytest.approx(two["median_step_ms"] / three["median_step_ms"])
+    assert two["final_loss"] == pytest.approx(three["final_loss"], abs=1e-4)  # the same 20 steps
+    assert report["env"]["threads_pinned"] == 1 and report["env"]["cpu"]
+    assert "| 3_pytorch |" in path.with_suffix(".md").read_text()
+
+
+def test_scaling_sweep_grows_with_width(tmp_path, names_path, monkeypatch):
+    monkeypatch.setenv("MICROGPT_DATA", str(names_path))
+    out = tmp_path / "sweep.json"
+    subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "scaling.py"), "--stages", "2_numpy",
+                    "--widths", "16", "128", "--steps", "15", "--out", str(out)], check=True, timeout=300,
+                   capture_output=True)
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["n_embd"], r["num_params"]) for r in rows] == [(16, 4192), (128, 205568)]
+    assert rows[1]["median_step_ms"] > rows[0]["median_step_ms"]  # 49x the parameters cost more time
