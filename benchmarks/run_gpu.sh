@@ -2,7 +2,7 @@
 # Everything measured on a CUDA GPU machine, in one sitting. Writes to ${OUT:-benchmarks/results/gpu}:
 #   <machine>-<date>.json/.md    benchmarks/run.py: all four stages on this machine (stage 3 on CPU and GPU,
 #                                stage 4 as CUDA graph, without graph, one kernel per step, whole run in one launch)
-#   <stage>.results_gpu*.json    those GPU runs' results files, for the stage folders (copy them there)
+#   (the stage folders. results_gpu*.json files are those GPU runs: run.py --stage-files DIR writes them)
 #   gpu_profile.json             kernels launched per step (stage 3, stage 4) and kernel micro-benchmarks
 #   scaling_gpu.json             step time against n_embd, stages 3 and 4 on the GPU
 #   gpu.log                      everything printed
@@ -23,5 +23,5 @@ PY=${PYTHON:-python3}
   timeout 150 $PY benchmarks/scaling.py --stages 3_pytorch 4_triton --widths 16 32 64 128 256 --steps 200 \
     --stage-args "3_pytorch=--device cuda" --out "$OUT/scaling_gpu.json"
   echo "== all stages, one sitting"
-  timeout 500 $PY benchmarks/run.py --out-dir "$OUT" --stage-files "$OUT"
+  timeout 500 $PY benchmarks/run.py --out-dir "$OUT"
 } 2>&1 | tee "$OUT/gpu.log"
