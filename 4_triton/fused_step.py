@@ -63,7 +63,9 @@ def _store(ptr, offset, tile, ROWS: tl.constexpr, COLS: tl.constexpr, ROWS_PAD: 
     tl.store(ptr + offset + rows[:, None] * COLS + cols[None, :], tile, mask=rows[:, None] < ROWS)
 
 
-@triton.jit
+# Triton compiles a separate variant for integer arguments equal to 1 or divisible by 16;
+# the step range must not pick the variant, or the first real launch would compile again.
+@triton.jit(do_not_specialize=["first_step", "num_steps"])
 def train_kernel(
     p_ptr,  # (N,) flat parameters in the SPEC's order, updated in place
     g_ptr,  # (N,) flat gradients (scratch: written each step, read by the Adam sweep)
