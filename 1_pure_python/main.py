@@ -6,7 +6,7 @@ builds a graph of tens of thousands of such scalar nodes (more for longer names)
 backwards once to get all 4,192 gradients by the chain rule. Nothing is vectorized,
 nothing is compiled: this is the slow, obvious reference every later stage must equal.
 
-Run:  python 1_pure_python/main.py            (about 6 minutes on a 2-core machine)
+Run:  python 1_pure_python/main.py            (several minutes; README.md has the measured time)
       python 1_pure_python/main.py --steps 20  (a quick look)
 """
 

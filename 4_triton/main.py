@@ -14,7 +14,7 @@ which emulates every program with NumPy: right for checking numbers, useless for
 
 Run:  python 4_triton/main.py                    (CUDA: compiled, CUDA graph)
       python 4_triton/main.py --no-cuda-graph    (CUDA: one Python launch per kernel)
-      python 4_triton/main.py --steps 20         (CPU: the interpreter, a few seconds a step)
+      python 4_triton/main.py --steps 20         (CPU: the interpreter: exact, and slow)
 """
 
 import os

@@ -42,8 +42,11 @@ STAGES = {
     "4_triton": "our Triton kernels",
 }
 INTERPRETER_STEPS = 20
-# where each GPU run's results file belongs in the stage folders (see --stage-files)
-GPU_STAGE_FILES = {
+# where each run's results file belongs in the stage folders (see --stage-files)
+STAGE_FILES = {
+    "1_pure_python": "1_pure_python.results.json",
+    "2_numpy": "2_numpy.results.json",
+    "3_pytorch": "3_pytorch.results.json",
     "3_pytorch (cuda)": "3_pytorch.results_gpu.json",
     "4_triton (cuda graph)": "4_triton.results_gpu.json",
     "4_triton (no graph)": "4_triton.results_gpu_no_graph.json",
@@ -174,7 +177,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run: 20 steps, one repeat")
     parser.add_argument("--out-dir", default=str(RESULTS_DIR))
     parser.add_argument("--stage-files", metavar="DIR", default=None,
-                        help="also write each GPU run's results file (results_gpu*.json) into DIR")
+                        help="also write each run's results file into DIR, named <stage>.<file> (see STAGE_FILES)")
     args = parser.parse_args(argv)
     if args.steps <= 0 or args.repeats <= 0:
         parser.error("--steps and --repeats must be positive")
@@ -202,8 +205,8 @@ def main(argv=None) -> int:
     (out_dir / f"{stem}.md").write_text(markdown)
     if args.stage_files:
         for label, tries in report["runs"].items():
-            if label in GPU_STAGE_FILES:
-                results.write_json_atomic(Path(args.stage_files) / GPU_STAGE_FILES[label], tries[0])
+            if label in STAGE_FILES and not report["quick"]:
+                results.write_json_atomic(Path(args.stage_files) / STAGE_FILES[label], tries[0])
     print(markdown)
     print(f"-> {out_dir / stem}.json")
     return 0

@@ -159,10 +159,11 @@ def plot_scaling(ax, rows: list[dict], x: str = "n_embd", labels: dict[str, str]
                     xc = float(np.exp(np.log(x0) + t * (np.log(x1) - np.log(x0))))
                     yc = float(np.exp(np.log(pa[x0]) + t * (np.log(pa[x1]) - np.log(pa[x0]))))
                     ax.plot(xc, yc, "kx", ms=10, mew=2)
-                    ax.annotate(f"cross at {x} ~ {xc:.0f}", (xc, yc), textcoords="offset points", xytext=(6, -14))
+                    ax.annotate(f"{xc:.0f}", (xc, yc), textcoords="offset points", xytext=(4, -14), fontsize=8)
                     crossings.append((xc, a, b))
-    ax.set(xlabel=x, ylabel="median ms per step", title=f"Step time against {x}")
-    ax.legend()
+    ax.set(xlabel=x + ("  (x: where two lines cross, labelled with the " + x + ")" if crossings else ""),
+           ylabel="median ms per step", title=f"Step time against {x}")
+    ax.legend(fontsize=8)
     return crossings
 
 

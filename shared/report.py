@@ -1,6 +1,7 @@
 """Write the figures in the READMEs from results files, so no number is typed by hand.
 
-A README marks a generated block like this:
+A README marks a generated block like this (kinds: `figures` for a results file,
+`launches` for benchmarks/gpu_profile.py's output, `benchmark` for benchmarks/run.py's):
 
     <!-- BEGIN figures 2_numpy/results.json vs 1_pure_python/results.json -->
     (generated table)
@@ -20,8 +21,8 @@ from pathlib import Path
 from shared.results import LOSS_WINDOW, WARMUP_STEPS, load_results, summarize
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-BLOCK = re.compile(r"(<!-- BEGIN figures (?P<path>\S+)(?: vs (?P<base>\S+))? -->\n)(?P<body>.*?)(<!-- END figures -->)",
-                   re.S)
+BLOCK = re.compile(r"(<!-- BEGIN (?P<kind>figures|launches|benchmark) (?P<path>\S+)(?: vs (?P<base>\S+))? -->\n)"
+                   r"(?P<body>.*?)(<!-- END (?P=kind) -->)", re.S)
 
 
 def figures_table(results_path: str, base_path: str | None = None) -> str:
@@ -37,13 +38,15 @@ def figures_table(results_path: str, base_path: str | None = None) -> str:
         ("loss at step 1", f"{res['losses'][0]:.4f}"),
         (f"loss at step {s['steps']}", f"{res['losses'][-1]:.4f}"),
         (f"mean loss, last {LOSS_WINDOW} steps", f"{s['final_loss']:.4f}"),
-        (f"median step time (after {WARMUP_STEPS} warm-up steps)", f"{s['median_step_ms']:.3f} ms"),
-        ("total training time", f"{s['total_s']:.2f} s"),
+        (f"median step time (after {WARMUP_STEPS} warm-up steps)", f"{s['median_step_ms']:.4g} ms"),
+        ("total training time", f"{s['total_s']:.4g} s"),
     ]
     if "forward_ms" in res:
         phases = " / ".join(f"{statistics.median(res[k][WARMUP_STEPS:] or res[k]):.3f}"
                             for k in ("forward_ms", "backward_ms", "optimizer_ms"))
         rows.append(("median forward / backward / optimizer", f"{phases} ms"))
+    if env.get("timing"):
+        rows.append(("timing", env["timing"]))
     if "graph_nodes" in res:
         rows.append(("graph nodes per step (median)", f"{statistics.median(res['graph_nodes']):,.0f}"))
     rows.append(("machine", f"{device}; {env['cpu']}, {env.get('cpu_count')} cores; "
@@ -61,8 +64,41 @@ def figures_table(results_path: str, base_path: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def launches_table(profile_path: str) -> str:
+    """Kernels per training step (CUDA profiler) and each kernel against naive PyTorch."""
+    prof = load_results(REPO_ROOT / profile_path)
+    env = prof["env"]
+    lines = [f"| measured in `{profile_path}` on {env['device']}, torch {env['torch']}, {env['date'][:10]} | |",
+             "|---|---|",
+             f"| stage 3 (eager PyTorch): GPU kernels and copies per step | {prof['stage3_eager']['per_step']:.0f} |",
+             f"| stage 4 (our kernels, launched one by one): GPU kernels and copies per step | "
+             f"{prof['stage4_per_kernel']['per_step']:.0f} |", "",
+             "| op (one call, launch included; `triton.testing.do_bench`) | our kernel, µs | naive PyTorch, µs |",
+             "|---|---|---|"]
+    for name, row in prof["kernel_bench_us"].items():
+        theirs = row.get("torch_us", row.get("torch_foreach_us"))
+        lines.append(f"| {name} | {row['triton_us']:.1f} | {theirs:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def benchmark_table(report_path: str) -> str:
+    """The markdown table benchmarks/run.py wrote beside its JSON, with the machine line."""
+    return (REPO_ROOT / report_path).with_suffix(".md").read_text()
+
+
+def _render_block(m) -> str:
+    kind, path = m.group("kind"), m.group("path")
+    if kind == "figures":
+        body = figures_table(path, m.group("base"))
+    elif kind == "launches":
+        body = launches_table(path)
+    else:
+        body = benchmark_table(path)
+    return m.group(1) + body + m.group(6)
+
+
 def render(text: str) -> str:
-    return BLOCK.sub(lambda m: m.group(1) + figures_table(m.group("path"), m.group("base")) + m.group(5), text)
+    return BLOCK.sub(_render_block, text)
 
 
 def readmes() -> list[Path]:

@@ -19,6 +19,8 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from shared import dataset  # noqa: E402
 from shared.errors import UserError  # noqa: E402
+from shared.tokenizer import Tokenizer  # noqa: E402
+from shared.weights import GPTConfig, init_run  # noqa: E402
 
 _stages: dict[str, object] = {}
 
@@ -48,3 +50,21 @@ def names_path() -> Path:
 @pytest.fixture(scope="session")
 def names_docs(names_path) -> list[str]:
     return dataset.load_docs(names_path)
+
+
+class Spec:
+    """The SPEC's run: tokenizer, config, shuffled documents and initial weights (seed 42)."""
+
+    def __init__(self, docs: list[str]):
+        self.tokenizer = Tokenizer.from_docs(docs)
+        self.config = GPTConfig(vocab_size=self.tokenizer.vocab_size)
+        self.docs, self.state, _ = init_run(docs, self.config, seed=42)
+
+    def tokens(self, step: int) -> list[int]:
+        """The document trained on at `step`, encoded."""
+        return self.tokenizer.encode_doc(self.docs[step % len(self.docs)])
+
+
+@pytest.fixture(scope="session")
+def spec(names_docs) -> Spec:
+    return Spec(names_docs)

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import REPO_ROOT
 
-STAGES = ["1_pure_python", "2_numpy", "3_pytorch"]
+STAGES = ["1_pure_python", "2_numpy", "3_pytorch", "4_triton"]
 
 
 def run_stage(stage, *argv, **kwargs):

@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+import trajectories
 from conftest import REPO_ROOT, load_stage
-from shared.tokenizer import Tokenizer
-from shared.weights import GPTConfig, init_run
+from shared.weights import GPTConfig
 
-stage3 = load_stage("3_pytorch")
 stage4 = load_stage("4_triton")
 from fused_step import FusedTrainer  # noqa: E402
 
@@ -20,11 +19,8 @@ DEVICE = torch.device("cpu") if stage4.INTERPRET else torch.device("cuda")
 
 
 @pytest.fixture(scope="module")
-def setup(names_docs):
-    tokenizer = Tokenizer.from_docs(names_docs)
-    config = GPTConfig(vocab_size=tokenizer.vocab_size)
-    docs, state, _ = init_run(names_docs, config, seed=42)
-    return tokenizer, config, docs, state
+def setup(spec):
+    return spec.tokenizer, spec.config, spec.docs, spec.state
 
 
 def trainer(setup, steps):
@@ -37,19 +33,8 @@ def trainer(setup, steps):
 
 
 @pytest.fixture(scope="module")
-def stage3_losses(setup):
-    tokenizer, config, docs, state = setup
-    model = stage3.GPT(config).load_spec_weights(state)
-    optimizer, schedule = stage3.make_optimizer(model, 1000, torch.device("cpu"))
-    losses = []
-    for step in range(20):
-        _, loss = model(*stage3.document_tensors(tokenizer.encode_doc(docs[step]), config.block_size, "cpu"))
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-    return losses
+def stage3_losses(spec):
+    return trajectories.stage3_losses(spec, 20)
 
 
 def test_one_launch_per_step_follows_stage3(setup, stage3_losses):

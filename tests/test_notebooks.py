@@ -10,7 +10,12 @@ from nbclient import NotebookClient
 from conftest import REPO_ROOT
 from shared import plotting
 
-NOTEBOOKS = {"1_pure_python": ["loss.png", "step_time.png", "graph_nodes.png"]}
+NOTEBOOKS = {
+    "1_pure_python": ["loss.png", "step_time.png", "graph_nodes.png"],
+    "2_numpy": ["loss.png", "step_time.png", "graph_nodes.png", "phases.png"],
+    "3_pytorch": ["loss.png", "step_time.png", "phases.png", "width_sweep.png"],
+    "4_triton": ["loss.png", "step_time.png", "launches.png"],
+}
 
 
 @pytest.mark.parametrize("stage", NOTEBOOKS)

@@ -10,21 +10,17 @@ import numpy as np
 import pytest
 import torch
 
+import trajectories
 from conftest import REPO_ROOT, load_stage
 from reference import loss_and_grads
-from shared.tokenizer import Tokenizer
-from shared.weights import GPTConfig, init_run
 
 stage1, stage2, stage3, stage4 = (load_stage(s) for s in ("1_pure_python", "2_numpy", "3_pytorch", "4_triton"))
 DOCS = ["emma", "christopheralexander"]  # a short name, and one longer than block_size
 
 
 @pytest.fixture(scope="module")
-def setup(names_docs):
-    tokenizer = Tokenizer.from_docs(names_docs)
-    config = GPTConfig(vocab_size=tokenizer.vocab_size)
-    _, state, _ = init_run(names_docs, config, seed=42)
-    return tokenizer, config, state
+def setup(spec):
+    return spec.tokenizer, spec.config, spec.state
 
 
 def grads_stage1(tokens, state, config, dtype):
@@ -112,62 +108,12 @@ def test_a_gradient_change_would_be_caught(computed):
         np.testing.assert_allclose(nudged, reference["layer0.attn_wq"], rtol=0, atol=1e-10)
 
 
-def trajectory_stage1(setup, docs, steps):
-    tokenizer, config, state = setup
-    params = stage1.make_params(state)
-    flat = stage1.flatten(params)
-    m, v, losses = [0.0] * len(flat), [0.0] * len(flat), []
-    for step in range(steps):
-        loss = stage1.document_loss(tokenizer.encode_doc(docs[step]), params, config)
-        loss.backward()
-        stage1.adam_step(flat, m, v, step, 1000)
-        losses.append(loss.data)
-    return losses
-
-
-def trajectory_stage2(setup, docs, steps):
-    tokenizer, config, state = setup
-    flat, params = stage2.make_params(state, config)
-    m, v, losses = np.zeros_like(flat), np.zeros_like(flat), []
-    for step in range(steps):
-        loss = stage2.document_loss(tokenizer.encode_doc(docs[step]), params, config)
-        loss.backward()
-        stage2.adam_step(flat, stage2.flat_grad(params), m, v, step, 1000)
-        for p in params.values():
-            p.grad = None
-        losses.append(float(loss.data))
-    return losses
-
-
-def trajectory_stage3(setup, docs, steps, dtype=torch.float64):
-    tokenizer, config, state = setup
-    model = stage3.GPT(config).to(dtype).load_spec_weights(state)
-    optimizer, schedule = stage3.make_optimizer(model, 1000, torch.device("cpu"))
-    losses = []
-    for step in range(steps):
-        _, loss = model(*stage3.document_tensors(tokenizer.encode_doc(docs[step]), config.block_size, "cpu"))
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-    return losses
-
-
-def trajectory_stage4(setup, docs, steps):
-    tokenizer, config, state = setup
-    device = "cpu" if stage4.INTERPRET else "cuda"
-    step_fn = stage4.TrainStep(stage4.GPT(config, state, device=device), 1000, cuda_graph=device == "cuda")
-    return [step_fn(tokenizer.encode_doc(docs[step]), step) for step in range(steps)]
-
-
-def test_20_step_trajectories_agree_across_stages(setup, names_docs):
-    docs, _, _ = init_run(names_docs, setup[1], seed=42)
-    s1 = trajectory_stage1(setup, docs, 20)
-    s2 = trajectory_stage2(setup, docs, 20)
-    s3 = trajectory_stage3(setup, docs, 20)
-    s3_f32 = trajectory_stage3(setup, docs, 20, torch.float32)
-    s4 = trajectory_stage4(setup, docs, 20)
+def test_20_step_trajectories_agree_across_stages(spec):
+    s1 = trajectories.stage1_losses(spec, 20)
+    s2 = trajectories.stage2_losses(spec, 20)
+    s3 = trajectories.stage3_losses(spec, 20, torch.float64)
+    s3_f32 = trajectories.stage3_losses(spec, 20, torch.float32)
+    s4 = trajectories.stage4_losses(spec, 20, "cpu" if stage4.INTERPRET else "cuda")
     np.testing.assert_allclose(s2, s1, rtol=0, atol=1e-9)  # float64 against float64
     np.testing.assert_allclose(s3, s1, rtol=0, atol=1e-9)
     np.testing.assert_allclose(s3_f32, s1, rtol=0, atol=1e-4)  # float32 against float64

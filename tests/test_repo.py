@@ -51,18 +51,50 @@ def test_standard_library_only(path):
     assert not outside, f"{path} imports {outside}"
 
 
-@pytest.mark.parametrize("stage", ["1_pure_python"])
-def test_committed_results_are_full_spec_runs(stage):
-    res = json.loads((REPO_ROOT / stage / "results.json").read_text())
+RESULTS_FILES = ["1_pure_python/results.json", "2_numpy/results.json", "3_pytorch/results.json",
+                 "3_pytorch/results_gpu.json", "4_triton/results.json", "4_triton/results_fused.json",
+                 "4_triton/results_gpu.json", "4_triton/results_gpu_no_graph.json", "4_triton/results_fused_gpu.json",
+                 "4_triton/results_fused_run_gpu.json"]
+
+
+@pytest.mark.parametrize("path", RESULTS_FILES)
+def test_committed_results_are_full_spec_runs(path):
+    res = json.loads((REPO_ROOT / path).read_text())
     assert "partial" not in res
     assert {k: res["config"][k] for k in SPEC_CONFIG} == SPEC_CONFIG
     assert res["num_params"] == 4192
     assert len(res["losses"]) == len(res["step_ms"]) == 1000
     assert len(res["samples"]) == 20
     assert res["env"]["device"] and res["env"]["cpu"] and res["env"]["date"]
+    assert round(res["losses"][0], 4) == 3.3660 and round(res["losses"][-1], 4) == 2.6497
+    if "gpu" in path:
+        assert "H100" in res["env"]["device"] and res["env"]["interpreter"] is False
+    if path.startswith("4_triton/results") and "gpu" not in path:
+        assert res["env"]["interpreter"] is True  # labelled: interpreter timings, not kernel timings
+
+
+def test_stage_results_are_runs_of_the_benchmark_sittings():
+    """Each stage's results.json and results_gpu*.json is one run recorded in a committed
+    benchmark file, so every ratio between them was measured in one sitting."""
+    import sys
+
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    from run import STAGE_FILES
+
+    found = set()
+    for bench in (REPO_ROOT / "benchmarks" / "results").glob("*core-*.json"):
+        report = json.loads(bench.read_text())
+        runs, on_gpu = report["runs"], report["env"]["device"] != "cpu"
+        for label, name in STAGE_FILES.items():
+            if label in runs and on_gpu == ("results_gpu" in name or "fused_" in name):
+                stage, filename = name.split(".", 1)
+                assert json.loads((REPO_ROOT / stage / filename).read_text()) == runs[label][0], name
+                found.add(label)
+    assert found == set(STAGE_FILES)
 
 
 def test_stage1_results_reproduce_microgpt():
     res = json.loads((REPO_ROOT / "1_pure_python" / "results.json").read_text())
     assert round(res["losses"][0], 4) == 3.3660
     assert round(res["losses"][999], 4) == 2.6497
+    assert res["samples"][:3] == ["kamon", "ann", "karai"]  # microgpt's published samples

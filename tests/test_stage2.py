@@ -8,10 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import trajectories
 from conftest import REPO_ROOT, load_stage
 from reference import rmsnorm as torch_rmsnorm
-from shared.tokenizer import Tokenizer
-from shared.weights import GPTConfig, init_run
 
 stage1 = load_stage("1_pure_python")
 stage2 = load_stage("2_numpy")
@@ -103,11 +102,8 @@ def test_cross_entropy(T, V):
 
 
 @pytest.fixture(scope="module")
-def setup(names_docs):
-    tokenizer = Tokenizer.from_docs(names_docs)
-    config = GPTConfig(vocab_size=tokenizer.vocab_size)
-    docs, state, _ = init_run(names_docs, config, seed=42)
-    return tokenizer, config, docs, state
+def setup(spec):
+    return spec.tokenizer, spec.config, spec.docs, spec.state
 
 
 def test_model_gradients_equal_stage1(setup):
@@ -127,32 +123,17 @@ def test_model_gradients_equal_stage1(setup):
                                        rtol=0, atol=1e-10, err_msg=name)
 
 
-def train_losses(setup, steps, num_steps, dtype=np.float64):
-    tokenizer, config, docs, state = setup
-    flat, params = stage2.make_params(state, config, dtype)
-    m, v = np.zeros_like(flat), np.zeros_like(flat)
-    losses = []
-    for step in range(steps):
-        loss = stage2.document_loss(tokenizer.encode_doc(docs[step % len(docs)]), params, config)
-        loss.backward()
-        stage2.adam_step(flat, stage2.flat_grad(params), m, v, step, num_steps)
-        for p in params.values():
-            p.grad = None
-        losses.append(float(loss.data))
-    return losses
+def test_first_three_losses_match_microgpt(spec):
+    assert [round(x, 4) for x in trajectories.stage2_losses(spec, 3)] == [3.3660, 3.4243, 3.1778]
 
 
-def test_first_three_losses_match_microgpt(setup):
-    assert [round(x, 4) for x in train_losses(setup, 3, 1000)] == [3.3660, 3.4243, 3.1778]
-
-
-def test_1000_steps_equal_stage1_run_at_every_step(setup):
+def test_1000_steps_equal_stage1_run_at_every_step(spec):
     stage1_losses = json.loads((REPO_ROOT / "1_pure_python" / "results.json").read_text())["losses"]
-    losses = train_losses(setup, 1000, 1000)
+    losses = trajectories.stage2_losses(spec, 1000)
     np.testing.assert_allclose(losses, stage1_losses, rtol=0, atol=1e-6)
     assert round(losses[-1], 4) == 2.6497
 
 
-def test_float32_run_ends_near_float64(setup):
-    losses = train_losses(setup, 1000, 1000, np.float32)
+def test_float32_run_ends_near_float64(spec):
+    losses = trajectories.stage2_losses(spec, 1000, np.float32)
     assert abs(losses[-1] - 2.6497) < 0.01

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+import trajectories
 from conftest import REPO_ROOT, load_stage
-from shared.tokenizer import Tokenizer
-from shared.weights import GPTConfig, init_run
 
 stage2 = load_stage("2_numpy")
 stage3 = load_stage("3_pytorch")
@@ -18,11 +17,8 @@ CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
-def setup(names_docs):
-    tokenizer = Tokenizer.from_docs(names_docs)
-    config = GPTConfig(vocab_size=tokenizer.vocab_size)
-    docs, state, _ = init_run(names_docs, config, seed=42)
-    return tokenizer, config, docs, state
+def setup(spec):
+    return spec.tokenizer, spec.config, spec.docs, spec.state
 
 
 def test_parameter_count_is_the_spec_model(setup):
@@ -48,40 +44,24 @@ def test_float64_gradients_equal_stage2(setup, doc_index, doc):
         np.testing.assert_allclose(grad.numpy(), grads2[name], rtol=0, atol=1e-10, err_msg=name)
 
 
-def train_losses(setup, steps, num_steps, dtype=torch.float64, compile=False):
-    tokenizer, config, docs, state = setup
-    model = stage3.GPT(config).to(dtype).load_spec_weights(state)
-    optimizer, schedule = stage3.make_optimizer(model, num_steps, CPU)
-    forward = torch.compile(model, dynamic=True) if compile else model
-    losses = []
-    for step in range(steps):
-        _, loss = forward(*stage3.document_tensors(tokenizer.encode_doc(docs[step]), config.block_size, CPU))
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-    return losses
+def test_first_three_losses_match_microgpt(spec):
+    assert [round(x, 4) for x in trajectories.stage3_losses(spec, 3)] == [3.3660, 3.4243, 3.1778]
 
 
-def test_first_three_losses_match_microgpt(setup):
-    assert [round(x, 4) for x in train_losses(setup, 3, 1000)] == [3.3660, 3.4243, 3.1778]
-
-
-def test_float64_1000_steps_equal_stage2_run(setup):
+def test_float64_1000_steps_equal_stage2_run(spec):
     stage2_losses = json.loads((REPO_ROOT / "2_numpy" / "results.json").read_text())["losses"]
-    losses = train_losses(setup, 1000, 1000)
+    losses = trajectories.stage3_losses(spec, 1000, torch.float64)
     np.testing.assert_allclose(losses, stage2_losses, rtol=0, atol=1e-6)
 
 
-def test_float32_run_ends_within_0_01_of_microgpt(setup):
-    losses = train_losses(setup, 1000, 1000, torch.float32)
+def test_float32_run_ends_within_0_01_of_microgpt(spec):
+    losses = trajectories.stage3_losses(spec, 1000, torch.float32)
     assert abs(losses[-1] - 2.6497) < 0.01
 
 
-def test_compile_trains_on_cpu_like_eager(setup):
-    eager = train_losses(setup, 5, 1000, torch.float32)
-    compiled = train_losses(setup, 5, 1000, torch.float32, compile=True)
+def test_compile_trains_on_cpu_like_eager(spec):
+    eager = trajectories.stage3_losses(spec, 5, torch.float32)
+    compiled = trajectories.stage3_losses(spec, 5, torch.float32, compile=True)
     np.testing.assert_allclose(compiled, eager, rtol=0, atol=1e-5)
 
 

@@ -15,9 +15,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import trajectories
 from conftest import REPO_ROOT, load_stage
-from shared.tokenizer import Tokenizer
-from shared.weights import GPTConfig, init_run
 
 stage3 = load_stage("3_pytorch")
 stage4 = load_stage("4_triton")
@@ -194,11 +193,8 @@ def test_adam_matches_torch_optim_over_steps():
 
 
 @pytest.fixture(scope="module")
-def setup(names_docs):
-    tokenizer = Tokenizer.from_docs(names_docs)
-    config = GPTConfig(vocab_size=tokenizer.vocab_size)
-    docs, state, _ = init_run(names_docs, config, seed=42)
-    return tokenizer, config, docs, state
+def setup(spec):
+    return spec.tokenizer, spec.config, spec.docs, spec.state
 
 
 def padded(tokens, block_size):
@@ -227,28 +223,10 @@ def test_model_gradients_equal_stage3(setup, dtype, atol, doc):
     assert model4.params.grad is None  # gradients go to the flat buffer, not through autograd
 
 
-def stage3_losses(setup, steps):
-    tokenizer, config, docs, state = setup
-    model = stage3.GPT(config).load_spec_weights(state)
-    optimizer, schedule = stage3.make_optimizer(model, 1000, CPU)
-    losses = []
-    for step in range(steps):
-        _, loss = model(*stage3.document_tensors(tokenizer.encode_doc(docs[step]), config.block_size, CPU))
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-    return losses
-
-
-def test_training_tracks_stage3_and_microgpt(setup):
-    tokenizer, config, docs, state = setup
-    step_fn = stage4.TrainStep(stage4.GPT(config, state, device=DEVICE), num_steps=1000,
-                               cuda_graph=DEVICE.type == "cuda")
-    losses = [step_fn(tokenizer.encode_doc(docs[step]), step) for step in range(20)]
+def test_training_tracks_stage3_and_microgpt(spec):
+    losses = trajectories.stage4_losses(spec, 20, DEVICE)
     assert [round(x, 4) for x in losses[:3]] == [3.3660, 3.4243, 3.1778]
-    np.testing.assert_allclose(losses, stage3_losses(setup, 20), rtol=0, atol=1e-4)
+    np.testing.assert_allclose(losses, trajectories.stage3_losses(spec, 20), rtol=0, atol=1e-4)
 
 
 def test_sampling_after_training_matches_stage3(setup):

@@ -1,0 +1,92 @@
+"""The figures of the top-level README, drawn from committed benchmark results only.
+
+    python benchmarks/plots.py
+
+Reads the newest full CPU benchmark and GPU benchmark in benchmarks/results/, and the
+scaling sweeps, and writes loss_curves.png, step_time.png and scaling.png beside this file.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from shared import plotting  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+
+def newest(pattern: str) -> Path:
+    paths = sorted(p for p in RESULTS.glob(pattern) if not p.stem.endswith("-quick"))
+    if not paths:
+        raise SystemExit(f"no benchmark results matching {pattern} in {RESULTS}; run benchmarks/run.py first")
+    return paths[-1]
+
+
+def main() -> int:
+    cpu_path, gpu_path = newest("*core-20*.json"), newest("*core-nvidia-*-20*.json")
+    cpu, gpu = json.loads(cpu_path.read_text()), json.loads(gpu_path.read_text())
+
+    # 1. every run's loss curve on one axis: they coincide
+    runs = {}
+    for report in (cpu, gpu):
+        for label, tries in report["runs"].items():
+            device = tries[0]["env"]["device"]
+            runs[f"{label} [{'GPU' if device != 'cpu' else 'CPU'}]"] = tries[0]
+    fig, ax = plt.subplots(figsize=(10, 5))
+    for (label, res), color in zip(runs.items(), plt.cm.tab10.colors):
+        ax.plot(np.arange(1, len(res["losses"]) + 1), plotting.smooth(res["losses"]), color=color, lw=1.5,
+                label=f"{label} ({len(res['losses'])} steps)")
+    ax.set(xlabel="step", ylabel=f"loss ({plotting.SMOOTH_WINDOW}-step mean)",
+           title="Every stage, every machine: one loss curve")
+    ax.legend(fontsize=8)
+    fig.savefig(HERE / "loss_curves.png", dpi=110, bbox_inches="tight")
+
+    # 2. median step time per run, log scale, with speed-ups
+    rows = [r for r in cpu["rows"] if not r["interpreter"]] + [r for r in gpu["rows"] if r["chain"] == "gpu"]
+    fig, ax = plt.subplots(figsize=(11, 5))
+    labels = [f"{r['label']} [{'GPU' if r['chain'] == 'gpu' else 'CPU'}]" for r in rows]
+    medians = [r["median_step_ms"] for r in rows]
+    colors = ["C0" if r["chain"] == "cpu" else "C3" for r in rows]
+    ax.barh(range(len(rows)), medians, color=colors)
+    ax.set_xscale("log")
+    ax.set_yticks(range(len(rows)), labels)
+    ax.invert_yaxis()
+    for i, r in enumerate(rows):
+        note = ""
+        if r["chain"] == "cpu" and r["speedup_previous"]:
+            note = f"  {r['speedup_previous']:,.2g}x over previous, {r['speedup_cumulative']:,.0f}x over stage 1"
+        elif r["chain"] == "gpu" and r["speedup_previous"]:
+            note = f"  {r['speedup_previous']:,.1f}x over stage 3 on the GPU"
+        ax.text(r["median_step_ms"] * 1.15, i, f"{r['median_step_ms']:.3g} ms{note}", va="center", fontsize=8)
+    ax.set_xlim(min(medians) / 2, max(medians) * 300)
+    ax.set(xlabel="median ms per step (log scale)",
+           title=f"CPU rows: {cpu['env']['cpu']}, {cpu['env']['cpu_count']} cores. "
+                 f"GPU rows: {gpu['env']['device']}. Each group in one sitting.")
+    fig.savefig(HERE / "step_time.png", dpi=110, bbox_inches="tight")
+
+    # 3. scaling: width (one layer) and depth (n_embd 16), CPU sweep and GPU sweep
+    # width panel: the width sweeps; depth panel: n_embd 16 rows of the CPU sweep and the GPU depth sweep
+    sweeps = {path.name: json.loads(path.read_text())["rows"] for path in sorted(RESULTS.glob("scaling-*.json"))}
+    width = [r for name, rows in sweeps.items() if "depth" not in name for r in rows if r["n_layer"] == 1]
+    depth = [r for name, rows in sweeps.items() if "depth" in name or "cpu" in name
+             for r in rows if r["n_embd"] == 16 and r["stage"] != "1_pure_python"]
+    fig, axes = plt.subplots(1, 2, figsize=(15, 5))
+    plotting.plot_scaling(axes[0], width, "n_embd")
+    axes[0].set_title("Step time against width (n_layer 1)")
+    plotting.plot_scaling(axes[1], depth, "n_layer")
+    axes[1].set_title("Step time against depth (n_embd 16)")
+    fig.savefig(HERE / "scaling.png", dpi=110, bbox_inches="tight")
+    print("wrote", ", ".join(str(HERE / n) for n in ("loss_curves.png", "step_time.png", "scaling.png")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
