@@ -232,6 +232,11 @@ def parse_args(argv=None):
         parser.error("--fused runs in float32 only")
     if args.fused and args.n_layer != 1:
         parser.error("--fused implements the SPEC's one-layer model; drop --fused for --n-layer > 1")
+    for flag in ("n_embd", "block_size"):
+        value = getattr(args, flag)
+        if args.fused and (value < 16 or value & (value - 1)):
+            parser.error(f"--fused needs --{flag.replace('_', '-')} to be a power of two >= 16, got {value}; "
+                         f"drop --fused to use the per-op kernels")
     return args
 
 
@@ -275,6 +280,7 @@ def train(args) -> dict:
     )
     with run:
         if args.fused == "run":
+            print(f"one launch for all {args.steps} steps: the log follows when it returns", flush=True)
             t0 = time.perf_counter()
             step_fn.launch(0, args.steps)
             losses = step_fn.losses.tolist()  # waits for the launch to finish

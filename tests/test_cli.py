@@ -63,6 +63,17 @@ def test_bad_input_gives_one_line_and_nonzero_exit(stage, case, tmp_path, names_
     assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--fused", "step", "--n-embd", "24", "--n-head", "4"], "power of two"),
+    (["--fused", "run", "--n-layer", "2"], "one-layer"),
+    (["--fused", "step", "--dtype", "float64"], "float32 only"),
+])
+def test_stage4_fused_refuses_what_it_does_not_implement(argv, message, tmp_path, names_path):
+    proc = run_stage("4_triton", "--data", str(names_path), "--out", str(tmp_path / "r.json"), *argv)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "r.json").exists()
+
+
 @pytest.mark.parametrize("stage", STAGES)
 def test_ctrl_c_writes_partial_results(stage, tmp_path, names_path):
     out = tmp_path / "results.json"
