@@ -1,4 +1,4 @@
-"""The command line every stage's main.py shares (SPEC: same flags, same checks).
+"""The command line every stage's main.py shares (SPEC.md: same flags, same checks).
 
     python N_stage/main.py [--steps 1000] [--seed 42] [--data PATH] [--out PATH]
                            [--samples 20] [--temperature 0.5]
@@ -25,16 +25,22 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def build_parser(description: str, default_out: Path) -> argparse.ArgumentParser:
-    """The common flags; a stage adds its own (--device, --dtype, ...) to the result."""
+RUN_FILE = "last_run.json"  # a reader's own run; the committed results*.json are benchmark sittings
+
+
+def build_parser(description: str, stage_dir: Path) -> argparse.ArgumentParser:
+    """The common flags; a stage adds its own (--device, --dtype, ...) to the result.
+
+    Without --out a run writes `<stage>/last_run.json` (ignored by git), never the committed
+    results files the READMEs and tests read."""
     parser = Parser(
         description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     parser.add_argument("--steps", type=int, default=1000, help="training steps, one document each")
     parser.add_argument("--seed", type=int, default=42, help="seed of the one random stream")
     parser.add_argument("--data", type=str, default=None,
-                        help="names file (default: $MICROGPT_DATA, then data/names.txt, then download)")
-    parser.add_argument("--out", type=str, default=str(default_out), help="results JSON to write")
+                        help="names file (default: $MICROGPT_DATA, then the committed data/names.txt)")
+    parser.add_argument("--out", type=str, default=str(stage_dir / RUN_FILE), help="results JSON to write")
     parser.add_argument("--samples", type=int, default=20, help="names to sample after training")
     parser.add_argument("--temperature", type=float, default=0.5, help="sampling temperature")
     parser.add_argument("--n-layer", type=int, default=1, help="transformer blocks")

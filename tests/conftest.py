@@ -38,9 +38,9 @@ def load_stage(stage: str):
 
 @pytest.fixture(scope="session")
 def names_path() -> Path:
-    """names.txt as the dataset module finds it ($MICROGPT_DATA or the cache); never downloads."""
+    """names.txt as every main.py finds it: $MICROGPT_DATA, else the committed data/names.txt."""
     try:
-        path = dataset.resolve_data_path(download=False)
+        path = dataset.resolve_data_path()
     except UserError as err:
         pytest.fail(f"the tests need names.txt: {err}")
     assert path.exists(), f"MICROGPT_DATA points at {path}, which does not exist"
@@ -53,7 +53,7 @@ def names_docs(names_path) -> list[str]:
 
 
 class Spec:
-    """The SPEC's run: tokenizer, config, shuffled documents and initial weights (seed 42)."""
+    """SPEC.md's run: tokenizer, config, shuffled documents and initial weights (seed 42)."""
 
     def __init__(self, docs: list[str]):
         self.tokenizer = Tokenizer.from_docs(docs)

@@ -1,11 +1,8 @@
-"""shared/: tokenizer, dataset resolution and download, initial weights, CLI, results file."""
+"""shared/: tokenizer, the committed dataset and its resolution, initial weights, CLI, results file."""
 
 import hashlib
-import http.server
 import json
 import math
-import threading
-from functools import partial
 
 import pytest
 
@@ -39,11 +36,6 @@ def test_tokenizer_rejects_unknown_character():
 # ---------------------------------------------------------------------------- dataset
 
 
-def test_names_file_is_the_published_one(names_path, names_docs):
-    assert hashlib.sha256(names_path.read_bytes()).hexdigest() == dataset.NAMES_SHA256
-    assert len(names_docs) == 32033
-
-
 def test_load_docs_strips_and_skips_blank_lines(tmp_path):
     path = tmp_path / "n.txt"
     path.write_text("  anna \n\n\t\nbob\n   \n")
@@ -67,65 +59,32 @@ def test_load_docs_missing_file(tmp_path):
         dataset.load_docs(tmp_path / "nope.txt")
 
 
+def test_committed_names_file_is_makemores():
+    """data/names.txt is makemore's file byte for byte: the first command needs no network."""
+    assert hashlib.sha256(dataset.NAMES_PATH.read_bytes()).hexdigest() == dataset.NAMES_SHA256
+    assert len(dataset.load_docs(dataset.NAMES_PATH)) == 32033
+
+
 def test_resolution_order(tmp_path, monkeypatch):
-    cache = tmp_path / "cache" / "names.txt"
-    monkeypatch.setattr(dataset, "CACHE_PATH", cache)
     monkeypatch.setenv(dataset.ENV_VAR, str(tmp_path / "env.txt"))
     # 1. an explicit path wins over everything
     assert dataset.resolve_data_path(tmp_path / "arg.txt") == tmp_path / "arg.txt"
     # 2. then the environment variable
     assert dataset.resolve_data_path(None) == tmp_path / "env.txt"
-    # 3. then the cache
+    # 3. then the committed file
     monkeypatch.delenv(dataset.ENV_VAR)
-    cache.parent.mkdir()
-    cache.write_text("anna\n")
-    assert dataset.resolve_data_path(None) == cache
+    assert dataset.resolve_data_path(None) == dataset.NAMES_PATH
 
 
-@pytest.fixture
-def local_server(tmp_path):
-    """An HTTP server on 127.0.0.1 serving tmp_path/www (no internet needed)."""
-    root = tmp_path / "www"
-    root.mkdir()
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-def test_download_checks_sha_and_writes_atomically(local_server, tmp_path, names_path):
-    root, base_url = local_server
-    (root / "names.txt").write_bytes(names_path.read_bytes())
-    dest = tmp_path / "cache" / "names.txt"
-    assert dataset.download_names(dest, url=f"{base_url}/names.txt") == dest
-    assert dest.read_bytes() == names_path.read_bytes()
-    assert sorted(p.name for p in dest.parent.iterdir()) == ["names.txt"]
-
-
-def test_download_with_wrong_checksum_leaves_nothing(local_server, tmp_path):
-    root, base_url = local_server
-    (root / "names.txt").write_text("not\nthe\nnames\n")
-    dest = tmp_path / "cache" / "names.txt"
-    with pytest.raises(UserError, match="SHA-256"):
-        dataset.download_names(dest, url=f"{base_url}/names.txt")
-    assert not dest.parent.exists() or list(dest.parent.iterdir()) == []
-
-
-def test_offline_with_nothing_cached_names_the_three_ways(tmp_path, monkeypatch):
-    monkeypatch.setattr(dataset, "CACHE_PATH", tmp_path / "data" / "names.txt")
-    monkeypatch.setattr(dataset, "NAMES_URL", "http://127.0.0.1:9/names.txt")  # nothing listens
+def test_missing_committed_file_says_how_to_restore_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(dataset, "NAMES_PATH", tmp_path / "data" / "names.txt")
     monkeypatch.delenv(dataset.ENV_VAR, raising=False)
     with pytest.raises(UserError) as err:
         dataset.resolve_data_path(None)
     message = str(err.value)
-    assert "could not download" in message and "\n" not in message
-    for way in ("--data PATH", "MICROGPT_DATA=PATH", "names.txt"):
+    assert "\n" not in message
+    for way in ("git checkout -- data/names.txt", "--data PATH", "MICROGPT_DATA=PATH"):
         assert way in message
-    assert not (tmp_path / "data" / "names.txt").exists()
 
 
 # ---------------------------------------------------------------------------- weights
@@ -162,7 +121,7 @@ def test_init_run_follows_one_random_stream(names_docs):
 
 
 def _parse(tmp_path, *argv):
-    parser = cli.build_parser("test", tmp_path / "results.json")
+    parser = cli.build_parser("test", tmp_path)
     return cli.parse_args(parser, list(argv))
 
 
