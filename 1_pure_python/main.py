@@ -23,7 +23,7 @@ from shared.weights import GPTConfig, init_run  # noqa: E402
 STAGE = "1_pure_python"
 HERE = Path(__file__).resolve().parent
 
-# Optimizer (SPEC): Adam with bias correction and a linear learning-rate decay to zero.
+# Optimizer (SPEC.md): Adam with bias correction and a linear learning-rate decay to zero.
 LEARNING_RATE = 0.01  # peak learning rate, decayed linearly to 0 over the run
 BETA1 = 0.85  # decay of the first-moment (mean gradient) estimate
 BETA2 = 0.99  # decay of the second-moment (squared gradient) estimate
@@ -259,7 +259,7 @@ def sample(params: dict, config: GPTConfig, tokenizer: Tokenizer, rng, temperatu
 # ----------------------------------------------------------------------------------------
 
 def parse_args(argv=None):
-    parser = cli.build_parser(__doc__.splitlines()[0], HERE / "results.json")
+    parser = cli.build_parser(__doc__.splitlines()[0], HERE)
     return cli.parse_args(parser, argv)
 
 

@@ -27,7 +27,7 @@ from shared.weights import GPTConfig, init_run, param_shapes  # noqa: E402
 STAGE = "2_numpy"
 HERE = Path(__file__).resolve().parent
 
-# Optimizer (SPEC): Adam with bias correction and a linear learning-rate decay to zero.
+# Optimizer (SPEC.md): Adam with bias correction and a linear learning-rate decay to zero.
 LEARNING_RATE = 0.01  # peak learning rate, decayed linearly to 0 over the run
 BETA1 = 0.85  # decay of the first-moment (mean gradient) estimate
 BETA2 = 0.99  # decay of the second-moment (squared gradient) estimate
@@ -35,7 +35,7 @@ EPS_ADAM = 1e-8  # keeps the update finite where the second moment is ~0
 RMSNORM_EPS = 1e-5  # rmsnorm(x) = x / sqrt(mean(x^2) + eps)
 
 # Shapes in comments: T tokens in the document, C = n_embd, H heads, D = head_dim = C / H,
-# V = vocab_size. Weights are stored (n_out, n_in), as in the SPEC, so a linear layer is x W^T.
+# V = vocab_size. Weights are stored (n_out, n_in), as in SPEC.md, so a linear layer is x W^T.
 
 
 # ----------------------------------------------------------------------------------------
@@ -248,8 +248,8 @@ def cross_entropy(logits, targets):
 def make_params(state: dict, config: GPTConfig, dtype=np.float64) -> tuple[np.ndarray, dict]:
     """(flat buffer, {name: Tensor}) from the shared initial weights.
 
-    The flat buffer follows the SPEC order, so Adam is a few calls over one array. The
-    SPEC stores attn_wq, attn_wk, attn_wv one after another, so the stacked (3C, C) matrix
+    The flat buffer follows SPEC.md's order, so Adam is a few calls over one array. SPEC.md
+    stores attn_wq, attn_wk, attn_wv one after another, so the stacked (3C, C) matrix
     [wq; wk; wv] is itself a view: one matmul computes q, k and v together.
     """
     flat = np.concatenate([np.asarray(state[name], dtype=dtype).ravel() for name, _ in param_shapes(config)])
@@ -277,7 +277,7 @@ def flat_grad(params: dict) -> np.ndarray:
 
 
 def grads_by_name(grad: np.ndarray, config: GPTConfig) -> dict[str, np.ndarray]:
-    """Split a flat gradient back into the SPEC's named matrices (for tests and parity)."""
+    """Split a flat gradient back into SPEC.md's named matrices (for tests and parity)."""
     out, offset = {}, 0
     for name, (rows, cols) in param_shapes(config):
         out[name] = grad[offset:offset + rows * cols].reshape(rows, cols)
@@ -354,7 +354,7 @@ def sample(params: dict, config: GPTConfig, tokenizer: Tokenizer, rng, temperatu
 # ----------------------------------------------------------------------------------------
 
 def parse_args(argv=None):
-    parser = cli.build_parser(__doc__.splitlines()[0], HERE / "results.json")
+    parser = cli.build_parser(__doc__.splitlines()[0], HERE)
     parser.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                         help="float64 matches stage 1 to 1e-6 per step")
     return cli.parse_args(parser, argv)

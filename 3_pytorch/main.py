@@ -31,7 +31,7 @@ from shared.weights import GPTConfig, init_run  # noqa: E402
 STAGE = "3_pytorch"
 HERE = Path(__file__).resolve().parent
 
-# Optimizer (SPEC): Adam with bias correction and a linear learning-rate decay to zero.
+# Optimizer (SPEC.md): Adam with bias correction and a linear learning-rate decay to zero.
 LEARNING_RATE = 0.01  # peak learning rate, decayed linearly to 0 over the run
 BETA1 = 0.85  # decay of the first-moment (mean gradient) estimate
 BETA2 = 0.99  # decay of the second-moment (squared gradient) estimate
@@ -39,7 +39,7 @@ EPS_ADAM = 1e-8  # keeps the update finite where the second moment is ~0
 RMSNORM_EPS = 1e-5  # rmsnorm(x) = x / sqrt(mean(x^2) + eps)
 
 # Shapes in comments: T tokens in the document, C = n_embd, H heads, D = head_dim = C / H,
-# V = vocab_size. nn.Linear stores its weight (n_out, n_in), the SPEC's layout.
+# V = vocab_size. nn.Linear stores its weight (n_out, n_in), SPEC.md's layout.
 
 
 # ----------------------------------------------------------------------------------------
@@ -47,7 +47,7 @@ RMSNORM_EPS = 1e-5  # rmsnorm(x) = x / sqrt(mean(x^2) + eps)
 # ----------------------------------------------------------------------------------------
 
 def rmsnorm(x):
-    """x / sqrt(mean(x^2) + eps) over the last axis, without a learnable gain (SPEC)."""
+    """x / sqrt(mean(x^2) + eps) over the last axis, without a learnable gain (SPEC.md)."""
     return F.rms_norm(x, (x.shape[-1],), eps=RMSNORM_EPS)
 
 
@@ -128,7 +128,7 @@ class GPT(nn.Module):
         return self
 
     def grads_by_name(self) -> dict[str, torch.Tensor]:
-        """Gradients under the SPEC's names (the stacked q, k, v gradient split back)."""
+        """Gradients under SPEC.md's names (the stacked q, k, v gradient split back)."""
         grads = {"wte": self.wte.weight.grad, "wpe": self.wpe.weight.grad, "lm_head": self.lm_head.weight.grad}
         for i, block in enumerate(self.layers):
             p = f"layer{i}."
@@ -184,7 +184,7 @@ def sample(model: GPT, tokenizer: Tokenizer, rng, temperature: float, device) ->
 # ----------------------------------------------------------------------------------------
 
 def parse_args(argv=None):
-    parser = cli.build_parser(__doc__.splitlines()[0], HERE / "results.json")
+    parser = cli.build_parser(__doc__.splitlines()[0], HERE)
     parser.add_argument("--device", default="auto", help="cpu, cuda, mps, or auto (cuda > mps > cpu)")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                         help="float64 reproduces stage 2 to 1e-6 per step")

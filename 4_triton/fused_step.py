@@ -8,7 +8,7 @@ memory, no second kernel is launched -- and a loop inside the same kernel runs a
 steps of a run in a single launch. A step is about 0.24 MFLOP, microseconds of work; what
 the per-op version spends on 28 launches (or one graph replay) is gone.
 
-Layout of one step, for the SPEC's one-layer model (T = block_size rows, padded; n real):
+Layout of one step, for SPEC.md's one-layer model (T = block_size rows, padded; n real):
     forward   x = wte[tok] + wpe;  x0 = rmsnorm(x);  h1 = rmsnorm(x0);  q, k, v = h1 W^T
               per head: P = softmax(q_h k_h^T / sqrt(D) + causal mask);  y = sum_h P v_h
               x1 = x0 + y Wo^T;  h2 = rmsnorm(x1);  a = relu(h2 W1^T);  x2 = x1 + a W2^T
@@ -67,7 +67,7 @@ def _store(ptr, offset, tile, ROWS: tl.constexpr, COLS: tl.constexpr, ROWS_PAD: 
 # the step range must not pick the variant, or the first real launch would compile again.
 @triton.jit(do_not_specialize=["first_step", "num_steps"])
 def train_kernel(
-    p_ptr,  # (N,) flat parameters in the SPEC's order, updated in place
+    p_ptr,  # (N,) flat parameters in SPEC.md's order, updated in place
     g_ptr,  # (N,) flat gradients (scratch: written each step, read by the Adam sweep)
     m_ptr,  # (N,) Adam first moments, updated in place
     v_ptr,  # (N,) Adam second moments, updated in place
@@ -79,7 +79,7 @@ def train_kernel(
     N: tl.constexpr, V: tl.constexpr, V_PAD: tl.constexpr, T: tl.constexpr, C: tl.constexpr,
     H: tl.constexpr, D: tl.constexpr, EPS: tl.constexpr,
 ):
-    # Offsets of each matrix in the flat buffer (SPEC order; wq, wk, wv adjacent).
+    # Offsets of each matrix in the flat buffer (SPEC.md's order; wq, wk, wv adjacent).
     WTE: tl.constexpr = 0
     WPE: tl.constexpr = V * C
     LM_HEAD: tl.constexpr = WPE + T * C
@@ -208,7 +208,7 @@ class FusedTrainer:
     def __init__(self, params: torch.Tensor, config, num_steps: int, beta1: float, beta2: float, eps: float,
                  learning_rate: float):
         if config.n_layer != 1:
-            raise ValueError("the fused kernel implements the SPEC's one-layer model; use the per-op kernels")
+            raise ValueError("the fused kernel implements SPEC.md's one-layer model; use the per-op kernels")
         C, T = config.n_embd, config.block_size
         if C < 16 or C & (C - 1) or T < 16 or T & (T - 1):
             raise ValueError("the fused kernel needs n_embd and block_size to be powers of two >= 16")

@@ -30,6 +30,24 @@ INTERPRET = os.environ.get("TRITON_INTERPRET") == "1" or not torch.cuda.is_avail
 if INTERPRET:
     os.environ["TRITON_INTERPRET"] = "1"
 
+
+def triton_missing() -> str:
+    """One line for a machine without Triton: why, and where each stage runs instead."""
+    where = ("stage 4 runs on Linux, through Triton's CPU interpreter on any machine or compiled on an NVIDIA "
+             "GPU (pip install -r requirements.txt installs Triton there)")
+    if sys.platform == "darwin":
+        return f"error: Triton has no macOS build, so stage 4 cannot run on this Mac; stages 1-3 run here, and {where}"
+    if sys.platform == "win32":
+        return ("error: stage 4 needs Triton, which is not installed; on Windows it is the triton-windows package: "
+                "pip install triton-windows (stages 1-3 run without it)")
+    return f"error: stage 4 needs Triton, which is not installed; stages 1-3 run without it, and {where}"
+
+
+try:
+    import triton  # noqa: F401  (first imported here, after TRITON_INTERPRET is decided)
+except ImportError:
+    sys.exit(triton_missing())
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
@@ -47,7 +65,7 @@ from shared.weights import GPTConfig, init_run, param_shapes  # noqa: E402
 
 STAGE = "4_triton"
 
-# Optimizer (SPEC): Adam with bias correction and a linear learning-rate decay to zero.
+# Optimizer (SPEC.md): Adam with bias correction and a linear learning-rate decay to zero.
 LEARNING_RATE = 0.01  # peak learning rate, decayed linearly to 0 over the run
 BETA1 = 0.85  # decay of the first-moment (mean gradient) estimate
 BETA2 = 0.99  # decay of the second-moment (squared gradient) estimate
@@ -64,7 +82,7 @@ EPS_ADAM = 1e-8  # keeps the update finite where the second moment is ~0
 class GPT(nn.Module):
     """microgpt on our kernels.
 
-    All weights live in one flat nn.Parameter in the SPEC's order and all gradients in one
+    All weights live in one flat nn.Parameter in SPEC.md's order and all gradients in one
     flat buffer beside it; each layer's weight and gradient are views. The backward
     kernels write gradients straight into those views, so after `loss.backward()` the
     flat gradient is complete and one Adam launch updates everything.
@@ -80,7 +98,7 @@ class GPT(nn.Module):
         for name, (rows, cols) in param_shapes(config):
             self.offsets[name] = (offset, rows, cols)
             offset += rows * cols
-        # wq, wk, wv are adjacent in the SPEC order: [wq; wk; wv] is one (3C, C) view.
+        # wq, wk, wv are adjacent in SPEC.md's order: [wq; wk; wv] is one (3C, C) view.
         for i in range(config.n_layer):
             start = self.offsets[f"layer{i}.attn_wq"][0]
             self.offsets[f"layer{i}.attn_wqkv"] = (start, 3 * config.n_embd, config.n_embd)
@@ -219,7 +237,7 @@ def sample(model: GPT, tokenizer: Tokenizer, rng, temperature: float) -> str:
 # ----------------------------------------------------------------------------------------
 
 def parse_args(argv=None):
-    parser = cli.build_parser(__doc__.splitlines()[0], HERE / "results.json")
+    parser = cli.build_parser(__doc__.splitlines()[0], HERE)
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                         help="float64 only through the interpreter (for exact checks)")
     parser.add_argument("--no-cuda-graph", action="store_true",
@@ -231,7 +249,7 @@ def parse_args(argv=None):
     if args.fused and args.dtype != "float32":
         parser.error("--fused runs in float32 only")
     if args.fused and args.n_layer != 1:
-        parser.error("--fused implements the SPEC's one-layer model; drop --fused for --n-layer > 1")
+        parser.error("--fused implements SPEC.md's one-layer model; drop --fused for --n-layer > 1")
     for flag in ("n_embd", "block_size"):
         value = getattr(args, flag)
         if args.fused and (value < 16 or value & (value - 1)):

@@ -16,7 +16,8 @@ kernels). With one, stage 3 also runs on the GPU and stage 4 runs compiled, and 
 rows get their own speed-up column against stage 3 on the same GPU.
 
 Writes benchmarks/results/<machine>-<date>.json (every run's full results) and a markdown
-table beside it; benchmarks/plots.py draws the figures from that file.
+table beside it; benchmarks/plots.py draws the figures from that file. --quick writes to
+benchmarks/results/quick/ instead, which git ignores.
 """
 
 import argparse
@@ -32,9 +33,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from shared import results  # noqa: E402
+from shared.report import benchmark_markdown  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+QUICK_DIR = RESULTS_DIR / "quick"  # smoke runs: ignored by git, read by no test
 STAGES = {
     "1_pure_python": "scalar Value autograd, pure Python",
     "2_numpy": "NumPy Tensor autograd",
@@ -123,21 +126,6 @@ def machine_name(env: dict) -> str:
                                             if env["device"] != "cpu" else "")
 
 
-def table(rows: list[dict]) -> str:
-    lines = ["| run | machinery | device | params | median ms/step | total s | speed-up over previous stage "
-             "(GPU rows: over stage 3 on the GPU) | cumulative over stage 1 | mean loss, last 100 |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        ratio = r["speedup_previous"]
-        speed = "" if ratio is None else (f"{ratio:,.0f}x" if ratio >= 10 else f"{ratio:.2f}x")
-        cumulative = "" if r["speedup_cumulative"] is None else f"{r['speedup_cumulative']:,.0f}x"
-        device = r["device"] + (" (Triton interpreter: not a speed)" if r["interpreter"] else "")
-        lines.append(f"| {r['label']} | {r['machinery']} | {device} | {r['num_params']:,} | "
-                     f"{r['median_step_ms']:.4g} | {r['total_s']:.3g} | {speed} | {cumulative} | "
-                     f"{r['final_loss']:.4f} |")
-    return "\n".join(lines) + "\n"
-
-
 def summarize_runs(plan_rows: list[dict], repeats: list[list[dict]]) -> list[dict]:
     """One row per planned run: the median over repeats, and its speed-ups. CPU rows form the
     chain 1 -> 2 -> 3 (over the previous stage, and cumulative over stage 1); each GPU row is
@@ -175,7 +163,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=1, help="interleaved repeats; medians of medians")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 20 steps, one repeat")
-    parser.add_argument("--out-dir", default=str(RESULTS_DIR))
+    parser.add_argument("--out-dir", default=None,
+                        help=f"where to write (default {RESULTS_DIR.relative_to(REPO_ROOT)}, or its quick/ "
+                             f"folder for --quick, which git ignores)")
     parser.add_argument("--stage-files", metavar="DIR", default=None,
                         help="also write each run's results file into DIR, named <stage>.<file> (see STAGE_FILES)")
     args = parser.parse_args(argv)
@@ -195,13 +185,11 @@ def main(argv=None) -> int:
     env["device"] = next((r["device"] for r in rows if r["chain"] == "gpu"), "cpu")
     report = {"rows": rows, "runs": {run["label"]: tries for run, tries in zip(runs, repeats)},
               "steps": steps, "repeats": args.repeats, "quick": args.quick, "env": env}
-    out_dir = Path(args.out_dir)
+    out_dir = Path(args.out_dir or (QUICK_DIR if args.quick else RESULTS_DIR))
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"{machine_name(env)}-{datetime.date.today().isoformat()}" + ("-quick" if args.quick else "")
     results.write_json_atomic(out_dir / f"{stem}.json", report)
-    markdown = (f"Measured on {env['cpu']} ({env['cpu_count']} cores), device {env['device']}, Python "
-                f"{env['python']}, torch {env['torch']}, {env['date']}; {steps} steps, {args.repeats} "
-                f"repeat(s), one thread per process.\n\n" + table(rows))
+    markdown = benchmark_markdown(report)
     (out_dir / f"{stem}.md").write_text(markdown)
     if args.stage_files:
         for label, tries in report["runs"].items():

@@ -1,7 +1,8 @@
 """Write the figures in the READMEs from results files, so no number is typed by hand.
 
 A README marks a generated block like this (kinds: `figures` for a results file,
-`launches` for benchmarks/gpu_profile.py's output, `benchmark` for benchmarks/run.py's):
+`launches` for benchmarks/gpu_profile.py's output, `benchmark` for benchmarks/run.py's,
+`runtimes` for how long each of several results files' runs took, paths joined by commas):
 
     <!-- BEGIN figures 2_numpy/results.json vs 1_pure_python/results.json -->
     (generated table)
@@ -21,8 +22,8 @@ from pathlib import Path
 from shared.results import LOSS_WINDOW, WARMUP_STEPS, load_results, summarize
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-BLOCK = re.compile(r"(<!-- BEGIN (?P<kind>figures|launches|benchmark) (?P<path>\S+)(?: vs (?P<base>\S+))? -->\n)"
-                   r"(?P<body>.*?)(<!-- END (?P=kind) -->)", re.S)
+BLOCK = re.compile(r"(<!-- BEGIN (?P<kind>figures|launches|benchmark|runtimes) (?P<path>\S+)"
+                   r"(?: vs (?P<base>\S+))? -->\n)(?P<body>.*?)(<!-- END (?P=kind) -->)", re.S)
 
 
 def figures_table(results_path: str, base_path: str | None = None) -> str:
@@ -81,14 +82,54 @@ def launches_table(profile_path: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def benchmark_markdown(report: dict) -> str:
+    """One benchmark sitting (benchmarks/run.py's JSON) as the machine line and a table."""
+    env = report["env"]
+    triton = f", Triton {env['triton']}" if env.get("triton") else ""
+    lines = [f"Measured on {env['cpu']} ({env['cpu_count']} cores), device {env['device']}, Python "
+             f"{env['python']}, torch {env['torch']}{triton}, {env['date']}; {report['steps']} steps, "
+             f"{report['repeats']} repeat(s), one thread per process.", "",
+             "| run | machinery | device | params | median ms/step | total s | speed-up over previous stage "
+             "(GPU rows: over stage 3 on the GPU) | cumulative over stage 1 | mean loss, last 100 |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        ratio = r["speedup_previous"]
+        speed = "" if ratio is None else (f"{ratio:,.0f}x" if ratio >= 10 else f"{ratio:.2f}x")
+        cumulative = "" if r["speedup_cumulative"] is None else f"{r['speedup_cumulative']:,.0f}x"
+        device = r["device"] + (" (Triton interpreter: not a speed)" if r["interpreter"] else "")
+        lines.append(f"| {r['label']} | {r['machinery']} | {device} | {r['num_params']:,} | "
+                     f"{r['median_step_ms']:.4g} | {r['total_s']:.3g} | {speed} | {cumulative} | "
+                     f"{r['final_loss']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
 def benchmark_table(report_path: str) -> str:
-    """The markdown table benchmarks/run.py wrote beside its JSON, with the machine line."""
-    return (REPO_ROOT / report_path).with_suffix(".md").read_text()
+    """The table of a committed benchmark sitting, rendered from its JSON."""
+    return benchmark_markdown(load_results(REPO_ROOT / report_path))
+
+
+def runtimes_list(paths: str) -> str:
+    """One line per results file: how long that stage's main.py trained, on which machine."""
+    runs = [(path, load_results(REPO_ROOT / path)) for path in paths.split(",")]
+    machine = lambda env: f"{env['cpu']} with {env.get('cpu_count')} cores, Python {env['python']}, {env['date'][:10]}"
+    first = machine(runs[0][1]["env"])
+    lines = []
+    for path, res in runs:
+        s = summarize(res)
+        total = f"{s['total_s'] / 60:.1f} minutes" if s["total_s"] >= 120 else f"{s['total_s']:.3g} s"
+        how = " through the Triton interpreter" if s["interpreter"] else ""
+        where = "" if machine(res["env"]) == first else f"; on {machine(res['env'])}"
+        lines.append(f"- `{res['stage']}/main.py`{how}: {total} for {s['steps']} steps "
+                     f"({s['median_step_ms']:.3g} ms per step; `{path}`{where})")
+    lines.append(f"\n(Training time, without Python's start-up, on {first}.)")
+    return "\n".join(lines) + "\n"
 
 
 def _render_block(m) -> str:
     kind, path = m.group("kind"), m.group("path")
-    if kind == "figures":
+    if kind == "runtimes":
+        body = runtimes_list(path)
+    elif kind == "figures":
         body = figures_table(path, m.group("base"))
     elif kind == "launches":
         body = launches_table(path)

@@ -1,8 +1,8 @@
 """The log line, the results file, and the two numbers readers see.
 
-    step    1 / 1000 | loss 3.3660 | 52.31 ms        (SPEC log line)
+    step    1 / 1000 | loss 3.3660 | 52.31 ms        (SPEC.md log line)
 
-Results file (SPEC shape; written to a temporary name, then renamed):
+Results file (SPEC.md shape; written to a temporary name, then renamed):
     stage, config, num_params, losses, step_ms, total_s, samples, env
 plus `partial: true` when the run was interrupted, and any per-step series a stage
 records besides (doc_len, graph_nodes, ...).
@@ -30,7 +30,7 @@ LOSS_WINDOW = 100
 
 
 def log_line(step: int, num_steps: int, loss: float, ms: float) -> str:
-    """SPEC log line; `step` is 1-based."""
+    """SPEC.md log line; `step` is 1-based."""
     return f"step {step:4d} / {num_steps:4d} | loss {loss:.4f} | {ms:.2f} ms"
 
 
@@ -79,7 +79,7 @@ def cpu_name() -> str:
 
 
 def environment(device: str = "cpu", interpreter: bool = False, **extra) -> dict:
-    """Where a run happened: versions, device, CPU, date (SPEC `env`)."""
+    """Where a run happened: versions, device, CPU, date (SPEC.md `env`)."""
     env = {
         "python": platform.python_version(),
         "numpy": package_version("numpy"),

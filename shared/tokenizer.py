@@ -1,4 +1,4 @@
-"""Character-level tokenizer (SPEC: sorted characters, then one BOS token).
+"""Character-level tokenizer (SPEC.md: sorted characters, then one BOS token).
 
     chars = sorted(set("".join(docs)))   ids 0 .. len(chars)-1
     BOS   = len(chars)                   marks both the start and the end of a document

@@ -1,4 +1,4 @@
-"""Model configuration and the SPEC's initial weights.
+"""Model configuration and the initial weights of SPEC.md.
 
 One `random.Random(seed)` drives, in this order: the shuffle of the documents, the
 parameter draws below, and (continued by each stage) the sampling at the end. Every stage

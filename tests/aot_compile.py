@@ -3,7 +3,7 @@
 The interpreter runs kernels with NumPy and accepts things a GPU compiler rejects (tl.dot
 on tiles below 16, K < 8 for float32, ...). This script runs without TRITON_INTERPRET and
 asks Triton for PTX and a cubin for each kernel, with the argument types and constexpr
-values the launchers use at the SPEC's sizes and at a wider model.
+values the launchers use at SPEC.md's sizes and at a wider model.
 
     python tests/aot_compile.py 80 90     (prints one line per kernel and target)
 """
@@ -73,7 +73,7 @@ def cases(C=16, T=16, V=27, H=4):
         out.append((f"linear_bwd_dw({tag})", linear.linear_bwd_dw_kernel,
                     {"g_ptr": F32, "y_ptr": F32, "x_ptr": F32, "dw_ptr": F32, "T": "i32", "N": "i32", "K": "i32"},
                     {"RELU": relu, **blocks}))
-    if C != 16:  # the one-kernel step unrolls the whole model: compile it at the SPEC's width only
+    if C != 16:  # the one-kernel step unrolls the whole model: compile it at SPEC.md's width only
         return out
     out.append(("fused train_kernel", fused_step.train_kernel,
                 {"p_ptr": F32, "g_ptr": F32, "m_ptr": F32, "v_ptr": F32, "batches_ptr": I32, "hyper_ptr": F32,

@@ -1,4 +1,4 @@
-"""The SPEC model written once more, plainly, in PyTorch float64: the yardstick for every stage.
+"""The SPEC.md model written once more, plainly, in PyTorch float64: the yardstick for every stage.
 
 It is deliberately the explicit textbook form (whole sequence at once, a causal mask,
 F.cross_entropy) and shares no code with any stage.

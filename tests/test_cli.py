@@ -74,6 +74,24 @@ def test_stage4_fused_refuses_what_it_does_not_implement(argv, message, tmp_path
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "r.json").exists()
 
 
+@pytest.mark.parametrize("platform, message", [
+    ("darwin", "Triton has no macOS build"),
+    ("win32", "pip install triton-windows"),
+    ("linux", "pip install -r requirements.txt installs Triton"),
+])
+def test_stage4_without_triton_says_where_it_runs(platform, message, tmp_path, names_path):
+    """No Triton (macOS has no build): one line naming the way on, exit 1, nothing written.
+    torch loads first, as in main.py; then the platform is faked and triton made unimportable."""
+    script = (f"import runpy, sys, torch\nsys.modules['triton'] = None\nsys.platform = {platform!r}\n"
+              f"sys.argv = ['main.py', '--data', {str(names_path)!r}, '--out', {str(tmp_path / 'r.json')!r}]\n"
+              f"runpy.run_path({str(REPO_ROOT / '4_triton' / 'main.py')!r}, run_name='__main__')")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "stages 1-3" in lines[0], proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("stage", STAGES)
 def test_ctrl_c_writes_partial_results(stage, tmp_path, names_path):
     out = tmp_path / "results.json"

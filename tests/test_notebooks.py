@@ -29,7 +29,7 @@ def test_notebook_executes_in_fast_mode(stage, tmp_path, monkeypatch, names_path
                    resources={"metadata": {"path": str(REPO_ROOT / stage)}}).execute()
     for png in NOTEBOOKS[stage]:
         assert (tmp_path / png).stat().st_size > 10_000, png
-    assert json.loads((tmp_path / "results.json").read_text())["losses"][0] == pytest.approx(3.366, abs=1e-3)
+    assert json.loads((tmp_path / "last_run.json").read_text())["losses"][0] == pytest.approx(3.366, abs=1e-3)
 
 
 @pytest.mark.parametrize("stage", NOTEBOOKS)

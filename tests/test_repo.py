@@ -1,6 +1,6 @@
 """Repository-wide promises: CI runs the README's test command, README figures come from
 results files, stage 1 and shared/ need nothing beyond the standard library, and the
-committed results are full runs of the SPEC configuration."""
+committed results are full runs of SPEC.md's configuration."""
 
 import ast
 import json
@@ -11,6 +11,9 @@ import pytest
 
 from conftest import REPO_ROOT
 from shared import report
+
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+from run import STAGE_FILES  # noqa: E402
 
 SPEC_CONFIG = {"n_layer": 1, "n_embd": 16, "n_head": 4, "block_size": 16, "steps": 1000, "seed": 42}
 
@@ -73,18 +76,20 @@ def test_committed_results_are_full_spec_runs(path):
         assert res["env"]["interpreter"] is True  # labelled: interpreter timings, not kernel timings
 
 
+def cited_sittings() -> list[str]:
+    """The benchmark files the top-level README quotes: the committed sittings. Runs a reader
+    makes (benchmarks/run.py on their machine, --quick smoke runs) are not among them."""
+    text = (REPO_ROOT / "README.md").read_text()
+    return [m.group("path") for m in report.BLOCK.finditer(text) if m.group("kind") == "benchmark"]
+
+
 def test_stage_results_are_runs_of_the_benchmark_sittings():
     """Each stage's results.json and results_gpu*.json is one run recorded in a committed
     benchmark file, so every ratio between them was measured in one sitting."""
-    import sys
-
-    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-    from run import STAGE_FILES
-
     found = set()
-    for bench in (REPO_ROOT / "benchmarks" / "results").glob("*core-*.json"):
-        report = json.loads(bench.read_text())
-        runs, on_gpu = report["runs"], report["env"]["device"] != "cpu"
+    for path in cited_sittings():
+        sitting = json.loads((REPO_ROOT / path).read_text())
+        runs, on_gpu = sitting["runs"], sitting["env"]["device"] != "cpu"
         for label, name in STAGE_FILES.items():
             if label in runs and on_gpu == ("results_gpu" in name or "fused_" in name):
                 stage, filename = name.split(".", 1)
@@ -98,3 +103,30 @@ def test_stage1_results_reproduce_microgpt():
     assert round(res["losses"][0], 4) == 3.3660
     assert round(res["losses"][999], 4) == 2.6497
     assert res["samples"][:3] == ["kamon", "ann", "karai"]  # microgpt's published samples
+
+
+def test_check_pins_compares_triton_with_torchs_requirement(monkeypatch):
+    """tools/check_pins.py, offline: a triton pin that differs from what the index's torch
+    requires on Linux fails in one line; the same pin passes. (The real check asks the index:
+    python tools/check_pins.py.)"""
+    sys.path.insert(0, str(REPO_ROOT / "tools"))
+    import check_pins
+
+    def fake_index(torch_requires):
+        def dry_run(requirements, extra, index_url):
+            names = [r.split("==")[0] for r in requirements]
+            items = [{"metadata": {"name": n, "version": "1", "requires_dist": []}} for n in names]
+            for item in items:
+                if item["metadata"]["name"] == "torch":
+                    item["metadata"]["requires_dist"] = [torch_requires, "numpy; extra == 'opt'"]
+            return {"install": items}
+        return dry_run
+
+    pinned = next(str(r.specifier) for r in check_pins.read_pins() if r.name == "triton")
+    marker = 'platform_system == "Linux" and python_version < "3.15"'
+    monkeypatch.setattr(check_pins, "dry_run", fake_index(f"triton{pinned}; {marker}"))
+    lines = check_pins.check()
+    assert len(lines) == 4 and sum("no triton here" in line for line in lines) == 2  # macOS: none needed
+    monkeypatch.setattr(check_pins, "dry_run", fake_index(f"triton==0.0.1; {marker}"))
+    with pytest.raises(check_pins.PinError, match=r"requires triton==0\.0\.1, requirements.txt pins triton"):
+        check_pins.check()

@@ -264,7 +264,7 @@ NO_KERNEL_OPS = {"aten.empty.memory_format", "aten.empty_like.default", "aten.vi
 def test_a_step_is_28_of_our_kernels_and_no_torch_compute(setup, monkeypatch):
     """Every op of the training step is one of our kernels: record what the step asks of
     PyTorch (muted inside our kernel launches, where the interpreter moves data) and count
-    the launches: 11 forward, 16 backward, 1 Adam at the SPEC's size."""
+    the launches: 11 forward, 16 backward, 1 Adam at SPEC.md's size."""
     from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
     from triton.runtime.interpreter import GridExecutor
 

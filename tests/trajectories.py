@@ -1,6 +1,6 @@
 """Each stage's training loop, reduced to its losses, for tests that compare trajectories.
 
-Every function trains from the SPEC's initial weights on the shuffled documents, with the
+Every function trains from SPEC.md's initial weights on the shuffled documents, with the
 learning-rate schedule of a 1000-step run, for `steps` steps, and returns the losses.
 """
 

@@ -23,7 +23,7 @@ def adam_reference(p, g, m, v, lr_t, bias1, bias2, beta1, beta2, eps):
     p.sub_(lr_t * (m / bias1) / ((v / bias2).sqrt() + eps))
 
 
-# The update, elementwise (SPEC; no derivative needed, this is not differentiated):
+# The update, elementwise (SPEC.md; no derivative needed, this is not differentiated):
 #     m = beta1 m + (1 - beta1) g,   v = beta2 v + (1 - beta2) g^2
 #     p -= lr_t * (m / bias1) / (sqrt(v / bias2) + eps),  bias_i = 1 - beta_i^(step + 1)
 @triton.jit

@@ -1,4 +1,4 @@
-"""Linear layer y = act(x W^T) (+ residual), with W stored (n_out, n_in) as in the SPEC.
+"""Linear layer y = act(x W^T) (+ residual), with W stored (n_out, n_in) as in SPEC.md.
 
 Naive PyTorch: `F.relu(x @ w.T)` and `res + x @ w.T` are two kernels each: the matmul
 writes y to memory and the ReLU or the add reads it straight back. Here both are an
