@@ -43,7 +43,49 @@ RMSNORM_EPS = 1e-5  # rmsnorm(x) = x / sqrt(mean(x^2) + eps)
 
 
 # ----------------------------------------------------------------------------------------
-# Model: nn.Modules, PyTorch's autograd records every op
+# Autograd: torch.autograd, in C++
+# ----------------------------------------------------------------------------------------
+
+# Nothing to write. Every tensor op PyTorch runs records the op and what its backward needs;
+# loss.backward() walks that record in reverse, as our Value and Tensor engines did, with a
+# derivative PyTorch already knows for each op.
+
+
+# ----------------------------------------------------------------------------------------
+# Parameters: the shared initial weights loaded into the modules
+# ----------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def load_weights(model: "GPT", state: dict[str, list[list[float]]]) -> "GPT":
+    """Copy the shared initial weights in; q, k, v are stacked into one matrix."""
+    def t(name):
+        return torch.tensor(state[name], dtype=model.wte.weight.dtype)
+    model.wte.weight.copy_(t("wte"))
+    model.wpe.weight.copy_(t("wpe"))
+    model.lm_head.weight.copy_(t("lm_head"))
+    for i, block in enumerate(model.layers):
+        p = f"layer{i}."
+        block.attn.attn_wqkv.weight.copy_(torch.cat([t(p + "attn_wq"), t(p + "attn_wk"), t(p + "attn_wv")]))
+        block.attn.attn_wo.weight.copy_(t(p + "attn_wo"))
+        block.mlp.mlp_fc1.weight.copy_(t(p + "mlp_fc1"))
+        block.mlp.mlp_fc2.weight.copy_(t(p + "mlp_fc2"))
+    return model
+
+
+def grads_by_name(model: "GPT") -> dict[str, torch.Tensor]:
+    """Gradients under SPEC.md's names (the stacked q, k, v gradient split back), for tests."""
+    grads = {"wte": model.wte.weight.grad, "wpe": model.wpe.weight.grad, "lm_head": model.lm_head.weight.grad}
+    for i, block in enumerate(model.layers):
+        p = f"layer{i}."
+        grads.update(zip((p + "attn_wq", p + "attn_wk", p + "attn_wv"), block.attn.attn_wqkv.weight.grad.chunk(3)))
+        grads[p + "attn_wo"] = block.attn.attn_wo.weight.grad
+        grads[p + "mlp_fc1"] = block.mlp.mlp_fc1.weight.grad
+        grads[p + "mlp_fc2"] = block.mlp.mlp_fc2.weight.grad
+    return grads
+
+
+# ----------------------------------------------------------------------------------------
+# Model: nn.Modules, PyTorch's fused kernels inside
 # ----------------------------------------------------------------------------------------
 
 def rmsnorm(x):
@@ -111,34 +153,6 @@ class GPT(nn.Module):
         loss = None if targets is None else F.cross_entropy(logits, targets)
         return logits, loss
 
-    @torch.no_grad()
-    def load_spec_weights(self, state: dict[str, list[list[float]]]) -> "GPT":
-        """Copy the shared initial weights in; q, k, v are stacked into one matrix."""
-        def t(name):
-            return torch.tensor(state[name], dtype=self.wte.weight.dtype)
-        self.wte.weight.copy_(t("wte"))
-        self.wpe.weight.copy_(t("wpe"))
-        self.lm_head.weight.copy_(t("lm_head"))
-        for i, block in enumerate(self.layers):
-            p = f"layer{i}."
-            block.attn.attn_wqkv.weight.copy_(torch.cat([t(p + "attn_wq"), t(p + "attn_wk"), t(p + "attn_wv")]))
-            block.attn.attn_wo.weight.copy_(t(p + "attn_wo"))
-            block.mlp.mlp_fc1.weight.copy_(t(p + "mlp_fc1"))
-            block.mlp.mlp_fc2.weight.copy_(t(p + "mlp_fc2"))
-        return self
-
-    def grads_by_name(self) -> dict[str, torch.Tensor]:
-        """Gradients under SPEC.md's names (the stacked q, k, v gradient split back)."""
-        grads = {"wte": self.wte.weight.grad, "wpe": self.wpe.weight.grad, "lm_head": self.lm_head.weight.grad}
-        for i, block in enumerate(self.layers):
-            p = f"layer{i}."
-            grads.update(zip((p + "attn_wq", p + "attn_wk", p + "attn_wv"),
-                             block.attn.attn_wqkv.weight.grad.chunk(3)))
-            grads[p + "attn_wo"] = block.attn.attn_wo.weight.grad
-            grads[p + "mlp_fc1"] = block.mlp.mlp_fc1.weight.grad
-            grads[p + "mlp_fc2"] = block.mlp.mlp_fc2.weight.grad
-        return grads
-
 
 def document_tensors(tokens: list[int], block_size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """(inputs, targets) for the first min(block_size, len-1) positions, on `device`."""
@@ -162,40 +176,8 @@ def make_optimizer(model: nn.Module, num_steps: int, device: torch.device):
 
 
 # ----------------------------------------------------------------------------------------
-# Sampling
+# Training: forward, backward, optimizer step; the same loop on any device
 # ----------------------------------------------------------------------------------------
-
-@torch.no_grad()
-def sample(model: GPT, tokenizer: Tokenizer, rng, temperature: float, device) -> str:
-    """One name: start from BOS, draw each next token, stop at BOS or block_size tokens."""
-    tokens = [tokenizer.bos]
-    for _ in range(model.config.block_size):
-        logits, _ = model(torch.tensor(tokens, device=device))
-        probs = F.softmax(logits[-1].double() / temperature, dim=-1)
-        token_id = rng.choices(range(model.config.vocab_size), weights=probs.tolist())[0]
-        if token_id == tokenizer.bos:
-            break
-        tokens.append(token_id)
-    return tokenizer.decode(tokens)
-
-
-# ----------------------------------------------------------------------------------------
-# Training
-# ----------------------------------------------------------------------------------------
-
-def parse_args(argv=None):
-    parser = cli.build_parser(__doc__.splitlines()[0], HERE)
-    parser.add_argument("--device", default="auto", help="cpu, cuda, mps, or auto (cuda > mps > cpu)")
-    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",
-                        help="float64 reproduces stage 2 to 1e-6 per step")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model (time reported apart)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads; with tensors this small, more threads only add overhead")
-    args = cli.parse_args(parser, argv)
-    if args.threads <= 0:
-        parser.error(f"--threads must be positive, got {args.threads}")
-    return args
-
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":
@@ -218,6 +200,21 @@ def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
 
 
+def compile_model(model: GPT, tokenizer: Tokenizer, docs: list[str], config: GPTConfig, device):
+    """torch.compile with a dynamic sequence length, compiled up front on two documents of
+    different length (forward and backward), so compile time is reported apart from the
+    step times. The gradients of the warm-up are discarded."""
+    compiled = torch.compile(model, dynamic=True)
+    t0 = time.perf_counter()
+    for doc in (min(docs, key=len), max(docs, key=len)):
+        inputs, targets = document_tensors(tokenizer.encode_doc(doc), config.block_size, device)
+        compiled(inputs, targets)[1].backward()
+    model.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return compiled, time.perf_counter() - t0
+
+
 def train(args) -> dict:
     device = pick_device(args.device)
     dtype = getattr(torch, args.dtype)
@@ -228,7 +225,7 @@ def train(args) -> dict:
     tokenizer = Tokenizer.from_docs(docs)
     config = GPTConfig(tokenizer.vocab_size, args.n_layer, args.n_embd, args.n_head, args.block_size)
     docs, state, rng = init_run(docs, config, args.seed)
-    model = GPT(config).to(dtype).load_spec_weights(state).to(device)
+    model = load_weights(GPT(config).to(dtype), state).to(device)
     num_params = sum(p.numel() for p in model.parameters())
     optimizer, schedule = make_optimizer(model, args.steps, device)
     forward = model
@@ -275,19 +272,40 @@ def train(args) -> dict:
     return run.finish(samples)
 
 
-def compile_model(model: GPT, tokenizer: Tokenizer, docs: list[str], config: GPTConfig, device):
-    """torch.compile with a dynamic sequence length, compiled up front on two documents of
-    different length (forward and backward), so compile time is reported apart from the
-    step times. The gradients of the warm-up are discarded."""
-    compiled = torch.compile(model, dynamic=True)
-    t0 = time.perf_counter()
-    for doc in (min(docs, key=len), max(docs, key=len)):
-        inputs, targets = document_tensors(tokenizer.encode_doc(doc), config.block_size, device)
-        compiled(inputs, targets)[1].backward()
-    model.zero_grad(set_to_none=True)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return compiled, time.perf_counter() - t0
+# ----------------------------------------------------------------------------------------
+# Sampling
+# ----------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def sample(model: GPT, tokenizer: Tokenizer, rng, temperature: float, device) -> str:
+    """One name: start from BOS, draw each next token, stop at BOS or block_size tokens."""
+    tokens = [tokenizer.bos]
+    for _ in range(model.config.block_size):
+        logits, _ = model(torch.tensor(tokens, device=device))
+        probs = F.softmax(logits[-1].double() / temperature, dim=-1)
+        token_id = rng.choices(range(model.config.vocab_size), weights=probs.tolist())[0]
+        if token_id == tokenizer.bos:
+            break
+        tokens.append(token_id)
+    return tokenizer.decode(tokens)
+
+
+# ----------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------
+
+def parse_args(argv=None):
+    parser = cli.build_parser(__doc__.splitlines()[0], HERE)
+    parser.add_argument("--device", default="auto", help="cpu, cuda, mps, or auto (cuda > mps > cpu)")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                        help="float64 reproduces stage 2 to 1e-6 per step")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (time reported apart)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads; with tensors this small, more threads only add overhead")
+    args = cli.parse_args(parser, argv)
+    if args.threads <= 0:
+        parser.error(f"--threads must be positive, got {args.threads}")
+    return args
 
 
 def main(argv=None):

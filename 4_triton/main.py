@@ -3,11 +3,12 @@
 What changes from stage 3: every op of the training step is a Triton kernel from
 `kernels/` -- embedding, rmsnorm, linear (with ReLU or the residual add fused in),
 causal attention, cross-entropy (its gradient made in forward), Adam -- wrapped in
-torch.autograd.Functions and put together as an nn.Module. A 4k-parameter model on a GPU
-is not limited by arithmetic or memory but by how many kernels are launched and how
-much Python runs per launch, so the design is about launches: fusion cuts the step to
-28 kernels, and on a GPU the whole step (forward, backward, Adam) is captured once as a
-CUDA graph and replayed, so Python launches one graph per step.
+torch.autograd.Functions, in the same nn.Modules as stage 3. A 4k-parameter model on a GPU
+is not limited by arithmetic or memory but by how many kernels are launched and how much
+Python runs per launch, so the design is about launches: fusion cuts the step to 28
+kernels, and on a GPU the whole step (forward, backward, Adam) is captured once as a CUDA
+graph and replayed, so Python launches one graph per step. (The whole step as a single
+kernel is the next move: fused_step.py.)
 
 Without a CUDA GPU, the same kernels run in Triton's interpreter (TRITON_INTERPRET=1),
 which emulates every program with NumPy: right for checking numbers, useless for speed.
@@ -26,9 +27,10 @@ import torch
 import torch.nn as nn
 
 # Triton reads TRITON_INTERPRET when it is first imported: decide before the kernels load.
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1" or not torch.cuda.is_available()
-if INTERPRET:
-    os.environ["TRITON_INTERPRET"] = "1"
+# Without a CUDA GPU the interpreter runs them, unless TRITON_INTERPRET=0 asks to compile only.
+REQUESTED = os.environ.get("TRITON_INTERPRET", "")
+INTERPRET = REQUESTED == "1" if REQUESTED in ("0", "1") else not torch.cuda.is_available()
+os.environ["TRITON_INTERPRET"] = "1" if INTERPRET else "0"
 
 
 def triton_missing() -> str:
@@ -51,17 +53,16 @@ except ImportError:
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
-from fused_step import FusedTrainer  # noqa: E402
 from kernels.adam import adam_step  # noqa: E402
 from kernels.attention import CausalAttention  # noqa: E402
 from kernels.cross_entropy import CrossEntropy  # noqa: E402
 from kernels.embedding import Embedding  # noqa: E402
 from kernels.linear import Linear  # noqa: E402
-from kernels.rmsnorm import RMSNorm  # noqa: E402
+from kernels.rmsnorm import RMSNorm, RMSNormWithResidual  # noqa: E402
 from shared import cli, dataset, results  # noqa: E402
 from shared.errors import UserError  # noqa: E402
-from shared.tokenizer import Tokenizer  # noqa: E402
-from shared.weights import GPTConfig, init_run, param_shapes  # noqa: E402
+from shared.tokenizer import Tokenizer, padded_document  # noqa: E402
+from shared.weights import GPTConfig, init_run, param_offsets, param_shapes  # noqa: E402
 
 STAGE = "4_triton"
 
@@ -72,103 +73,205 @@ BETA2 = 0.99  # decay of the second-moment (squared gradient) estimate
 EPS_ADAM = 1e-8  # keeps the update finite where the second moment is ~0
 
 # Shapes in comments: T = block_size rows (a document's n real tokens, then padding),
-# C = n_embd, H heads, D = head_dim, V = vocab_size.
+# C = n_embd, H heads, D = head_dim = C / H, V = vocab_size. Weights are (n_out, n_in).
 
 
 # ----------------------------------------------------------------------------------------
-# Model: nn.Module over our autograd Functions; weights are views of one flat buffer
+# Autograd: torch.autograd drives our kernels' backward
 # ----------------------------------------------------------------------------------------
 
-class GPT(nn.Module):
-    """microgpt on our kernels.
+# Each op is a torch.autograd.Function from kernels/: its forward launches our forward
+# kernel and saves what the backward kernel needs. Weights never go through autograd: each
+# backward kernel writes its weight's gradient straight into the flat gradient buffer (the
+# `*_grad` views below) and hands autograd None for it. These wrappers only name the arguments.
 
-    All weights live in one flat nn.Parameter in SPEC.md's order and all gradients in one
-    flat buffer beside it; each layer's weight and gradient are views. The backward
-    kernels write gradients straight into those views, so after `loss.backward()` the
-    flat gradient is complete and one Adam launch updates everything.
+def embedding(tokens, n, wte, wpe, wte_grad, wpe_grad):
+    return Embedding.apply(tokens, n, wte, wpe, wte_grad, wpe_grad)
+
+
+def linear(x, weight, weight_grad, residual=None, relu=False):
+    """relu?(x W^T) (+ residual), one kernel; with a residual, the add is the matmul's epilogue."""
+    return Linear.apply(x, weight, weight_grad, residual, relu)
+
+
+def rmsnorm(x):
+    return RMSNorm.apply(x)
+
+
+def rmsnorm_with_residual(x):
+    """(rmsnorm(x), x): x comes back for the residual add, so its two gradients meet in one kernel."""
+    return RMSNormWithResidual.apply(x)
+
+
+def causal_attention(qkv, n_head):
+    return CausalAttention.apply(qkv, n_head)
+
+
+def cross_entropy(logits, targets, n):
+    return CrossEntropy.apply(logits, targets, n)
+
+
+# ----------------------------------------------------------------------------------------
+# Parameters: one flat buffer, every weight a view of it, every gradient a view of another
+# ----------------------------------------------------------------------------------------
+
+class FlatParameters(nn.Module):
+    """All weights in one flat nn.Parameter in SPEC.md's order, all gradients in one flat
+    buffer beside it. The backward kernels fill the gradient buffer in place, so after
+    `loss.backward()` it is complete and one Adam launch updates everything."""
+
+    def __init__(self, config: GPTConfig, state: dict, dtype, device):
+        super().__init__()
+        self.config, self.offsets = config, param_offsets(config)
+        flat = torch.cat([torch.tensor(state[name], dtype=dtype).flatten() for name, _ in param_shapes(config)])
+        self.flat = nn.Parameter(flat.to(device))
+        self.register_buffer("flat_grad", torch.zeros_like(self.flat))
+
+    def weight(self, name: str) -> torch.Tensor:
+        return self._view(self.flat, name)
+
+    def weight_grad(self, name: str) -> torch.Tensor:
+        return self._view(self.flat_grad, name)
+
+    def _view(self, flat: torch.Tensor, name: str) -> torch.Tensor:
+        start, rows, cols = self.offsets[name]
+        return flat[start:start + rows * cols].view(rows, cols)
+
+
+def grads_by_name(model: "GPT") -> dict[str, torch.Tensor]:
+    """Gradients under SPEC.md's names, views of the flat gradient buffer, for tests."""
+    return {name: model.params.weight_grad(name) for name, _ in param_shapes(model.config)}
+
+
+# ----------------------------------------------------------------------------------------
+# Model: stage 3's nn.Modules, our kernels inside
+# ----------------------------------------------------------------------------------------
+
+class CausalSelfAttention(nn.Module):
+    """All heads at once. q, k, v come from one matmul with the stacked weight [wq; wk; wv].
+
+    One attention kernel per direction, one program per head: a whole head (T <= 16, D = 4)
+    and its T x T scores fit in registers, so nothing between qkv and y touches memory.
     """
 
+    def __init__(self, config: GPTConfig, params: FlatParameters, prefix: str):
+        super().__init__()
+        self.n_head = config.n_head
+        self.attn_wqkv = params.weight(prefix + "attn_wqkv")  # [wq; wk; wv], (3C, C)
+        self.attn_wqkv_grad = params.weight_grad(prefix + "attn_wqkv")
+        self.attn_wo, self.attn_wo_grad = params.weight(prefix + "attn_wo"), params.weight_grad(prefix + "attn_wo")
+
+    def forward(self, x, residual):  # (T, C)
+        qkv = linear(x, self.attn_wqkv, self.attn_wqkv_grad)  # (T, 3C)
+        y = causal_attention(qkv, self.n_head)  # (T, C), scaled by 1/sqrt(D)
+        return linear(y, self.attn_wo, self.attn_wo_grad, residual=residual)  # residual + y Wo^T
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig, params: FlatParameters, prefix: str):
+        super().__init__()
+        self.mlp_fc1, self.mlp_fc1_grad = params.weight(prefix + "mlp_fc1"), params.weight_grad(prefix + "mlp_fc1")
+        self.mlp_fc2, self.mlp_fc2_grad = params.weight(prefix + "mlp_fc2"), params.weight_grad(prefix + "mlp_fc2")
+
+    def forward(self, x, residual):  # (T, C)
+        h = linear(x, self.mlp_fc1, self.mlp_fc1_grad, relu=True)  # (T, 4C)
+        return linear(h, self.mlp_fc2, self.mlp_fc2_grad, residual=residual)  # residual + h W2^T, (T, C)
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig, params: FlatParameters, prefix: str):
+        super().__init__()
+        self.attn = CausalSelfAttention(config, params, prefix)
+        self.mlp = MLP(config, params, prefix)
+
+    def forward(self, x):  # (T, C)
+        h, x = rmsnorm_with_residual(x)
+        x = self.attn(h, residual=x)
+        h, x = rmsnorm_with_residual(x)
+        return self.mlp(h, residual=x)
+
+
+class GPT(nn.Module):
     def __init__(self, config: GPTConfig, state: dict, dtype=torch.float32, device="cpu"):
         super().__init__()
         self.config = config
-        flat = torch.cat([torch.tensor(state[name], dtype=dtype).flatten() for name, _ in param_shapes(config)])
-        self.params = nn.Parameter(flat.to(device))
-        self.register_buffer("grads", torch.zeros_like(self.params))
-        self.offsets, offset = {}, 0
-        for name, (rows, cols) in param_shapes(config):
-            self.offsets[name] = (offset, rows, cols)
-            offset += rows * cols
-        # wq, wk, wv are adjacent in SPEC.md's order: [wq; wk; wv] is one (3C, C) view.
-        for i in range(config.n_layer):
-            start = self.offsets[f"layer{i}.attn_wq"][0]
-            self.offsets[f"layer{i}.attn_wqkv"] = (start, 3 * config.n_embd, config.n_embd)
+        self.params = FlatParameters(config, state, dtype, device)
+        self.wte, self.wte_grad = self.params.weight("wte"), self.params.weight_grad("wte")
+        self.wpe, self.wpe_grad = self.params.weight("wpe"), self.params.weight_grad("wpe")
+        self.lm_head, self.lm_head_grad = self.params.weight("lm_head"), self.params.weight_grad("lm_head")
+        self.layers = nn.ModuleList(Block(config, self.params, f"layer{i}.") for i in range(config.n_layer))
 
-    def weight(self, name):
-        """(weight view, gradient view) of one matrix."""
-        start, rows, cols = self.offsets[name]
-        span = slice(start, start + rows * cols)
-        return self.params[span].view(rows, cols), self.grads[span].view(rows, cols)
-
-    def forward(self, tokens, n, targets=None):
-        """tokens (T,) int32, padded; n (1,) int32, the real length. Logits (T, V), or the loss."""
-        wte, d_wte = self.weight("wte")
-        wpe, d_wpe = self.weight("wpe")
-        x = Embedding.apply(tokens, n, wte, wpe, d_wte, d_wpe)  # (T, C)
-        x, _ = RMSNorm.apply(x)
-        for i in range(self.config.n_layer):
-            h, x = RMSNorm.apply(x)  # h = rmsnorm(x); x handed through for the residual
-            qkv = Linear.apply(h, *self.weight(f"layer{i}.attn_wqkv"))  # (T, 3C)
-            y = CausalAttention.apply(qkv, self.config.n_head)  # (T, C)
-            x = Linear.apply(y, *self.weight(f"layer{i}.attn_wo"), x)  # x + y Wo^T
-            h, x = RMSNorm.apply(x)
-            h = Linear.apply(h, *self.weight(f"layer{i}.mlp_fc1"), None, True)  # relu(h W1^T), (T, 4C)
-            x = Linear.apply(h, *self.weight(f"layer{i}.mlp_fc2"), x)  # x + h W2^T
-        logits = Linear.apply(x, *self.weight("lm_head"))  # (T, V)
-        return logits if targets is None else CrossEntropy.apply(logits, targets, n)
-
-    def grads_by_name(self) -> dict[str, torch.Tensor]:
-        return {name: self.weight(name)[1] for name, _ in param_shapes(self.config)}
+    def forward(self, idx, n, targets=None):  # idx (T,) int32 token ids, padded; n (1,) int32: real rows
+        x = rmsnorm(embedding(idx, n, self.wte, self.wpe, self.wte_grad, self.wpe_grad))  # (T, C)
+        for block in self.layers:
+            x = block(x)
+        logits = linear(x, self.lm_head, self.lm_head_grad)  # (T, V)
+        loss = None if targets is None else cross_entropy(logits, targets, n)  # over the n real rows
+        return logits, loss
 
 
 # ----------------------------------------------------------------------------------------
-# Training step: inputs in device buffers, Adam in one launch, optionally one CUDA graph
+# Optimizer: Adam over the flat buffer, one kernel, its scalars in device memory
+# ----------------------------------------------------------------------------------------
+
+class Adam:
+    """One launch updates all parameters. The step's scalars (lr_t and the two bias
+    corrections) sit in a small device buffer rather than in the launch's arguments, so the
+    launch is the same at every step and a CUDA graph can replay it."""
+
+    def __init__(self, params: FlatParameters, num_steps: int):
+        self.params, self.num_steps = params, num_steps
+        self.m = torch.zeros_like(params.flat_grad)  # first moments
+        self.v = torch.zeros_like(params.flat_grad)  # second moments
+        pin = params.flat.device.type == "cuda"
+        self.scalars_host = torch.zeros(3, dtype=params.flat.dtype, pin_memory=pin)
+        self.scalars = torch.zeros(3, dtype=params.flat.dtype, device=params.flat.device)
+
+    def load(self, step: int):
+        """Write this step's lr_t, 1 - beta1^(step+1), 1 - beta2^(step+1) to the device. `step` is 0-based."""
+        lr_t = LEARNING_RATE * (1 - step / self.num_steps)  # linear decay to zero
+        self.scalars_host.copy_(torch.tensor([lr_t, 1 - BETA1 ** (step + 1), 1 - BETA2 ** (step + 1)]))
+        self.scalars.copy_(self.scalars_host, non_blocking=True)
+
+    def step(self):
+        adam_step(self.params.flat.data, self.params.flat_grad, self.m, self.v, self.scalars, BETA1, BETA2, EPS_ADAM)
+
+
+# ----------------------------------------------------------------------------------------
+# Training: the step's inputs in device buffers, so the step can be one CUDA graph
 # ----------------------------------------------------------------------------------------
 
 class TrainStep:
-    """One training step of the model, from a document's tokens to updated weights.
+    """One training step, from a document's tokens to updated weights.
 
-    Everything a step reads lives in fixed device buffers -- `batch` = [n, tokens..., pad]
-    and `hyper` = [lr_t, bias1, bias2] -- filled by one small host-to-device copy each. So
-    the launches are identical at every step, and on a GPU they are captured once as a
+    Everything a step reads lives in fixed device buffers -- the document, padded to one row
+    (shared/tokenizer.py), and Adam's scalars -- filled by one small host-to-device copy each.
+    So the launches are identical at every step, and on a GPU they are captured once as a
     CUDA graph and replayed: one launch from Python per step instead of 28.
     """
 
     def __init__(self, model: GPT, num_steps: int, cuda_graph: bool):
-        self.model, self.num_steps = model, num_steps
-        device, block_size = model.params.device, model.config.block_size
-        pin = device.type == "cuda"
-        self.batch_host = torch.zeros(block_size + 2, dtype=torch.int32, pin_memory=pin)
-        self.hyper_host = torch.zeros(3, dtype=model.params.dtype, pin_memory=pin)
-        self.batch = torch.zeros(block_size + 2, dtype=torch.int32, device=device)
-        self.hyper = torch.zeros(3, dtype=model.params.dtype, device=device)
-        self.m = torch.zeros_like(model.params)
-        self.v = torch.zeros_like(model.params)
-        self.seed_grad = torch.ones((), dtype=model.params.dtype, device=device)  # dL/dL, made once
+        self.model, self.optimizer = model, Adam(model.params, num_steps)
+        device, block_size = model.params.flat.device, model.config.block_size
+        self.document_host = torch.zeros(block_size + 2, dtype=torch.int32, pin_memory=device.type == "cuda")
+        self.document = torch.zeros(block_size + 2, dtype=torch.int32, device=device)  # [n, tokens..., padding]
+        self.seed_grad = torch.ones((), dtype=model.params.flat.dtype, device=device)  # dL/dL, made once
         self.graph = self.graph_loss = None
         if cuda_graph:
             self.capture()
 
     def launch(self):
         """Queue the whole step on the device; returns the loss as a device tensor."""
-        n, block_size = self.batch[0:1], self.model.config.block_size
-        loss = self.model(self.batch[1:block_size + 1], n, self.batch[2:block_size + 2])  # inputs, n, targets
+        n, T = self.document[0:1], self.model.config.block_size
+        _, loss = self.model(self.document[1:T + 1], n, self.document[2:T + 2])  # inputs, n, targets
         loss.backward(self.seed_grad)  # (plain backward() would launch a kernel to fill a 1)
-        adam_step(self.model.params.data, self.model.grads, self.m, self.v, self.hyper, BETA1, BETA2, EPS_ADAM)
+        self.optimizer.step()
         return loss.detach()
 
     def capture(self):
         """Compile every kernel with a few warm-up steps (then undo them), capture the graph."""
-        saved = [t.clone() for t in (self.model.params.data, self.m, self.v)]
+        state = (self.model.params.flat.data, self.optimizer.m, self.optimizer.v)
+        saved = [t.clone() for t in state]
         self.load([0, 1, 2, 0], 0)
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -180,19 +283,14 @@ class TrainStep:
         with torch.cuda.graph(self.graph):
             self.graph_loss = self.launch()
         torch.cuda.synchronize()
-        for t, s in zip((self.model.params.data, self.m, self.v), saved):
+        for t, s in zip(state, saved):
             t.copy_(s)
 
     def load(self, tokens: list[int], step: int):
         """Write a document and this step's Adam scalars into the device buffers."""
-        n = min(self.model.config.block_size, len(tokens) - 1)
-        self.batch_host.zero_()
-        self.batch_host[0] = n
-        self.batch_host[1:n + 2] = torch.tensor(tokens[:n + 1], dtype=torch.int32)
-        lr_t = LEARNING_RATE * (1 - step / self.num_steps)  # linear decay to zero
-        self.hyper_host.copy_(torch.tensor([lr_t, 1 - BETA1 ** (step + 1), 1 - BETA2 ** (step + 1)]))
-        self.batch.copy_(self.batch_host, non_blocking=True)
-        self.hyper.copy_(self.hyper_host, non_blocking=True)
+        self.document_host.copy_(torch.tensor(padded_document(tokens, self.model.config.block_size)))
+        self.document.copy_(self.document_host, non_blocking=True)
+        self.optimizer.load(step)
 
     def __call__(self, tokens: list[int], step: int) -> float:
         self.load(tokens, step)
@@ -202,63 +300,7 @@ class TrainStep:
         return self.launch().item()
 
 
-def fused_trainer(model: GPT, tokenizer: Tokenizer, docs: list[str], num_steps: int) -> FusedTrainer:
-    """The one-kernel trainer over the model's flat parameters, documents loaded, kernel compiled."""
-    trainer = FusedTrainer(model.params.data, model.config, num_steps, BETA1, BETA2, EPS_ADAM, LEARNING_RATE)
-    trainer.load_documents([tokenizer.encode_doc(docs[i % len(docs)]) for i in range(num_steps)])
-    trainer.launch(0, 0)  # compiles the kernel (zero steps), so no timed step includes the compile
-    return trainer
-
-
-# ----------------------------------------------------------------------------------------
-# Sampling
-# ----------------------------------------------------------------------------------------
-
-@torch.no_grad()
-def sample(model: GPT, tokenizer: Tokenizer, rng, temperature: float) -> str:
-    """One name: start from BOS, draw each next token, stop at BOS or block_size tokens."""
-    block_size, device = model.config.block_size, model.params.device
-    tokens = [tokenizer.bos]
-    for _ in range(block_size):
-        padded = torch.zeros(block_size, dtype=torch.int32)
-        padded[:len(tokens)] = torch.tensor(tokens, dtype=torch.int32)
-        n = torch.tensor([len(tokens)], dtype=torch.int32, device=device)
-        logits = model(padded.to(device), n)[len(tokens) - 1].double().cpu()
-        probs = torch.softmax(logits / temperature, dim=-1)
-        token_id = rng.choices(range(model.config.vocab_size), weights=probs.tolist())[0]
-        if token_id == tokenizer.bos:
-            break
-        tokens.append(token_id)
-    return tokenizer.decode(tokens)
-
-
-# ----------------------------------------------------------------------------------------
-# Training
-# ----------------------------------------------------------------------------------------
-
-def parse_args(argv=None):
-    parser = cli.build_parser(__doc__.splitlines()[0], HERE)
-    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",
-                        help="float64 only through the interpreter (for exact checks)")
-    parser.add_argument("--no-cuda-graph", action="store_true",
-                        help="on a GPU, launch every kernel from Python instead of replaying one graph")
-    parser.add_argument("--fused", choices=["step", "run"], default=None,
-                        help="train with the one-kernel step of fused_step.py: one launch per step, "
-                             "or the whole run in one launch")
-    args = cli.parse_args(parser, argv)
-    if args.fused and args.dtype != "float32":
-        parser.error("--fused runs in float32 only")
-    if args.fused and args.n_layer != 1:
-        parser.error("--fused implements SPEC.md's one-layer model; drop --fused for --n-layer > 1")
-    for flag in ("n_embd", "block_size"):
-        value = getattr(args, flag)
-        if args.fused and (value < 16 or value & (value - 1)):
-            parser.error(f"--fused needs --{flag.replace('_', '-')} to be a power of two >= 16, got {value}; "
-                         f"drop --fused to use the per-op kernels")
-    return args
-
-
-def device_description() -> str:
+def device_name() -> str:
     return "cpu" if INTERPRET else torch.cuda.get_device_name()
 
 
@@ -272,55 +314,70 @@ def train(args) -> dict:
     config = GPTConfig(tokenizer.vocab_size, args.n_layer, args.n_embd, args.n_head, args.block_size)
     docs, state, rng = init_run(docs, config, args.seed)
     model = GPT(config, state, getattr(torch, args.dtype), device)
-    cuda_graph = not INTERPRET and not args.no_cuda_graph and not args.fused
+    num_params = model.params.flat.numel()
+    cuda_graph = not INTERPRET and not args.no_cuda_graph
     t0 = time.perf_counter()
-    if args.fused:
-        step_fn = fused_trainer(model, tokenizer, docs, args.steps)
-        mode = "the fused one-kernel step, " + ("one launch per step" if args.fused == "step" else
-                                                 "the whole run in one launch")
-    else:
-        step_fn = TrainStep(model, args.steps, cuda_graph)
-        mode = "28 kernels per step" + (", replayed as one CUDA graph" if cuda_graph else "")
+    step_fn = TrainStep(model, args.steps, cuda_graph)
     setup_s = time.perf_counter() - t0
-    print(f"{STAGE}: {len(docs)} docs, vocab {config.vocab_size}, {model.params.numel()} parameters, "
-          f"{args.steps} steps, {args.dtype} on {device_description()}, {mode}", flush=True)
+    print(f"{STAGE}: {len(docs)} docs, vocab {config.vocab_size}, {num_params} parameters, "
+          f"{args.steps} steps, {args.dtype} on {device_name()}, 28 kernels per step"
+          + (", replayed as one CUDA graph" if cuda_graph else ""), flush=True)
     if INTERPRET:
         print("no CUDA GPU: every kernel runs in Triton's CPU interpreter (NumPy emulation) -- "
               "right numbers, interpreter speed; the timings below measure the interpreter", flush=True)
 
-    env = results.environment(device_description(), interpreter=INTERPRET, cuda_graph=cuda_graph,
-                              fused=args.fused, setup_s=setup_s, threads=torch.get_num_threads())
-    if args.fused == "run":
-        env["timing"] = "the whole run is one launch: each step_ms is the run's time divided by its steps"
+    env = results.environment(device_name(), interpreter=INTERPRET, cuda_graph=cuda_graph, fused=None,
+                              setup_s=setup_s, threads=torch.get_num_threads())
     run = results.TrainingRun(
         STAGE, {**config.to_dict(), "steps": args.steps, "seed": args.seed, "dtype": args.dtype},
-        model.params.numel(), args.out, env, show_eta=INTERPRET and args.fused != "run",
+        num_params, args.out, env, show_eta=INTERPRET,
     )
     with run:
-        if args.fused == "run":
-            print(f"one launch for all {args.steps} steps: the log follows when it returns", flush=True)
+        for step in range(args.steps):
             t0 = time.perf_counter()
-            step_fn.launch(0, args.steps)
-            losses = step_fn.losses.tolist()  # waits for the launch to finish
-            per_step = (time.perf_counter() - t0) / args.steps
-            for step, loss in enumerate(losses):
-                run.record(loss, per_step, doc_len=int(step_fn.batches[step, 0]))
-            run.total_s = per_step * args.steps  # the launch itself, not the printing of the log after it
-        else:
-            for step in range(args.steps):
-                t0 = time.perf_counter()
-                tokens = tokenizer.encode_doc(docs[step % len(docs)])
-                if args.fused:
-                    step_fn.launch(step, 1)
-                    loss = step_fn.losses[step].item()
-                else:
-                    loss = step_fn(tokens, step)
-                run.record(loss, time.perf_counter() - t0, doc_len=min(config.block_size, len(tokens) - 1))
+            tokens = tokenizer.encode_doc(docs[step % len(docs)])
+            loss = step_fn(tokens, step)
+            run.record(loss, time.perf_counter() - t0, doc_len=min(config.block_size, len(tokens) - 1))
 
     samples = [sample(model, tokenizer, rng, args.temperature) for _ in range(args.samples)]
     for i, name in enumerate(samples, start=1):
         print(f"sample {i:2d}: {name}")
     return run.finish(samples)
+
+
+# ----------------------------------------------------------------------------------------
+# Sampling
+# ----------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def sample(model: GPT, tokenizer: Tokenizer, rng, temperature: float) -> str:
+    """One name: start from BOS, draw each next token, stop at BOS or block_size tokens."""
+    block_size, device = model.config.block_size, model.params.flat.device
+    tokens = [tokenizer.bos]
+    for _ in range(block_size):
+        padded = torch.zeros(block_size, dtype=torch.int32)
+        padded[:len(tokens)] = torch.tensor(tokens, dtype=torch.int32)
+        n = torch.tensor([len(tokens)], dtype=torch.int32, device=device)
+        logits, _ = model(padded.to(device), n)
+        probs = torch.softmax(logits[len(tokens) - 1].double().cpu() / temperature, dim=-1)
+        token_id = rng.choices(range(model.config.vocab_size), weights=probs.tolist())[0]
+        if token_id == tokenizer.bos:
+            break
+        tokens.append(token_id)
+    return tokenizer.decode(tokens)
+
+
+# ----------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------
+
+def parse_args(argv=None):
+    parser = cli.build_parser(__doc__.splitlines()[0], HERE)
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                        help="float64 only through the interpreter (for exact checks)")
+    parser.add_argument("--no-cuda-graph", action="store_true",
+                        help="on a GPU, launch every kernel from Python instead of replaying one graph")
+    return cli.parse_args(parser, argv)
 
 
 def main(argv=None):

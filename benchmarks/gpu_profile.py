@@ -58,7 +58,7 @@ def main():
     docs, state, _ = init_run(docs, config, 42)
     cuda = torch.device("cuda")
 
-    model3 = stage3.GPT(config).load_spec_weights(state).to(cuda)
+    model3 = stage3.load_weights(stage3.GPT(config), state).to(cuda)
     optimizer, schedule = stage3.make_optimizer(model3, 1000, cuda)
 
     def step3(i):

@@ -12,7 +12,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from shared.results import LOSS_WINDOW, load_results, summarize
+from shared.results import LOSS_WINDOW, WARMUP_STEPS, load_results, summarize
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SMOOTH_WINDOW = 50
@@ -91,10 +91,10 @@ def plot_step_times(ax, runs: dict[str, dict], log: bool = True) -> None:
 
 def plot_step_time_hist(ax, runs: dict[str, dict]) -> None:
     """Distribution of step times after warm-up (log-spaced bins)."""
-    all_ms = np.concatenate([res["step_ms"][10:] or res["step_ms"] for res in runs.values()])
+    all_ms = np.concatenate([res["step_ms"][WARMUP_STEPS:] or res["step_ms"] for res in runs.values()])
     bins = np.geomspace(all_ms.min(), all_ms.max(), 60) if all_ms.min() > 0 else 60
     for (label, res), color in zip(runs.items(), _colors()):
-        ax.hist(res["step_ms"][10:] or res["step_ms"], bins=bins, color=color, alpha=0.6, label=label)
+        ax.hist(res["step_ms"][WARMUP_STEPS:] or res["step_ms"], bins=bins, color=color, alpha=0.6, label=label)
     if len(runs) > 1:
         ax.set_xscale("log")
     ax.set(xlabel="ms per step (after warm-up)", ylabel="steps", title="Step-time distribution")
@@ -123,7 +123,7 @@ def plot_phases(ax, runs: dict[str, dict]) -> None:
     labels = [label for label, res in runs.items() if "forward_ms" in res]
     for i, label in enumerate(labels):
         res = runs[label]
-        ms = [float(np.median(res[key][10:] or res[key])) for key, _ in phases]
+        ms = [float(np.median(res[key][WARMUP_STEPS:] or res[key])) for key, _ in phases]
         left = 0.0
         for width_ms, (_, name), color in zip(ms, phases, _colors()):
             width = width_ms / sum(ms)

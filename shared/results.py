@@ -123,9 +123,9 @@ class TrainingRun:
     """
 
     def __init__(self, stage: str, config: dict, num_params: int, out: str | os.PathLike,
-                 env: dict, show_eta: bool = False, quiet: bool = False):
+                 env: dict, show_eta: bool = False):
         self.stage, self.config, self.num_params = stage, config, num_params
-        self.out, self.env, self.show_eta, self.quiet = Path(out), env, show_eta, quiet
+        self.out, self.env, self.show_eta = Path(out), env, show_eta
         self.losses: list[float] = []
         self.step_ms: list[float] = []
         self.series: dict[str, list] = {}
@@ -145,12 +145,18 @@ class TrainingRun:
         for key, value in series.items():
             self.series.setdefault(key, []).append(value)
         self.total_s = time.perf_counter() - self.started
-        if not self.quiet:
-            line = log_line(step, self.config["steps"], loss, seconds * 1000.0)
-            if self.show_eta:
-                remaining = self.total_s / step * (self.config["steps"] - step)
-                line += f" | eta {remaining // 60:.0f}m{remaining % 60:02.0f}s"
-            print(line, flush=True)
+        line = log_line(step, self.config["steps"], loss, seconds * 1000.0)
+        if self.show_eta:
+            remaining = self.total_s / step * (self.config["steps"] - step)
+            line += f" | eta {remaining // 60:.0f}m{remaining % 60:02.0f}s"
+        print(line, flush=True)
+
+    def record_launch(self, losses: list[float], seconds: float, **series: list) -> None:
+        """Many steps run by one launch that took `seconds`: each step is logged with an equal
+        share of it, and the run's total is the launch, not the printing of its log."""
+        for step, loss in enumerate(losses):
+            self.record(loss, seconds / len(losses), **{key: values[step] for key, values in series.items()})
+        self.total_s = seconds
 
     def results(self, samples: list[str], partial: bool = False) -> dict:
         results = {

@@ -46,3 +46,14 @@ class Tokenizer:
     def decode(self, ids: list[int]) -> str:
         """Text of `ids`; BOS tokens are dropped."""
         return "".join(self.chars[i] for i in ids if i != self.bos)
+
+
+def padded_document(tokens: list[int], block_size: int) -> list[int]:
+    """A document as one fixed-size row of block_size + 2 ints: `[n, t_0, ..., t_n, 0, ..., 0]`.
+
+    n = min(block_size, len(tokens) - 1) is the number of positions trained on; inputs are
+    row[1 : block_size + 1] and targets row[2 : block_size + 2], of which the first n are real.
+    Kernels with static shapes (stage 4) read n from the row and ignore the padding.
+    """
+    n = min(block_size, len(tokens) - 1)
+    return [n] + tokens[:n + 1] + [0] * (block_size - n)

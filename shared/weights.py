@@ -48,8 +48,20 @@ def param_shapes(config: GPTConfig) -> list[tuple[str, tuple[int, int]]]:
     return shapes
 
 
-def num_params(config: GPTConfig) -> int:
-    return sum(rows * cols for _, (rows, cols) in param_shapes(config))
+def param_offsets(config: GPTConfig) -> dict[str, tuple[int, int, int]]:
+    """{name: (offset, rows, cols)} of every matrix in one flat buffer laid out in draw order.
+
+    Stages 2 and 4 keep all parameters in such a buffer, so Adam is one sweep over it.
+    attn_wq, attn_wk and attn_wv are adjacent, so `layer{i}.attn_wqkv` -- the stacked
+    (3C, C) matrix [wq; wk; wv] -- is listed too: one matmul computes q, k and v.
+    """
+    offsets, offset = {}, 0
+    for name, (rows, cols) in param_shapes(config):
+        offsets[name] = (offset, rows, cols)
+        offset += rows * cols
+    for i in range(config.n_layer):
+        offsets[f"layer{i}.attn_wqkv"] = (offsets[f"layer{i}.attn_wq"][0], 3 * config.n_embd, config.n_embd)
+    return offsets
 
 
 def init_run(

@@ -68,3 +68,9 @@ class Spec:
 @pytest.fixture(scope="session")
 def spec(names_docs) -> Spec:
     return Spec(names_docs)
+
+
+@pytest.fixture(scope="session")
+def setup(spec) -> tuple:
+    """(tokenizer, config, shuffled documents, initial weights) of SPEC.md's run."""
+    return spec.tokenizer, spec.config, spec.docs, spec.state

@@ -64,13 +64,16 @@ def test_bad_input_gives_one_line_and_nonzero_exit(stage, case, tmp_path, names_
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--fused", "step", "--n-embd", "24", "--n-head", "4"], "power of two"),
-    (["--fused", "run", "--n-layer", "2"], "one-layer"),
-    (["--fused", "step", "--dtype", "float64"], "float32 only"),
+    (["--n-embd", "24", "--n-head", "4"], "power of two"),
+    (["--launch", "run", "--n-layer", "2"], "one-layer"),
+    (["--block-size", "12"], "power of two"),
+    (["--steps", "0"], "--steps must be positive"),
+    (["--launch", "twice"], "invalid choice"),
 ])
-def test_stage4_fused_refuses_what_it_does_not_implement(argv, message, tmp_path, names_path):
-    proc = run_stage("4_triton", "--data", str(names_path), "--out", str(tmp_path / "r.json"), *argv)
-    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+def test_one_kernel_trainer_refuses_what_it_does_not_implement(argv, message, tmp_path, names_path):
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "4_triton" / "fused_step.py"), "--data", str(names_path),
+                           "--out", str(tmp_path / "r.json"), *argv], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "r.json").exists()
 
 

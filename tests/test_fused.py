@@ -18,16 +18,10 @@ from fused_step import FusedTrainer  # noqa: E402
 DEVICE = torch.device("cpu") if stage4.INTERPRET else torch.device("cuda")
 
 
-@pytest.fixture(scope="module")
-def setup(spec):
-    return spec.tokenizer, spec.config, spec.docs, spec.state
-
-
 def trainer(setup, steps):
     tokenizer, config, docs, state = setup
     model = stage4.GPT(config, state, device=DEVICE)
-    fused = FusedTrainer(model.params.data, config, 1000, stage4.BETA1, stage4.BETA2, stage4.EPS_ADAM,
-                         stage4.LEARNING_RATE)
+    fused = FusedTrainer(model.params.flat.data, config, 1000)
     fused.load_documents([tokenizer.encode_doc(doc) for doc in docs[:steps]])
     return fused
 
@@ -64,14 +58,14 @@ def test_weights_after_steps_match_the_per_op_kernels(setup):
     step_fn = stage4.TrainStep(stage4.GPT(config, state, device=DEVICE), 1000, cuda_graph=False)
     for step in range(5):
         step_fn(tokenizer.encode_doc(docs[step]), step)
-    torch.testing.assert_close(fused.params, step_fn.model.params.data, rtol=0, atol=2e-6)
+    torch.testing.assert_close(fused.params, step_fn.model.params.flat.data, rtol=0, atol=2e-6)
 
 
 def test_fused_refuses_models_it_does_not_implement(setup):
     _, config, _, state = setup
     deeper = GPTConfig(config.vocab_size, n_layer=2)
     with pytest.raises(ValueError, match="one-layer"):
-        FusedTrainer(torch.zeros(10), deeper, 10, 0.85, 0.99, 1e-8, 0.01)
+        FusedTrainer(torch.zeros(10), deeper, 10)
 
 
 def test_committed_full_fused_run_ends_at_microgpts_loss():

@@ -13,14 +13,10 @@ import torch
 import trajectories
 from conftest import REPO_ROOT, load_stage
 from reference import loss_and_grads
+from shared.tokenizer import padded_document
 
 stage1, stage2, stage3, stage4 = (load_stage(s) for s in ("1_pure_python", "2_numpy", "3_pytorch", "4_triton"))
 DOCS = ["emma", "christopheralexander"]  # a short name, and one longer than block_size
-
-
-@pytest.fixture(scope="module")
-def setup(spec):
-    return spec.tokenizer, spec.config, spec.state
 
 
 def grads_stage1(tokens, state, config, dtype):
@@ -38,22 +34,20 @@ def grads_stage2(tokens, state, config, dtype):
 
 
 def grads_stage3(tokens, state, config, dtype):
-    model = stage3.GPT(config).to(getattr(torch, np.dtype(dtype).name)).load_spec_weights(state)
+    model = stage3.load_weights(stage3.GPT(config).to(getattr(torch, np.dtype(dtype).name)), state)
     _, loss = model(*stage3.document_tensors(tokens, config.block_size, "cpu"))
     loss.backward()
-    return loss.item(), {k: v.numpy() for k, v in model.grads_by_name().items()}
+    return loss.item(), {k: v.numpy() for k, v in stage3.grads_by_name(model).items()}
 
 
 def grads_stage4(tokens, state, config, dtype):
     device = "cpu" if stage4.INTERPRET else "cuda"
     model = stage4.GPT(config, state, getattr(torch, np.dtype(dtype).name), device)
-    n = min(config.block_size, len(tokens) - 1)
-    buf = torch.zeros(config.block_size + 1, dtype=torch.int32)
-    buf[:n + 1] = torch.tensor(tokens[:n + 1], dtype=torch.int32)
-    buf = buf.to(device)
-    loss = model(buf[:-1], torch.tensor([n], dtype=torch.int32, device=device), buf[1:])
+    T = config.block_size
+    row = torch.tensor(padded_document(tokens, T), dtype=torch.int32, device=device)
+    _, loss = model(row[1:T + 1], row[0:1], row[2:T + 2])  # inputs, n, targets
     loss.backward()
-    return loss.item(), {k: v.cpu().numpy() for k, v in model.grads_by_name().items()}
+    return loss.item(), {k: v.cpu().numpy() for k, v in stage4.grads_by_name(model).items()}
 
 
 def grads_reference(tokens, state, config, dtype):
@@ -68,7 +62,7 @@ FLOAT32 = {"2_numpy": grads_stage2, "3_pytorch": grads_stage3, "4_triton": grads
 
 @pytest.fixture(scope="module")
 def computed(setup):
-    tokenizer, config, state = setup
+    tokenizer, config, _, state = setup
     out = {}
     for doc in DOCS:
         tokens = tokenizer.encode_doc(doc)

@@ -9,7 +9,7 @@ import pytest
 from shared import cli, dataset, results
 from shared.errors import UserError
 from shared.tokenizer import Tokenizer
-from shared.weights import GPTConfig, init_run, num_params, param_shapes
+from shared.weights import GPTConfig, init_run, param_offsets, param_shapes
 
 # ---------------------------------------------------------------------------- tokenizer
 
@@ -92,7 +92,7 @@ def test_missing_committed_file_says_how_to_restore_it(tmp_path, monkeypatch):
 
 def test_param_count_and_order():
     config = GPTConfig()
-    assert num_params(config) == 4192
+    assert sum(rows * cols for _, (rows, cols) in param_shapes(config)) == 4192
     names = [name for name, _ in param_shapes(config)]
     assert names == ["wte", "wpe", "lm_head", "layer0.attn_wq", "layer0.attn_wk",
                      "layer0.attn_wv", "layer0.attn_wo", "layer0.mlp_fc1", "layer0.mlp_fc2"]
@@ -111,10 +111,21 @@ def test_init_run_follows_one_random_stream(names_docs):
     assert state["wte"][0][0] == ref.gauss(0, 0.08)
     assert state["wte"][0][1] == ref.gauss(0, 0.08)
     # the generator handed back continues right after the last parameter draw
-    for _ in range(num_params(config) - 2):
+    for _ in range(4192 - 2):
         ref.gauss(0, 0.08)
     assert rng.random() == ref.random()
     assert (len(state["layer0.mlp_fc1"]), len(state["layer0.mlp_fc1"][0])) == (64, 16)
+
+
+def test_param_offsets_tile_one_flat_buffer():
+    config = GPTConfig(n_layer=2)
+    offsets = param_offsets(config)
+    spans = sorted((start, start + rows * cols) for name, (start, rows, cols) in offsets.items() if "wqkv" not in name)
+    assert spans[0][0] == 0 and all(a[1] == b[0] for a, b in zip(spans, spans[1:]))  # no gap, no overlap
+    for i in range(2):  # the stacked q, k, v matrix starts at wq and spans wq, wk, wv
+        start, rows, cols = offsets[f"layer{i}.attn_wqkv"]
+        assert (start, rows * cols) == (offsets[f"layer{i}.attn_wq"][0], 3 * 16 * 16)
+        assert offsets[f"layer{i}.attn_wv"][0] + 16 * 16 == start + rows * cols
 
 
 # ---------------------------------------------------------------------------- cli
@@ -182,9 +193,18 @@ def test_training_run_writes_spec_shape(tmp_path, capsys):
     assert "step    2 /    2 | loss 2.0000 | 20.00 ms" in capsys.readouterr().out
 
 
+def test_record_launch_shares_one_launch_among_its_steps(tmp_path, capsys):
+    run = results.TrainingRun("x", {"steps": 4}, 7, tmp_path / "r.json", {})
+    with run:
+        run.record_launch([3.0, 2.5, 2.0, 1.5], 0.008, doc_len=[3, 4, 5, 6])
+        # printing the log takes time; the run's total stays the launch's
+    assert run.total_s == 0.008 and run.step_ms == [2.0] * 4 and run.series["doc_len"] == [3, 4, 5, 6]
+    assert "step    4 /    4 | loss 1.5000 | 2.00 ms" in capsys.readouterr().out
+
+
 def test_training_run_rejects_nan_and_writes_nothing(tmp_path):
     out = tmp_path / "r.json"
-    run = results.TrainingRun("x", {"steps": 5}, 7, out, {}, quiet=True)
+    run = results.TrainingRun("x", {"steps": 5}, 7, out, {})
     with pytest.raises(UserError, match="loss became nan at step 2"):
         with run:
             run.record(3.0, 0.01)
@@ -195,7 +215,7 @@ def test_training_run_rejects_nan_and_writes_nothing(tmp_path):
 def test_interrupt_writes_partial_results_and_keeps_old_file_until_then(tmp_path):
     out = tmp_path / "r.json"
     out.write_text('{"old": true}')
-    run = results.TrainingRun("x", {"steps": 5}, 7, out, {}, quiet=True)
+    run = results.TrainingRun("x", {"steps": 5}, 7, out, {})
     with pytest.raises(KeyboardInterrupt):
         with run:
             run.record(3.0, 0.01)

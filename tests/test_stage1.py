@@ -68,11 +68,6 @@ def test_backward_has_no_recursion_limit():
     assert x.grad == 1.0
 
 
-@pytest.fixture(scope="module")
-def setup(spec):
-    return spec.tokenizer, spec.config, spec.docs, spec.state
-
-
 def test_model_loss_and_every_gradient_match_torch_float64(setup):
     tokenizer, config, docs, state = setup
     for doc in (docs[0], "christopheralexander"):  # a short name and one longer than block_size

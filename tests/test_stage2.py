@@ -101,11 +101,6 @@ def test_cross_entropy(T, V):
 # ---------------------------------------------------------------------------- whole model
 
 
-@pytest.fixture(scope="module")
-def setup(spec):
-    return spec.tokenizer, spec.config, spec.docs, spec.state
-
-
 def test_model_gradients_equal_stage1(setup):
     tokenizer, config, docs, state = setup
     for doc in (docs[1], "christopheralexander"):

@@ -16,11 +16,6 @@ stage3 = load_stage("3_pytorch")
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(scope="module")
-def setup(spec):
-    return spec.tokenizer, spec.config, spec.docs, spec.state
-
-
 def test_parameter_count_is_the_spec_model(setup):
     _, config, _, state = setup
     model = stage3.GPT(config)
@@ -36,11 +31,11 @@ def test_float64_gradients_equal_stage2(setup, doc_index, doc):
     loss2 = stage2.document_loss(tokens, p2, config)
     loss2.backward()
     grads2 = stage2.grads_by_name(stage2.flat_grad(p2), config)
-    model = stage3.GPT(config).double().load_spec_weights(state)
+    model = stage3.load_weights(stage3.GPT(config).double(), state)
     _, loss3 = model(*stage3.document_tensors(tokens, config.block_size, CPU))
     loss3.backward()
     assert loss3.item() == pytest.approx(float(loss2.data), abs=1e-12)
-    for name, grad in model.grads_by_name().items():
+    for name, grad in stage3.grads_by_name(model).items():
         np.testing.assert_allclose(grad.numpy(), grads2[name], rtol=0, atol=1e-10, err_msg=name)
 
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 import trajectories
 from conftest import REPO_ROOT, load_stage
+from shared.tokenizer import padded_document
 
 stage3 = load_stage("3_pytorch")
 stage4 = load_stage("4_triton")
@@ -62,21 +63,29 @@ def test_embedding(dtype, T, n, C, V):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("shape", [(5, 7), (16, 16), (3, 64), (1, 1)])
-def test_rmsnorm_forward_backward_with_pass_through(dtype, shape):
+def test_rmsnorm_forward_backward_with_residual(dtype, shape):
     x = randn(*shape, dtype=dtype).requires_grad_()
-    y, x_pass = rmsnorm.RMSNorm.apply(x)
-    g, g_pass = randn(*shape, dtype=dtype, seed=1), randn(*shape, dtype=dtype, seed=2)
-    (y * g + x_pass * g_pass).sum().backward()
+    y, x_residual = rmsnorm.RMSNormWithResidual.apply(x)
+    g, g_residual = randn(*shape, dtype=dtype, seed=1), randn(*shape, dtype=dtype, seed=2)
+    (y * g + x_residual * g_residual).sum().backward()
     x_ref = x.detach().clone().requires_grad_()
-    (rmsnorm.rmsnorm_reference(x_ref) * g + x_ref * g_pass).sum().backward()
+    (rmsnorm.rmsnorm_reference(x_ref) * g + x_ref * g_residual).sum().backward()
     torch.testing.assert_close(y, rmsnorm.rmsnorm_reference(x.detach()), **TOL[dtype])
     torch.testing.assert_close(x.grad, x_ref.grad, **TOL[dtype])
+    x_plain = x.detach().clone().requires_grad_()  # the plain norm: the same y, the norm's gradient only
+    y_plain = rmsnorm.RMSNorm.apply(x_plain)
+    (y_plain * g).sum().backward()
+    x_ref = x.detach().clone().requires_grad_()
+    (rmsnorm.rmsnorm_reference(x_ref) * g).sum().backward()
+    torch.testing.assert_close(y_plain, y, rtol=0, atol=0)
+    torch.testing.assert_close(x_plain.grad, x_ref.grad, **TOL[dtype])
 
 
 def test_rmsnorm_gradcheck():
     x = randn(5, 7, dtype=torch.float64).requires_grad_()
-    assert torch.autograd.gradcheck(lambda t: rmsnorm.RMSNorm.apply(t)[0], (x,))
-    assert torch.autograd.gradcheck(lambda t: sum(rmsnorm.RMSNorm.apply(t)), (x,))
+    assert torch.autograd.gradcheck(rmsnorm.RMSNorm.apply, (x,))
+    assert torch.autograd.gradcheck(lambda t: rmsnorm.RMSNormWithResidual.apply(t)[0], (x,))
+    assert torch.autograd.gradcheck(lambda t: sum(rmsnorm.RMSNormWithResidual.apply(t)), (x,))
 
 
 # ---------------------------------------------------------------------------- linear
@@ -192,17 +201,10 @@ def test_adam_matches_torch_optim_over_steps():
 # ---------------------------------------------------------------------------- whole model
 
 
-@pytest.fixture(scope="module")
-def setup(spec):
-    return spec.tokenizer, spec.config, spec.docs, spec.state
-
-
 def padded(tokens, block_size):
-    n = min(block_size, len(tokens) - 1)
-    buf = torch.zeros(block_size + 1, dtype=torch.int32)
-    buf[:n + 1] = torch.tensor(tokens[:n + 1], dtype=torch.int32)
-    buf = buf.to(DEVICE)
-    return buf[:block_size], ints([n]), buf[1:]
+    """(inputs, n, targets) of a document, padded to block_size as stage 4 trains on it."""
+    row = ints(padded_document(tokens, block_size))
+    return row[1:block_size + 1], row[0:1], row[2:block_size + 2]
 
 
 @pytest.mark.parametrize("dtype, atol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
@@ -211,16 +213,16 @@ def test_model_gradients_equal_stage3(setup, dtype, atol, doc):
     tokenizer, config, _, state = setup
     tokens = tokenizer.encode_doc(doc)
     model4 = stage4.GPT(config, state, dtype, DEVICE)
-    loss4 = model4(*padded(tokens, config.block_size))
+    _, loss4 = model4(*padded(tokens, config.block_size))
     loss4.backward()
-    model3 = stage3.GPT(config).to(dtype).load_spec_weights(state)
+    model3 = stage3.load_weights(stage3.GPT(config).to(dtype), state)
     _, loss3 = model3(*stage3.document_tensors(tokens, config.block_size, CPU))
     loss3.backward()
     assert loss4.item() == pytest.approx(loss3.item(), abs=atol)
-    grads3 = model3.grads_by_name()
-    for name, grad in model4.grads_by_name().items():
+    grads3 = stage3.grads_by_name(model3)
+    for name, grad in stage4.grads_by_name(model4).items():
         torch.testing.assert_close(grad.cpu(), grads3[name], rtol=0, atol=atol, msg=name)
-    assert model4.params.grad is None  # gradients go to the flat buffer, not through autograd
+    assert model4.params.flat.grad is None  # gradients go to the flat buffer, not through autograd
 
 
 def test_training_tracks_stage3_and_microgpt(spec):
@@ -234,24 +236,39 @@ def test_sampling_after_training_matches_stage3(setup):
     import random
 
     tokenizer, config, _, state = setup
-    model3 = stage3.GPT(config).load_spec_weights(state).eval()
+    model3 = stage3.load_weights(stage3.GPT(config), state).eval()
     model4 = stage4.GPT(config, state, device=DEVICE)
     names3 = [stage3.sample(model3, tokenizer, random.Random(7), 0.5, CPU) for _ in range(3)]
     names4 = [stage4.sample(model4, tokenizer, random.Random(7), 0.5) for _ in range(3)]
     assert names4 == names3
 
 
+def defined_kernels() -> set[str]:
+    """Every @triton.jit function named *_kernel in stage 4's files: the launch targets."""
+    import ast
+
+    names = set()
+    for path in [*(REPO_ROOT / "4_triton" / "kernels").glob("*.py"), REPO_ROOT / "4_triton" / "fused_step.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.name.endswith("_kernel") and node.decorator_list:
+                names.add(node.name)
+    return names
+
+
 def test_every_kernel_compiles_for_sm80_and_sm90():
-    """Ahead-of-time compile (PTX and cubin) without a GPU: catches what the interpreter lets through."""
+    """Ahead-of-time compile (PTX and cubin) without a GPU of every launch a real training step
+    makes, at two widths: catches what the interpreter lets through. Every kernel is among them."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     proc = subprocess.run([sys.executable, str(REPO_ROOT / "tests" / "aot_compile.py"), "80", "90"],
-                          capture_output=True, text=True, timeout=900,
-                          env={k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"})
+                          capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
-    import aot_compile
-
-    assert len(lines) == 2 * (len(aot_compile.cases(C=16)) + len(aot_compile.cases(C=64)))  # two targets
-    assert all(line.startswith("ok ") for line in lines)
+    assert lines and all(line.startswith("ok sm_") for line in lines)
+    compiled = {line.split()[3].split("(")[0] for line in lines}
+    assert compiled == defined_kernels()
+    for width in ("C=16", "C=64"):
+        assert sum(width in line and "sm_80" in line for line in lines) == sum(
+            width in line and "sm_90" in line for line in lines) > 10
 
 
 # Allocations and views cost no kernel; anything else would be PyTorch doing arithmetic.

@@ -41,7 +41,7 @@ def stage2_losses(spec, steps, dtype=np.float64):
 
 def stage3_losses(spec, steps, dtype=torch.float32, compile=False):
     stage3 = load_stage("3_pytorch")
-    model = stage3.GPT(spec.config).to(dtype).load_spec_weights(spec.state)
+    model = stage3.load_weights(stage3.GPT(spec.config).to(dtype), spec.state)
     optimizer, schedule = stage3.make_optimizer(model, NUM_STEPS, torch.device("cpu"))
     forward = torch.compile(model, dynamic=True) if compile else model
     losses = []

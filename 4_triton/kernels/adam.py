@@ -27,38 +27,47 @@ def adam_reference(p, g, m, v, lr_t, bias1, bias2, beta1, beta2, eps):
 #     m = beta1 m + (1 - beta1) g,   v = beta2 v + (1 - beta2) g^2
 #     p -= lr_t * (m / bias1) / (sqrt(v / bias2) + eps),  bias_i = 1 - beta_i^(step + 1)
 @triton.jit
+def adam_update(p, g, m, v, lr_t, bias1, bias2, beta1, beta2, eps):
+    """One Adam step on tiles of parameters p, gradients g and moments m, v: returns the new (p, m, v).
+    Shared by adam_kernel and the one-kernel training step (fused_step.py)."""
+    m = beta1 * m + (1 - beta1) * g
+    v = beta2 * v + (1 - beta2) * (g * g)
+    p = p - lr_t * (m / bias1) / (tl.sqrt(v / bias2) + eps)
+    return p, m, v
+
+
+@triton.jit
 def adam_kernel(
     p_ptr,  # (N,) flat parameters, updated in place
     g_ptr,  # (N,) flat gradients
     m_ptr,  # (N,) first moments, updated in place
     v_ptr,  # (N,) second moments, updated in place
-    hyper_ptr,  # (3,) this step's lr_t, bias1, bias2
+    scalars_ptr,  # (3,) this step's lr_t, bias1, bias2
     N, beta1, beta2, eps,
     BLOCK: tl.constexpr,
 ):
     offsets = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offsets < N
-    lr_t = tl.load(hyper_ptr)
-    bias1 = tl.load(hyper_ptr + 1)
-    bias2 = tl.load(hyper_ptr + 2)
-    g = tl.load(g_ptr + offsets, mask=mask)
-    m = beta1 * tl.load(m_ptr + offsets, mask=mask) + (1 - beta1) * g
-    v = beta2 * tl.load(v_ptr + offsets, mask=mask) + (1 - beta2) * (g * g)
-    p = tl.load(p_ptr + offsets, mask=mask) - lr_t * (m / bias1) / (tl.sqrt(v / bias2) + eps)
+    lr_t = tl.load(scalars_ptr)
+    bias1 = tl.load(scalars_ptr + 1)
+    bias2 = tl.load(scalars_ptr + 2)
+    p, m, v = adam_update(tl.load(p_ptr + offsets, mask=mask), tl.load(g_ptr + offsets, mask=mask),
+                          tl.load(m_ptr + offsets, mask=mask), tl.load(v_ptr + offsets, mask=mask),
+                          lr_t, bias1, bias2, beta1, beta2, eps)
     tl.store(m_ptr + offsets, m, mask=mask)
     tl.store(v_ptr + offsets, v, mask=mask)
     tl.store(p_ptr + offsets, p, mask=mask)
 
 
-def adam_step(p, g, m, v, hyper, beta1, beta2, eps):
+def adam_step(p, g, m, v, scalars, beta1, beta2, eps):
     N = p.numel()
-    adam_kernel[(triton.cdiv(N, BLOCK),)](p, g, m, v, hyper, N, beta1, beta2, eps, BLOCK=BLOCK)
+    adam_kernel[(triton.cdiv(N, BLOCK),)](p, g, m, v, scalars, N, beta1, beta2, eps, BLOCK=BLOCK)
 
 
 def bench(N=4192, device="cuda"):
     p, g, m, v = (torch.randn(N, device=device) for _ in range(4))
-    hyper = torch.tensor([1e-3, 0.5, 0.5], device=device)
-    ours = triton.testing.do_bench(lambda: adam_step(p, g, m, v, hyper, 0.85, 0.99, 1e-8))
+    scalars = torch.tensor([1e-3, 0.5, 0.5], device=device)
+    ours = triton.testing.do_bench(lambda: adam_step(p, g, m, v, scalars, 0.85, 0.99, 1e-8))
     params = [torch.nn.Parameter(torch.randn(n, device=device)) for n in (432, 256, 432, 768, 256, 1024, 1024)]
     for q in params:
         q.grad = torch.randn_like(q)

@@ -122,6 +122,9 @@ def attention_backward(qkv, y, lse, g, n_head):
 
 
 class CausalAttention(torch.autograd.Function):
+    """Multi-head causal self-attention from the stacked projections qkv (T, 3C) -> y (T, C).
+    Forward saves qkv, y and the log-sum-exp of each row; backward recomputes P from them."""
+
     @staticmethod
     def forward(ctx, qkv, n_head):
         y, lse = attention_forward(qkv, n_head)

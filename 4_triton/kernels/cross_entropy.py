@@ -50,9 +50,9 @@ def cross_entropy_fwd_kernel(
     is_target = cols[None, :] == targets[:, None]
     z_target = tl.sum(tl.where(is_target, z, 0.0), axis=1)
     loss_rows = tl.where(live, tl.log(sum_e) + z_max - z_target, 0.0)
-    nf = n.to(z.dtype)
-    tl.store(loss_ptr, tl.sum(loss_rows, axis=0) / nf)
-    d = (e / sum_e[:, None] - tl.where(is_target, 1.0, 0.0)) / nf
+    n_real = n.to(z.dtype)
+    tl.store(loss_ptr, tl.sum(loss_rows, axis=0) / n_real)
+    d = (e / sum_e[:, None] - tl.where(is_target, 1.0, 0.0)) / n_real
     d = tl.where(live[:, None] & (cols[None, :] < V), d, 0.0)
     tl.store(d_logits_ptr + rows[:, None] * V + cols[None, :], d, mask=in_bounds)
 
@@ -80,7 +80,15 @@ def cross_entropy_forward(logits, targets, n):
     return loss, d_logits
 
 
+def cross_entropy_backward(d_logits, g):
+    """Scales the gradient the forward stored by g, the loss's own gradient, in place."""
+    cross_entropy_bwd_kernel[(1,)](d_logits, g, d_logits.numel(), BLOCK=triton.next_power_of_2(d_logits.numel()))
+    return d_logits
+
+
 class CrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy over the n real rows; backward only scales what forward stored."""
+
     @staticmethod
     def forward(ctx, logits, targets, n):
         loss, d_logits = cross_entropy_forward(logits, targets, n)
@@ -90,9 +98,7 @@ class CrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         (d_logits,) = ctx.saved_tensors
-        cross_entropy_bwd_kernel[(1,)](d_logits, g.reshape(1).contiguous(), d_logits.numel(),
-                                       BLOCK=triton.next_power_of_2(d_logits.numel()))
-        return d_logits, None, None
+        return cross_entropy_backward(d_logits, g.reshape(1).contiguous()), None, None
 
 
 def bench(T=16, V=27, device="cuda"):

@@ -8,8 +8,9 @@ reads x, r and the incoming gradient once.
 
 The residual stream feeds both this norm and the residual add after the block, so its
 gradient is the sum of two contributions. Rather than letting autograd add them with a
-separate kernel, `RMSNorm` also hands `x` through as a second output: the residual add
-consumes that, and the backward kernel adds the two gradients as it writes dx.
+separate kernel, `RMSNormWithResidual` also hands `x` through as a second output: the
+residual add consumes that, and the backward kernel adds the two gradients as it writes dx.
+`RMSNorm` is the plain norm, for where the input feeds nothing else.
 """
 
 import torch
@@ -17,6 +18,11 @@ import triton
 import triton.language as tl
 
 EPS = 1e-5
+
+
+def launch_blocks(T, C):
+    """The tile sizes every launch here uses: one program holds the whole (T, C) array."""
+    return {"BLOCK_T": triton.next_power_of_2(T), "BLOCK_C": triton.next_power_of_2(C)}
 
 
 def rmsnorm_reference(x, eps=EPS):
@@ -44,16 +50,16 @@ def rmsnorm_fwd_kernel(
 # Backward, for one row with y = x r and r = (mean(x^2) + eps)^(-1/2):
 #     dr/dx_j = -r^3 x_j / C,   so   dy_i/dx_j = r [i == j] - x_i r^3 x_j / C
 #     dx_j = sum_i g_i dy_i/dx_j = r g_j - r^3 x_j (g . x) / C = r (g_j - y_j mean(g * y))
-# plus g_pass, the gradient arriving through the pass-through output (the residual).
+# plus g_residual, the gradient arriving through the residual copy of x (RMSNormWithResidual).
 @triton.jit
 def rmsnorm_bwd_kernel(
     x_ptr,  # (T, C) forward input
     r_ptr,  # (T,) 1 / rms saved by the forward
     g_ptr,  # (T, C) gradient of the loss with respect to y
-    g_pass_ptr,  # (T, C) gradient with respect to the pass-through copy of x (if HAS_PASS)
+    g_residual_ptr,  # (T, C) gradient with respect to the residual copy of x (if HAS_RESIDUAL)
     dx_ptr,  # (T, C) output
     T, C,
-    HAS_PASS: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr,
+    HAS_RESIDUAL: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     rows = tl.arange(0, BLOCK_T)
     cols = tl.arange(0, BLOCK_C)
@@ -64,8 +70,8 @@ def rmsnorm_bwd_kernel(
     g = tl.load(g_ptr + offsets, mask=mask, other=0.0)
     y = x * r[:, None]  # recomputed: cheaper than storing and reloading it
     dx = r[:, None] * (g - y * (tl.sum(g * y, axis=1) / C)[:, None])
-    if HAS_PASS:
-        dx += tl.load(g_pass_ptr + offsets, mask=mask, other=0.0)
+    if HAS_RESIDUAL:
+        dx += tl.load(g_residual_ptr + offsets, mask=mask, other=0.0)
     tl.store(dx_ptr + offsets, dx, mask=mask)
 
 
@@ -73,22 +79,36 @@ def rmsnorm_forward(x):
     T, C = x.shape
     y = torch.empty_like(x)
     r = torch.empty(T, device=x.device, dtype=x.dtype)
-    rmsnorm_fwd_kernel[(1,)](x, y, r, T, C, EPS=EPS,
-                             BLOCK_T=triton.next_power_of_2(T), BLOCK_C=triton.next_power_of_2(C))
+    rmsnorm_fwd_kernel[(1,)](x, y, r, T, C, EPS=EPS, **launch_blocks(T, C))
     return y, r
 
 
-def rmsnorm_backward(x, r, g, g_pass=None):
+def rmsnorm_backward(x, r, g, g_residual=None):
     T, C = x.shape
     dx = torch.empty_like(x)
-    rmsnorm_bwd_kernel[(1,)](x, r, g, g if g_pass is None else g_pass, dx, T, C, HAS_PASS=g_pass is not None,
-                             BLOCK_T=triton.next_power_of_2(T), BLOCK_C=triton.next_power_of_2(C))
+    rmsnorm_bwd_kernel[(1,)](x, r, g, g if g_residual is None else g_residual, dx, T, C,
+                             HAS_RESIDUAL=g_residual is not None, **launch_blocks(T, C))
     return dx
 
 
 class RMSNorm(torch.autograd.Function):
-    """(rmsnorm(x), x): the second output is x itself, for the residual add, so that both
-    gradients of the residual stream meet in one backward kernel."""
+    """rmsnorm(x), for an input that feeds nothing else."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y, r = rmsnorm_forward(x)
+        ctx.save_for_backward(x, r)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, r = ctx.saved_tensors
+        return rmsnorm_backward(x, r, g.contiguous())
+
+
+class RMSNormWithResidual(torch.autograd.Function):
+    """(rmsnorm(x), x): the residual stream x is handed through for the residual add after the
+    block, so both of its gradients meet in one backward kernel instead of an autograd add."""
 
     @staticmethod
     def forward(ctx, x):
@@ -98,12 +118,12 @@ class RMSNorm(torch.autograd.Function):
         return y, x.view_as(x)
 
     @staticmethod
-    def backward(ctx, g, g_pass):
+    def backward(ctx, g, g_residual):
         x, r = ctx.saved_tensors
-        g_pass = None if g_pass is None else g_pass.contiguous()
-        if g is None:  # only the pass-through was used
-            return g_pass
-        return rmsnorm_backward(x, r, g.contiguous(), g_pass)
+        g_residual = None if g_residual is None else g_residual.contiguous()
+        if g is None:  # only the residual copy was used
+            return g_residual
+        return rmsnorm_backward(x, r, g.contiguous(), g_residual)
 
 
 def bench(T=16, C=16, device="cuda"):
