@@ -68,7 +68,8 @@ def cuda_available() -> bool:
 
 
 def plan(stages: list[str], steps: int, gpu: bool) -> list[dict]:
-    """The runs to make: (label, stage, flags, steps, whether it enters the speed-up chain)."""
+    """The runs to make: label, stage, its script (main.py unless named), flags, steps, and
+    which speed-up chain it enters."""
     runs = []
     for stage in stages:
         if stage == "3_pytorch":
@@ -82,10 +83,10 @@ def plan(stages: list[str], steps: int, gpu: bool) -> list[dict]:
                 runs.append(dict(label="4_triton (cuda graph)", stage=stage, args=[], steps=steps, chain="gpu"))
                 runs.append(dict(label="4_triton (no graph)", stage=stage, args=["--no-cuda-graph"], steps=steps,
                                  chain="gpu"))
-                runs.append(dict(label="4_triton (one kernel per step)", stage=stage, args=["--fused", "step"],
-                                 steps=steps, chain="gpu"))
-                runs.append(dict(label="4_triton (whole run, one launch)", stage=stage, args=["--fused", "run"],
-                                 steps=steps, chain="gpu"))
+                runs.append(dict(label="4_triton (one kernel per step)", stage=stage, script="fused_step.py",
+                                 args=["--launch", "step"], steps=steps, chain="gpu"))
+                runs.append(dict(label="4_triton (whole run, one launch)", stage=stage, script="fused_step.py",
+                                 args=["--launch", "run"], steps=steps, chain="gpu"))
             else:
                 runs.append(dict(label="4_triton (interpreter)", stage=stage, args=[],
                                  steps=min(steps, INTERPRETER_STEPS), chain=None))
@@ -101,7 +102,8 @@ def run_once(run: dict, progress: str) -> dict:
         env["TRITON_INTERPRET"] = "1"
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "results.json"
-        cmd = [sys.executable, "-u", str(REPO_ROOT / run["stage"] / "main.py"), "--steps", str(run["steps"]),
+        script = REPO_ROOT / run["stage"] / run.get("script", "main.py")
+        cmd = [sys.executable, "-u", str(script), "--steps", str(run["steps"]),
                "--out", str(out), *run["args"]]
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)

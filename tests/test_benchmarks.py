@@ -37,3 +37,18 @@ def test_scaling_sweep_grows_with_width(tmp_path, names_path, monkeypatch):
     rows = json.loads(out.read_text())["rows"]
     assert [(r["n_embd"], r["num_params"]) for r in rows] == [(16, 4192), (128, 205568)]
     assert rows[1]["median_step_ms"] > rows[0]["median_step_ms"]  # 49x the parameters cost more time
+
+
+def test_every_planned_run_calls_a_script_that_takes_its_flags(tmp_path):
+    """The GPU plan never runs in CI: check each run's script exists and parses its flags."""
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    import run
+
+    for planned in run.plan(list(run.STAGES), 20, gpu=True):  # every CPU run, and every GPU variant
+        script = REPO_ROOT / planned["stage"] / planned.get("script", "main.py")
+        # --help stops before argparse would reject an unknown flag, so the help text is checked for them
+        proc = subprocess.run([sys.executable, str(script), *planned["args"], "--steps", "1", "--help"],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, f"{planned['label']}: {proc.stderr[-500:]}"
+        flags = [a for a in planned["args"] if a.startswith("--")]
+        assert all(flag in proc.stdout for flag in flags), (planned["label"], flags)
