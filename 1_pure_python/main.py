@@ -236,32 +236,8 @@ def adam_step(params: list[Value], m: list[float], v: list[float], step: int, nu
 
 
 # ----------------------------------------------------------------------------------------
-# Sampling
+# Training: forward, backward, Adam, one document per step
 # ----------------------------------------------------------------------------------------
-
-def sample(params: dict, config: GPTConfig, tokenizer: Tokenizer, rng, temperature: float) -> str:
-    """One name: start from BOS, draw each next token, stop at BOS or block_size tokens."""
-    keys = [[] for _ in range(config.n_layer)]
-    values = [[] for _ in range(config.n_layer)]
-    token_id, out = tokenizer.bos, []
-    for pos_id in range(config.block_size):
-        logits = gpt(token_id, pos_id, keys, values, params, config)
-        probs = softmax([logit / temperature for logit in logits])
-        token_id = rng.choices(range(config.vocab_size), weights=[p.data for p in probs])[0]
-        if token_id == tokenizer.bos:
-            break
-        out.append(token_id)
-    return tokenizer.decode(out)
-
-
-# ----------------------------------------------------------------------------------------
-# Training
-# ----------------------------------------------------------------------------------------
-
-def parse_args(argv=None):
-    parser = cli.build_parser(__doc__.splitlines()[0], HERE)
-    return cli.parse_args(parser, argv)
-
 
 def train(args) -> dict:
     docs = dataset.load_docs(dataset.resolve_data_path(args.data))
@@ -296,6 +272,34 @@ def train(args) -> dict:
     for i, name in enumerate(samples, start=1):
         print(f"sample {i:2d}: {name}")
     return run.finish(samples)
+
+
+# ----------------------------------------------------------------------------------------
+# Sampling
+# ----------------------------------------------------------------------------------------
+
+def sample(params: dict, config: GPTConfig, tokenizer: Tokenizer, rng, temperature: float) -> str:
+    """One name: start from BOS, draw each next token, stop at BOS or block_size tokens."""
+    keys = [[] for _ in range(config.n_layer)]
+    values = [[] for _ in range(config.n_layer)]
+    token_id, out = tokenizer.bos, []
+    for pos_id in range(config.block_size):
+        logits = gpt(token_id, pos_id, keys, values, params, config)
+        probs = softmax([logit / temperature for logit in logits])
+        token_id = rng.choices(range(config.vocab_size), weights=[p.data for p in probs])[0]
+        if token_id == tokenizer.bos:
+            break
+        out.append(token_id)
+    return tokenizer.decode(out)
+
+
+# ----------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------
+
+def parse_args(argv=None):
+    parser = cli.build_parser(__doc__.splitlines()[0], HERE)
+    return cli.parse_args(parser, argv)
 
 
 def main(argv=None):

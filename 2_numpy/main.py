@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from shared import cli, dataset, results  # noqa: E402
 from shared.tokenizer import Tokenizer  # noqa: E402
-from shared.weights import GPTConfig, init_run, param_shapes  # noqa: E402
+from shared.weights import GPTConfig, init_run, param_offsets, param_shapes  # noqa: E402
 
 STAGE = "2_numpy"
 HERE = Path(__file__).resolve().parent
@@ -39,7 +39,7 @@ RMSNORM_EPS = 1e-5  # rmsnorm(x) = x / sqrt(mean(x^2) + eps)
 
 
 # ----------------------------------------------------------------------------------------
-# Autograd: a Tensor and its ops, each op's forward beside its vector-Jacobian product
+# Autograd: a Tensor, and the chain rule over arrays
 # ----------------------------------------------------------------------------------------
 
 class Tensor:
@@ -130,6 +130,45 @@ def unbroadcast(g, shape):
     stretched = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
     return g.sum(axis=stretched, keepdims=True) if stretched else g
 
+
+# ----------------------------------------------------------------------------------------
+# Parameters: one flat buffer, every parameter a view of it
+# ----------------------------------------------------------------------------------------
+
+def make_params(state: dict, config: GPTConfig, dtype=np.float64) -> tuple[np.ndarray, dict]:
+    """(flat buffer, {name: Tensor}) from the shared initial weights.
+
+    The flat buffer follows SPEC.md's order, so Adam is a few calls over one array. SPEC.md
+    stores attn_wq, attn_wk, attn_wv one after another, so the stacked (3C, C) matrix
+    [wq; wk; wv] is itself a view: one matmul computes q, k and v together.
+    """
+    flat = np.concatenate([np.asarray(state[name], dtype=dtype).ravel() for name, _ in param_shapes(config)])
+    offsets = param_offsets(config)
+    names = ["wte", "wpe", "lm_head"] + [f"layer{i}.{name}" for i in range(config.n_layer)
+                                         for name in ("attn_wqkv", "attn_wo", "mlp_fc1", "mlp_fc2")]
+    return flat, {name: Tensor(view(flat, offsets[name])) for name in names}
+
+
+def view(flat: np.ndarray, offset: tuple[int, int, int]) -> np.ndarray:
+    """The (rows, cols) matrix starting at `start` in `flat`, sharing its memory."""
+    start, rows, cols = offset
+    return flat[start:start + rows * cols].reshape(rows, cols)
+
+
+def flat_grad(params: dict) -> np.ndarray:
+    """All gradients as one array, in the flat buffer's order (the params dict's order)."""
+    return np.concatenate([p.grad.ravel() for p in params.values()])
+
+
+def grads_by_name(grad: np.ndarray, config: GPTConfig) -> dict[str, np.ndarray]:
+    """Split a flat gradient back into SPEC.md's named matrices (for tests and parity)."""
+    offsets = param_offsets(config)
+    return {name: view(grad, offsets[name]) for name, _ in param_shapes(config)}
+
+
+# ----------------------------------------------------------------------------------------
+# Model: microgpt's ops, each forward beside its backward, on the whole document at once
+# ----------------------------------------------------------------------------------------
 
 def linear(x, w):
     """y = x W^T.   x (T, n_in), W (n_out, n_in) -> y (T, n_out)."""
@@ -241,54 +280,6 @@ def cross_entropy(logits, targets):
     return out
 
 
-# ----------------------------------------------------------------------------------------
-# Parameters: one flat buffer, every parameter a view of it
-# ----------------------------------------------------------------------------------------
-
-def make_params(state: dict, config: GPTConfig, dtype=np.float64) -> tuple[np.ndarray, dict]:
-    """(flat buffer, {name: Tensor}) from the shared initial weights.
-
-    The flat buffer follows SPEC.md's order, so Adam is a few calls over one array. SPEC.md
-    stores attn_wq, attn_wk, attn_wv one after another, so the stacked (3C, C) matrix
-    [wq; wk; wv] is itself a view: one matmul computes q, k and v together.
-    """
-    flat = np.concatenate([np.asarray(state[name], dtype=dtype).ravel() for name, _ in param_shapes(config)])
-    views, offset = {}, 0
-    for name, (rows, cols) in param_shapes(config):
-        views[name] = (offset, rows, cols)
-        offset += rows * cols
-    params = {}
-    for name in ("wte", "wpe", "lm_head"):
-        start, rows, cols = views[name]
-        params[name] = Tensor(flat[start:start + rows * cols].reshape(rows, cols))
-    C = config.n_embd
-    for i in range(config.n_layer):
-        start = views[f"layer{i}.attn_wq"][0]
-        params[f"layer{i}.attn_wqkv"] = Tensor(flat[start:start + 3 * C * C].reshape(3 * C, C))
-        for name in ("attn_wo", "mlp_fc1", "mlp_fc2"):
-            start, rows, cols = views[f"layer{i}.{name}"]
-            params[f"layer{i}.{name}"] = Tensor(flat[start:start + rows * cols].reshape(rows, cols))
-    return flat, params
-
-
-def flat_grad(params: dict) -> np.ndarray:
-    """All gradients as one array, in the flat buffer's order (the params dict's order)."""
-    return np.concatenate([p.grad.ravel() for p in params.values()])
-
-
-def grads_by_name(grad: np.ndarray, config: GPTConfig) -> dict[str, np.ndarray]:
-    """Split a flat gradient back into SPEC.md's named matrices (for tests and parity)."""
-    out, offset = {}, 0
-    for name, (rows, cols) in param_shapes(config):
-        out[name] = grad[offset:offset + rows * cols].reshape(rows, cols)
-        offset += rows * cols
-    return out
-
-
-# ----------------------------------------------------------------------------------------
-# Model: microgpt on the whole document at once
-# ----------------------------------------------------------------------------------------
-
 def gpt(tokens: np.ndarray, params: dict, config: GPTConfig) -> Tensor:
     """Logits (T, V) for every position of `tokens` (T,) at once."""
     x = rmsnorm(embed(params["wte"], params["wpe"], tokens))  # (T, C)
@@ -329,36 +320,8 @@ def adam_step(flat: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, 
 
 
 # ----------------------------------------------------------------------------------------
-# Sampling
+# Training: forward, backward, Adam, one document per step
 # ----------------------------------------------------------------------------------------
-
-def sample(params: dict, config: GPTConfig, tokenizer: Tokenizer, rng, temperature: float) -> str:
-    """One name: start from BOS, draw each next token, stop at BOS or block_size tokens.
-
-    Without a KV cache the whole prefix is run again for each new token; at T <= 16 that
-    is cheaper than the bookkeeping a cache would need.
-    """
-    tokens = [tokenizer.bos]
-    for _ in range(config.block_size):
-        logits = gpt(np.asarray(tokens), params, config).data[-1] / temperature
-        probs = np.exp(logits - logits.max())
-        token_id = rng.choices(range(config.vocab_size), weights=(probs / probs.sum()).tolist())[0]
-        if token_id == tokenizer.bos:
-            break
-        tokens.append(token_id)
-    return tokenizer.decode(tokens)
-
-
-# ----------------------------------------------------------------------------------------
-# Training
-# ----------------------------------------------------------------------------------------
-
-def parse_args(argv=None):
-    parser = cli.build_parser(__doc__.splitlines()[0], HERE)
-    parser.add_argument("--dtype", choices=["float64", "float32"], default="float64",
-                        help="float64 matches stage 1 to 1e-6 per step")
-    return cli.parse_args(parser, argv)
-
 
 def train(args) -> dict:
     docs = dataset.load_docs(dataset.resolve_data_path(args.data))
@@ -394,6 +357,38 @@ def train(args) -> dict:
     for i, name in enumerate(samples, start=1):
         print(f"sample {i:2d}: {name}")
     return run.finish(samples)
+
+
+# ----------------------------------------------------------------------------------------
+# Sampling
+# ----------------------------------------------------------------------------------------
+
+def sample(params: dict, config: GPTConfig, tokenizer: Tokenizer, rng, temperature: float) -> str:
+    """One name: start from BOS, draw each next token, stop at BOS or block_size tokens.
+
+    Without a KV cache the whole prefix is run again for each new token; at T <= 16 that
+    is cheaper than the bookkeeping a cache would need.
+    """
+    tokens = [tokenizer.bos]
+    for _ in range(config.block_size):
+        logits = gpt(np.asarray(tokens), params, config).data[-1] / temperature
+        probs = np.exp(logits - logits.max())
+        token_id = rng.choices(range(config.vocab_size), weights=(probs / probs.sum()).tolist())[0]
+        if token_id == tokenizer.bos:
+            break
+        tokens.append(token_id)
+    return tokenizer.decode(tokens)
+
+
+# ----------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------
+
+def parse_args(argv=None):
+    parser = cli.build_parser(__doc__.splitlines()[0], HERE)
+    parser.add_argument("--dtype", choices=["float64", "float32"], default="float64",
+                        help="float64 matches stage 1 to 1e-6 per step")
+    return cli.parse_args(parser, argv)
 
 
 def main(argv=None):

@@ -32,27 +32,15 @@ REQUESTED = os.environ.get("TRITON_INTERPRET", "")
 INTERPRET = REQUESTED == "1" if REQUESTED in ("0", "1") else not torch.cuda.is_available()
 os.environ["TRITON_INTERPRET"] = "1" if INTERPRET else "0"
 
-
-def triton_missing() -> str:
-    """One line for a machine without Triton: why, and where each stage runs instead."""
-    where = ("stage 4 runs on Linux, through Triton's CPU interpreter on any machine or compiled on an NVIDIA "
-             "GPU (pip install -r requirements.txt installs Triton there)")
-    if sys.platform == "darwin":
-        return f"error: Triton has no macOS build, so stage 4 cannot run on this Mac; stages 1-3 run here, and {where}"
-    if sys.platform == "win32":
-        return ("error: stage 4 needs Triton, which is not installed; on Windows it is the triton-windows package: "
-                "pip install triton-windows (stages 1-3 run without it)")
-    return f"error: stage 4 needs Triton, which is not installed; stages 1-3 run without it, and {where}"
-
-
-try:
-    import triton  # noqa: F401  (first imported here, after TRITON_INTERPRET is decided)
-except ImportError:
-    sys.exit(triton_missing())
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
+try:
+    import triton  # noqa: F401  (first imported here, after TRITON_INTERPRET is decided)
+except ImportError:
+    from kernels import triton_missing
+
+    sys.exit(triton_missing())
 from kernels.adam import adam_step  # noqa: E402
 from kernels.attention import CausalAttention  # noqa: E402
 from kernels.cross_entropy import CrossEntropy  # noqa: E402

@@ -130,3 +130,20 @@ def test_check_pins_compares_triton_with_torchs_requirement(monkeypatch):
     monkeypatch.setattr(check_pins, "dry_run", fake_index(f"triton==0.0.1; {marker}"))
     with pytest.raises(check_pins.PinError, match=r"requires triton==0\.0\.1, requirements.txt pins triton"):
         check_pins.check()
+
+
+STAGES = ["1_pure_python", "2_numpy", "3_pytorch", "4_triton"]
+
+
+def section_titles(path) -> list[str]:
+    """The section headers of a main.py: the word(s) before the colon under each bar of dashes."""
+    return re.findall(r"^# -{88}\n# ([^:\n]+)", path.read_text(), re.M)
+
+
+def test_every_stage_has_the_same_sections_in_the_order_the_readme_states():
+    readme = (REPO_ROOT / "README.md").read_text()
+    stated = re.search(r"same headers: \*\*(.*?)\*\*", readme, re.S).group(1).replace("\n", " ")
+    expected = [s.strip().capitalize() for s in stated.split(",")]
+    assert expected[0] == "Autograd" and len(expected) == 7
+    for stage in STAGES:
+        assert section_titles(REPO_ROOT / stage / "main.py") == expected, stage

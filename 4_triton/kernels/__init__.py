@@ -15,3 +15,18 @@ buffer (every weight is used once per step, so there is nothing to add to) and h
 autograd `None` for it -- the "gradient accumulation fusion" of Megatron-LM -- so Adam can
 update all 4,192 parameters in one launch with no copies.
 """
+
+import sys
+
+
+def triton_missing() -> str:
+    """One line for a machine without Triton: why, and where each stage runs instead.
+    (This package's kernel files import Triton; this module does not, so it can say so.)"""
+    where = ("stage 4 runs on Linux, through Triton's CPU interpreter on any machine or compiled on an NVIDIA "
+             "GPU (pip install -r requirements.txt installs Triton there)")
+    if sys.platform == "darwin":
+        return f"error: Triton has no macOS build, so stage 4 cannot run on this Mac; stages 1-3 run here, and {where}"
+    if sys.platform == "win32":
+        return ("error: stage 4 needs Triton, which is not installed; on Windows it is the triton-windows package: "
+                "pip install triton-windows (stages 1-3 run without it)")
+    return f"error: stage 4 needs Triton, which is not installed; stages 1-3 run without it, and {where}"
