@@ -30,3 +30,24 @@ def triton_missing() -> str:
         return ("error: stage 4 needs Triton, which is not installed; on Windows it is the triton-windows package: "
                 "pip install triton-windows (stages 1-3 run without it)")
     return f"error: stage 4 needs Triton, which is not installed; stages 1-3 run without it, and {where}"
+
+
+def run_on_its_own(name: str, check, bench, tolerance: float = 1e-5) -> int:
+    """What a kernel file does when run as a program: `check(device)` compares its forward and
+    backward with the PyTorch reference ({what: largest absolute difference}); on a GPU,
+    `bench()` times it with triton.testing.do_bench. One line; exit 1 if a difference is too big."""
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(0)
+    errors = check(device)
+    where = f"compiled on {torch.cuda.get_device_name()}" if device == "cuda" else "through Triton's interpreter"
+    ok = max(errors.values()) <= tolerance
+    line = (f"{name}: {'matches' if ok else 'DIFFERS FROM'} PyTorch in float32 ({where}); largest |ours - PyTorch|: "
+            + ", ".join(f"{what} {err:.1e}" for what, err in errors.items()) + f" (tolerance {tolerance:.0e})")
+    if device == "cuda":
+        times = bench()
+        theirs = times.get("torch_us", times.get("torch_foreach_us"))
+        line += f"; one call, launch included: ours {times['triton_us']:.1f} µs, PyTorch {theirs:.1f} µs"
+    print(line)
+    return 0 if ok else 1

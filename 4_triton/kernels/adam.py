@@ -10,9 +10,16 @@ buffer rather than passed as arguments, so a captured CUDA graph can replay the 
 launch at every step: the host writes the new scalars into the buffer before replay.
 """
 
+import os
+import sys
+from pathlib import Path
+
 import torch
-import triton
-import triton.language as tl
+
+if __name__ == "__main__" and not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # run on its own without a GPU: through Triton's interpreter
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
 
 BLOCK = 1024
 
@@ -74,3 +81,23 @@ def bench(N=4192, device="cuda"):
     opt = torch.optim.Adam(params, lr=1e-3, betas=(0.85, 0.99), eps=1e-8, foreach=True)
     torch_ms = triton.testing.do_bench(opt.step)
     return {"triton_us": ours * 1e3, "torch_foreach_us": torch_ms * 1e3}
+
+
+def check(device):
+    """Five steps over a model-sized flat buffer against torch.optim.Adam on the same numbers."""
+    p = torch.nn.Parameter(torch.randn(4192, device=device))
+    optimizer = torch.optim.Adam([p], lr=0.01, betas=(0.85, 0.99), eps=1e-8)
+    flat, m, v = p.detach().clone(), torch.zeros(4192, device=device), torch.zeros(4192, device=device)
+    for step in range(5):
+        p.grad = torch.randn(4192, device=device)
+        scalars = torch.tensor([0.01, 1 - 0.85 ** (step + 1), 1 - 0.99 ** (step + 1)], device=device)
+        adam_step(flat, p.grad, m, v, scalars, 0.85, 0.99, 1e-8)
+        optimizer.step()
+    return {"parameters after 5 steps": (flat - p.detach()).abs().max().item()}
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from kernels import run_on_its_own
+
+    sys.exit(run_on_its_own("adam", check, bench))

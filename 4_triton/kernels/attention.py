@@ -14,10 +14,17 @@ D = 4 is below tl.dot's minimum of 16, so the small products are broadcast-multi
 sum: q[:, None, :] * k[None, :, :] summed over D is q k^T.
 """
 
+import os
+import sys
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
-import triton
-import triton.language as tl
+
+if __name__ == "__main__" and not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # run on its own without a GPU: through Triton's interpreter
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
 
 
 def attention_reference(qkv, n_head):
@@ -143,3 +150,22 @@ def bench(T=16, n_head=4, head_dim=4, device="cuda"):
     ours = triton.testing.do_bench(lambda: attention_forward(qkv, n_head))
     torch_ms = triton.testing.do_bench(lambda: attention_reference(qkv, n_head))
     return {"triton_us": ours * 1e3, "torch_us": torch_ms * 1e3}
+
+
+def check(device):
+    """All four heads of the model's attention (T 16, head_dim 4), forward and backward."""
+    qkv = torch.randn(16, 48, device=device, requires_grad=True)
+    g = torch.randn(16, 16, device=device)
+    y = CausalAttention.apply(qkv, 4)
+    y.backward(g)
+    ref = qkv.detach().clone().requires_grad_()
+    y_ref = attention_reference(ref, 4)
+    y_ref.backward(g)
+    return {"forward": (y - y_ref).abs().max().item(), "backward": (qkv.grad - ref.grad).abs().max().item()}
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from kernels import run_on_its_own
+
+    sys.exit(run_on_its_own("attention", check, bench))

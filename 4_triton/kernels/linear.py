@@ -12,9 +12,16 @@ n_in is 16 or 64 and n_out 16, 48, 64 or 27, so tiles are padded to 16 with mask
 instead of TF32, so the losses match PyTorch's float32 run.
 """
 
+import os
+import sys
+from pathlib import Path
+
 import torch
-import triton
-import triton.language as tl
+
+if __name__ == "__main__" and not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # run on its own without a GPU: through Triton's interpreter
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
 
 
 def linear_reference(x, w, residual=None, relu=False):
@@ -155,3 +162,27 @@ def bench(T=16, K=16, N=64, device="cuda"):
     ours = triton.testing.do_bench(lambda: linear_forward(x, w, relu=True))
     torch_ms = triton.testing.do_bench(lambda: linear_reference(x, w, relu=True))
     return {"triton_us": ours * 1e3, "torch_us": torch_ms * 1e3}
+
+
+def check(device):
+    """fc1 (ReLU epilogue) and fc2 (residual epilogue) at the model's shapes, forward and backward."""
+    errors = {}
+    for name, (N, K, relu, residual) in {"fc1": (64, 16, True, False), "fc2": (16, 64, False, True)}.items():
+        x, w = torch.randn(16, K, device=device, requires_grad=True), torch.randn(N, K, device=device)
+        res = torch.randn(16, N, device=device, requires_grad=True) if residual else None
+        dw, g = torch.empty_like(w), torch.randn(16, N, device=device)
+        y = Linear.apply(x, w, dw, res, relu)
+        y.backward(g)
+        x_ref, w_ref = x.detach().clone().requires_grad_(), w.clone().requires_grad_()
+        y_ref = linear_reference(x_ref, w_ref, None if res is None else res.detach(), relu)
+        y_ref.backward(g)
+        errors[f"{name} forward"] = (y - y_ref).abs().max().item()
+        errors[f"{name} backward"] = max((x.grad - x_ref.grad).abs().max().item(), (dw - w_ref.grad).abs().max().item())
+    return errors
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from kernels import run_on_its_own
+
+    sys.exit(run_on_its_own("linear", check, bench, tolerance=1e-4))  # sums of up to 64 products of size ~1

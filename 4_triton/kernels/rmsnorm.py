@@ -13,9 +13,16 @@ residual add consumes that, and the backward kernel adds the two gradients as it
 `RMSNorm` is the plain norm, for where the input feeds nothing else.
 """
 
+import os
+import sys
+from pathlib import Path
+
 import torch
-import triton
-import triton.language as tl
+
+if __name__ == "__main__" and not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # run on its own without a GPU: through Triton's interpreter
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
 
 EPS = 1e-5
 
@@ -131,3 +138,22 @@ def bench(T=16, C=16, device="cuda"):
     ours = triton.testing.do_bench(lambda: rmsnorm_forward(x))
     torch_ms = triton.testing.do_bench(lambda: rmsnorm_reference(x))
     return {"triton_us": ours * 1e3, "torch_us": torch_ms * 1e3}
+
+
+def check(device):
+    """Forward and backward of rmsnorm with its residual copy at the model's shape, against the reference."""
+    x = torch.randn(16, 16, device=device, requires_grad=True)
+    g, g_residual = torch.randn(16, 16, device=device), torch.randn(16, 16, device=device)
+    y, x_residual = RMSNormWithResidual.apply(x)
+    (y * g + x_residual * g_residual).sum().backward()
+    x_ref = x.detach().clone().requires_grad_()
+    y_ref = rmsnorm_reference(x_ref)
+    (y_ref * g + x_ref * g_residual).sum().backward()
+    return {"forward": (y - y_ref).abs().max().item(), "backward": (x.grad - x_ref.grad).abs().max().item()}
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from kernels import run_on_its_own
+
+    sys.exit(run_on_its_own("rmsnorm", check, bench))
