@@ -209,13 +209,7 @@ def train_kernel(
         bias2 = tl.load(scalars_ptr + step * 3 + 2)
         for start in tl.static_range(0, N, BLOCK_ADAM):
             offsets = start + tl.arange(0, BLOCK_ADAM)
-            mask = offsets < N
-            p, m, v_adam = adam_update(tl.load(p_ptr + offsets, mask=mask), tl.load(g_ptr + offsets, mask=mask),
-                                       tl.load(m_ptr + offsets, mask=mask), tl.load(v_ptr + offsets, mask=mask),
-                                       lr_t, bias1, bias2, beta1, beta2, eps_adam)
-            tl.store(m_ptr + offsets, m, mask=mask)
-            tl.store(v_ptr + offsets, v_adam, mask=mask)
-            tl.store(p_ptr + offsets, p, mask=mask)
+            adam_update(p_ptr, g_ptr, m_ptr, v_ptr, offsets, offsets < N, lr_t, bias1, bias2, beta1, beta2, eps_adam)
         tl.debug_barrier()  # the next step reads the updated weights
 
 

@@ -34,13 +34,16 @@ def adam_reference(p, g, m, v, lr_t, bias1, bias2, beta1, beta2, eps):
 #     m = beta1 m + (1 - beta1) g,   v = beta2 v + (1 - beta2) g^2
 #     p -= lr_t * (m / bias1) / (sqrt(v / bias2) + eps),  bias_i = 1 - beta_i^(step + 1)
 @triton.jit
-def adam_update(p, g, m, v, lr_t, bias1, bias2, beta1, beta2, eps):
-    """One Adam step on tiles of parameters p, gradients g and moments m, v: returns the new (p, m, v).
+def adam_update(p_ptr, g_ptr, m_ptr, v_ptr, offsets, mask, lr_t, bias1, bias2, beta1, beta2, eps):
+    """One Adam step for the parameters at `offsets`: p, m and v updated in place from g.
     Shared by adam_kernel and the one-kernel training step (fused_step.py)."""
-    m = beta1 * m + (1 - beta1) * g
-    v = beta2 * v + (1 - beta2) * (g * g)
-    p = p - lr_t * (m / bias1) / (tl.sqrt(v / bias2) + eps)
-    return p, m, v
+    g = tl.load(g_ptr + offsets, mask=mask)
+    m = beta1 * tl.load(m_ptr + offsets, mask=mask) + (1 - beta1) * g
+    v = beta2 * tl.load(v_ptr + offsets, mask=mask) + (1 - beta2) * (g * g)
+    p = tl.load(p_ptr + offsets, mask=mask) - lr_t * (m / bias1) / (tl.sqrt(v / bias2) + eps)
+    tl.store(m_ptr + offsets, m, mask=mask)
+    tl.store(v_ptr + offsets, v, mask=mask)
+    tl.store(p_ptr + offsets, p, mask=mask)
 
 
 @triton.jit
@@ -54,16 +57,8 @@ def adam_kernel(
     BLOCK: tl.constexpr,
 ):
     offsets = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    mask = offsets < N
-    lr_t = tl.load(scalars_ptr)
-    bias1 = tl.load(scalars_ptr + 1)
-    bias2 = tl.load(scalars_ptr + 2)
-    p, m, v = adam_update(tl.load(p_ptr + offsets, mask=mask), tl.load(g_ptr + offsets, mask=mask),
-                          tl.load(m_ptr + offsets, mask=mask), tl.load(v_ptr + offsets, mask=mask),
-                          lr_t, bias1, bias2, beta1, beta2, eps)
-    tl.store(m_ptr + offsets, m, mask=mask)
-    tl.store(v_ptr + offsets, v, mask=mask)
-    tl.store(p_ptr + offsets, p, mask=mask)
+    adam_update(p_ptr, g_ptr, m_ptr, v_ptr, offsets, offsets < N, tl.load(scalars_ptr), tl.load(scalars_ptr + 1),
+                tl.load(scalars_ptr + 2), beta1, beta2, eps)
 
 
 def adam_step(p, g, m, v, scalars, beta1, beta2, eps):

@@ -35,6 +35,23 @@ def attention_reference(qkv, n_head):
 
 
 @triton.jit
+def _load_head(qkv_ptr, T, C, D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
+    """This program's head h: its row and column indices, their mask, its q, k, v (BLOCK_T,
+    BLOCK_D), zero outside the mask, and its scores s = q k^T / sqrt(D)."""
+    h = tl.program_id(0)
+    rows = tl.arange(0, BLOCK_T)
+    dims = tl.arange(0, BLOCK_D)
+    mask = (rows[:, None] < T) & (dims[None, :] < D)
+    base = qkv_ptr + rows[:, None] * (3 * C) + h * D + dims[None, :]
+    q = tl.load(base, mask=mask, other=0.0)
+    k = tl.load(base + C, mask=mask, other=0.0)
+    v = tl.load(base + 2 * C, mask=mask, other=0.0)
+    scale = 1.0 / tl.sqrt(tl.full([1], D, q.dtype))  # made in q's dtype: a float argument would be fp32
+    s = tl.sum(q[:, None, :] * k[None, :, :], axis=2) * scale  # (T, T): s[i, j] = q_i . k_j / sqrt(D)
+    return h, rows, dims, mask, q, k, v, s
+
+
+@triton.jit
 def attention_fwd_kernel(
     qkv_ptr,  # (T, 3C): [q | k | v], head h at columns h*D .. h*D+D-1 of each third
     y_ptr,  # (T, C) output
@@ -42,16 +59,7 @@ def attention_fwd_kernel(
     T, C,
     D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
-    h = tl.program_id(0)
-    rows = tl.arange(0, BLOCK_T)
-    dims = tl.arange(0, BLOCK_D)
-    mask = (rows[:, None] < T) & (dims[None, :] < D)
-    base = qkv_ptr + rows[:, None] * (3 * C) + h * D + dims[None, :]
-    q = tl.load(base, mask=mask, other=0.0)  # (BLOCK_T, BLOCK_D)
-    k = tl.load(base + C, mask=mask, other=0.0)
-    v = tl.load(base + 2 * C, mask=mask, other=0.0)
-    scale = 1.0 / tl.sqrt(tl.full([1], D, q.dtype))  # made in q's dtype: a float argument would be fp32
-    s = tl.sum(q[:, None, :] * k[None, :, :], axis=2) * scale  # (T, T): s[i, j] = q_i . k_j / sqrt(D)
+    h, rows, dims, mask, q, k, v, s = _load_head(qkv_ptr, T, C, D, BLOCK_T, BLOCK_D)
     causal = (rows[None, :] <= rows[:, None]) & (rows[None, :] < T)
     s = tl.where(causal, s, float("-inf"))
     row_max = tl.max(s, axis=1)
@@ -79,20 +87,12 @@ def attention_bwd_kernel(
     T, C,
     D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
-    h = tl.program_id(0)
-    rows = tl.arange(0, BLOCK_T)
-    dims = tl.arange(0, BLOCK_D)
-    mask = (rows[:, None] < T) & (dims[None, :] < D)
-    base = qkv_ptr + rows[:, None] * (3 * C) + h * D + dims[None, :]
-    q = tl.load(base, mask=mask, other=0.0)
-    k = tl.load(base + C, mask=mask, other=0.0)
-    v = tl.load(base + 2 * C, mask=mask, other=0.0)
+    h, rows, dims, mask, q, k, v, s = _load_head(qkv_ptr, T, C, D, BLOCK_T, BLOCK_D)
+    scale = 1.0 / tl.sqrt(tl.full([1], D, q.dtype))
     out_offsets = rows[:, None] * C + h * D + dims[None, :]
     y = tl.load(y_ptr + out_offsets, mask=mask, other=0.0)
     g = tl.load(g_ptr + out_offsets, mask=mask, other=0.0)
     lse = tl.load(lse_ptr + h * T + rows, mask=rows < T, other=0.0)
-    scale = 1.0 / tl.sqrt(tl.full([1], D, q.dtype))
-    s = tl.sum(q[:, None, :] * k[None, :, :], axis=2) * scale
     causal = (rows[None, :] <= rows[:, None]) & (rows[None, :] < T) & (rows[:, None] < T)
     p = tl.where(causal, tl.exp(s - lse[:, None]), 0.0)  # (T, T)
     dv = tl.sum(p[:, :, None] * g[:, None, :], axis=0)  # (T, D): dv_j = sum_i p_ij g_i

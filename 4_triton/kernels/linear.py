@@ -66,6 +66,17 @@ def linear_fwd_kernel(
 #     dL/dW = g'^T x      (N, T) @ (T, K)     -- the next one, one program per (N, K) tile
 # and dL/dresidual = g.
 @triton.jit
+def _load_grad(g_ptr, y_ptr, rows, ns, T, N, RELU: tl.constexpr):
+    """The (rows, ns) tile of g = dL/dy, and with the ReLU, g * (y > 0): zero where the ReLU was off."""
+    mask = (rows[:, None] < T) & (ns[None, :] < N)
+    g = tl.load(g_ptr + rows[:, None] * N + ns[None, :], mask=mask, other=0.0)
+    if RELU:
+        y = tl.load(y_ptr + rows[:, None] * N + ns[None, :], mask=mask, other=0.0)
+        g = tl.where(y > 0, g, 0.0)
+    return g
+
+
+@triton.jit
 def linear_bwd_dx_kernel(
     g_ptr,  # (T, N) gradient of the loss with respect to y
     y_ptr,  # (T, N) forward output, for the ReLU mask (if RELU)
@@ -79,11 +90,7 @@ def linear_bwd_dx_kernel(
     acc = tl.zeros((BLOCK_T, BLOCK_K), dtype=dx_ptr.dtype.element_ty)
     for n0 in range(0, N, BLOCK_N):
         ns = n0 + tl.arange(0, BLOCK_N)
-        mask = (rows[:, None] < T) & (ns[None, :] < N)
-        g = tl.load(g_ptr + rows[:, None] * N + ns[None, :], mask=mask, other=0.0)
-        if RELU:
-            y = tl.load(y_ptr + rows[:, None] * N + ns[None, :], mask=mask, other=0.0)
-            g = tl.where(y > 0, g, 0.0)
+        g = _load_grad(g_ptr, y_ptr, rows, ns, T, N, RELU)
         w = tl.load(w_ptr + ns[:, None] * K + ks[None, :], mask=(ns[:, None] < N) & (ks[None, :] < K), other=0.0)
         acc += tl.dot(g, w, input_precision="ieee")
     tl.store(dx_ptr + rows[:, None] * K + ks[None, :], acc, mask=(rows[:, None] < T) & (ks[None, :] < K))
@@ -101,11 +108,7 @@ def linear_bwd_dw_kernel(
     rows = tl.arange(0, BLOCK_T)
     ns = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     ks = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
-    g_mask = (rows[:, None] < T) & (ns[None, :] < N)
-    g = tl.load(g_ptr + rows[:, None] * N + ns[None, :], mask=g_mask, other=0.0)
-    if RELU:
-        y = tl.load(y_ptr + rows[:, None] * N + ns[None, :], mask=g_mask, other=0.0)
-        g = tl.where(y > 0, g, 0.0)
+    g = _load_grad(g_ptr, y_ptr, rows, ns, T, N, RELU)
     x = tl.load(x_ptr + rows[:, None] * K + ks[None, :], mask=(rows[:, None] < T) & (ks[None, :] < K), other=0.0)
     dw = tl.dot(tl.trans(g), x, input_precision="ieee")  # (BLOCK_N, BLOCK_K)
     tl.store(dw_ptr + ns[:, None] * K + ks[None, :], dw, mask=(ns[:, None] < N) & (ks[None, :] < K))
