@@ -2,7 +2,8 @@
 
 A README marks a generated block like this (kinds: `figures` for a results file,
 `launches` for benchmarks/gpu_profile.py's output, `benchmark` for benchmarks/run.py's,
-`runtimes` for how long each of several results files' runs took, paths joined by commas):
+`table` for one comparison table of several results files, `runtimes` for how long each of
+several results files' runs took; several paths are joined by commas):
 
     <!-- BEGIN figures 2_numpy/results.json vs 1_pure_python/results.json -->
     (generated table)
@@ -22,7 +23,7 @@ from pathlib import Path
 from shared.results import LOSS_WINDOW, WARMUP_STEPS, load_results, summarize
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-BLOCK = re.compile(r"(<!-- BEGIN (?P<kind>figures|launches|benchmark|runtimes) (?P<path>\S+)"
+BLOCK = re.compile(r"(<!-- BEGIN (?P<kind>figures|table|launches|benchmark|runtimes) (?P<path>\S+)"
                    r"(?: vs (?P<base>\S+))? -->\n)(?P<body>.*?)(<!-- END (?P=kind) -->)", re.S)
 
 
@@ -82,30 +83,88 @@ def launches_table(profile_path: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def benchmark_markdown(report: dict) -> str:
-    """One benchmark sitting (benchmarks/run.py's JSON) as the machine line and a table."""
+def sitting_line(report: dict) -> str:
     env = report["env"]
     triton = f", Triton {env['triton']}" if env.get("triton") else ""
-    lines = [f"Measured on {env['cpu']} ({env['cpu_count']} cores), device {env['device']}, Python "
-             f"{env['python']}, torch {env['torch']}{triton}, {env['date']}; {report['steps']} steps, "
-             f"{report['repeats']} repeat(s), one thread per process.", "",
-             "| run | machinery | device | params | median ms/step | total s | speed-up over previous stage "
-             "(GPU rows: over stage 3 on the GPU) | cumulative over stage 1 | mean loss, last 100 |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in report["rows"]:
-        ratio = r["speedup_previous"]
-        speed = "" if ratio is None else (f"{ratio:,.0f}x" if ratio >= 10 else f"{ratio:.2f}x")
-        cumulative = "" if r["speedup_cumulative"] is None else f"{r['speedup_cumulative']:,.0f}x"
-        device = r["device"] + (" (Triton interpreter: not a speed)" if r["interpreter"] else "")
-        lines.append(f"| {r['label']} | {r['machinery']} | {device} | {r['num_params']:,} | "
-                     f"{r['median_step_ms']:.4g} | {r['total_s']:.3g} | {speed} | {cumulative} | "
-                     f"{r['final_loss']:.4f} |")
+    return (f"Measured on {env['cpu']} ({env['cpu_count']} cores), device {env['device']}, Python "
+            f"{env['python']}, torch {env['torch']}{triton}, {env['date']}; {report['steps']} steps, "
+            f"{report['repeats']} repeat(s), one thread per process.")
+
+
+def benchmark_markdown(*reports: dict) -> str:
+    """Benchmark sittings (benchmarks/run.py's JSON): a line naming each machine, then one table.
+    Speed-ups are within a sitting: CPU rows over the previous stage, GPU rows over stage 3 there."""
+    machine = len(reports) > 1
+    lines = [("- " if machine else "") + sitting_line(r) for r in reports] + [""]
+    lines += ["| run | " + ("machine | " if machine else "") + "machinery | device | params | median ms/step | "
+              "total s | speed-up over previous stage (GPU rows: over stage 3 on the GPU) | cumulative over "
+              "stage 1 | mean loss, last 100 |",
+              "|---|" + ("---|" if machine else "") + "---|---|---|---|---|---|---|---|"]
+    for report in reports:
+        where = f"{report['env']['cpu']}, {report['env']['cpu_count']} cores | " if machine else ""
+        for r in report["rows"]:
+            ratio = r["speedup_previous"]
+            speed = "" if ratio is None else (f"{ratio:,.0f}x" if ratio >= 10 else f"{ratio:.2f}x")
+            cumulative = "" if r["speedup_cumulative"] is None else f"{r['speedup_cumulative']:,.0f}x"
+            device = r["device"] + (" (Triton interpreter: not a speed)" if r["interpreter"] else "")
+            lines.append(f"| {r['label']} | {where}{r['machinery']} | {device} | {r['num_params']:,} | "
+                         f"{r['median_step_ms']:.4g} | {r['total_s']:.3g} | {speed} | {cumulative} | "
+                         f"{r['final_loss']:.4f} |")
     return "\n".join(lines) + "\n"
 
 
-def benchmark_table(report_path: str) -> str:
-    """The table of a committed benchmark sitting, rendered from its JSON."""
-    return benchmark_markdown(load_results(REPO_ROOT / report_path))
+def benchmark_table(report_paths: str) -> str:
+    """The committed benchmark sittings named (comma-separated), rendered from their JSON."""
+    return benchmark_markdown(*(load_results(REPO_ROOT / path) for path in report_paths.split(",")))
+
+
+def run_label(res: dict) -> str:
+    """What a run was, from its results file: the stage and how it ran."""
+    env, stage = res["env"], res["stage"]
+    if stage == "4_triton":
+        per_op = "28 kernels as one CUDA graph" if env.get("cuda_graph") else "28 kernels, one launch each"
+        how = {"step": "one kernel, one launch per step", "run": "one kernel, whole run in one launch"}.get(
+            env.get("fused"), per_op)
+    else:
+        how = {"1_pure_python": "scalar Value autograd", "2_numpy": "NumPy Tensor autograd",
+               "3_pytorch": "torch.compile" if env.get("compile") else "PyTorch eager"}[stage]
+    return f"{stage}, {how}" + (", Triton interpreter" if env.get("interpreter") else "")
+
+
+def comparison_table(paths: str) -> str:
+    """One table of several runs: losses, step time, and the speed-up over the first row where
+    both ran on the same machine (never for the interpreter, whose times are not the kernels')."""
+    runs = [(path, load_results(REPO_ROOT / path)) for path in paths.split(",")]
+    machine = lambda env: (env["device"], env["cpu"])
+    first = runs[0][1]
+    lines = [f"| run | device | loss at step 1 | loss at the last step | mean loss, last {LOSS_WINDOW} | "
+             f"median ms per step (after {WARMUP_STEPS} warm-up steps) | total s | speed-up over the first row |",
+             "|---|---|---|---|---|---|---|---|"]
+    for _, res in runs:
+        s = summarize(res)
+        if s["interpreter"] or summarize(first)["interpreter"]:
+            speed = "not a speed (interpreter)" if res is not first else ""
+        elif machine(res["env"]) != machine(first["env"]):
+            speed = "other machine"
+        else:
+            ratio = summarize(first)["median_step_ms"] / s["median_step_ms"]
+            speed = "" if res is first else (f"{ratio:,.0f}x" if ratio >= 10 else f"{ratio:.2f}x")
+        partial = " (interrupted)" if res.get("partial") else ""
+        lines.append(f"| {run_label(res)} | {s['device']} | {res['losses'][0]:.4f} | {res['losses'][-1]:.4f} "
+                     f"(step {s['steps']}{partial}) | {s['final_loss']:.4f} | {s['median_step_ms']:.4g} | "
+                     f"{s['total_s']:.4g} | {speed} |")
+    lines.append("")
+    seen = []
+    for _, res in runs:
+        env = res["env"]
+        where = (f"{env['device']} on {env['cpu']} ({env.get('cpu_count')} cores), Python {env['python']}, "
+                 f"torch {env['torch']}" + (f", Triton {env['triton']}" if env.get("triton") else "")
+                 + f", {env['date'][:10]}")
+        if where not in seen:
+            seen.append(where)
+    files = ", ".join(f"`{path}`" for path, _ in runs)
+    lines.append(f"From {files}; measured on " + "; and on ".join(seen) + ".")
+    return "\n".join(lines) + "\n"
 
 
 def runtimes_list(paths: str) -> str:
@@ -129,6 +188,8 @@ def _render_block(m) -> str:
     kind, path = m.group("kind"), m.group("path")
     if kind == "runtimes":
         body = runtimes_list(path)
+    elif kind == "table":
+        body = comparison_table(path)
     elif kind == "figures":
         body = figures_table(path, m.group("base"))
     elif kind == "launches":
