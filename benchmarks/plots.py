@@ -35,15 +35,13 @@ def main() -> int:
     cpu, gpu = json.loads(cpu_path.read_text()), json.loads(gpu_path.read_text())
 
     # 1. every run's loss curve on one axis: they coincide
-    runs = {}
-    for report in (cpu, gpu):
-        for label, tries in report["runs"].items():
-            device = tries[0]["env"]["device"]
-            runs[f"{label} [{'GPU' if device != 'cpu' else 'CPU'}]"] = tries[0]
     fig, ax = plt.subplots(figsize=(10, 5))
-    for (label, res), color in zip(runs.items(), plt.cm.tab10.colors):
-        ax.plot(np.arange(1, len(res["losses"]) + 1), plotting.smooth(res["losses"]), color=color, lw=1.5,
-                label=f"{label} ({len(res['losses'])} steps)")
+    for report, style in ((cpu, "-"), (gpu, "--")):
+        machine = report["env"]["cpu"] + ("" if report is cpu else f" + {report['env']['device']}")
+        for label, tries in report["runs"].items():
+            res = tries[0]
+            ax.plot(np.arange(1, len(res["losses"]) + 1), plotting.smooth(res["losses"]), ls=style, lw=1.5,
+                    color=plotting.color_of(res), label=f"{label} on {machine} ({len(res['losses'])} steps)")
     ax.set(xlabel="step", ylabel=f"loss ({plotting.SMOOTH_WINDOW}-step mean)",
            title="Every stage, every machine: one loss curve")
     ax.legend(fontsize=8)
@@ -54,7 +52,7 @@ def main() -> int:
     fig, ax = plt.subplots(figsize=(11, 5))
     labels = [f"{r['label']} [{'GPU' if r['chain'] == 'gpu' else 'CPU'}]" for r in rows]
     medians = [r["median_step_ms"] for r in rows]
-    colors = ["C0" if r["chain"] == "cpu" else "C3" for r in rows]
+    colors = [plotting.color_of((cpu if r["chain"] == "cpu" else gpu)["runs"][r["label"]][0]) for r in rows]
     ax.barh(range(len(rows)), medians, color=colors)
     ax.set_xscale("log")
     ax.set_yticks(range(len(rows)), labels)

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import ticker
 
 from shared.results import LOSS_WINDOW, WARMUP_STEPS, load_results, summarize
 
@@ -55,7 +55,8 @@ def smooth(values, window: int = SMOOTH_WINDOW) -> np.ndarray:
 
 def plot_losses(ax, runs: dict[str, dict], window: int = SMOOTH_WINDOW) -> None:
     """Each run's per-step loss, faint, with its moving average on top."""
-    for (label, res), color in zip(runs.items(), _colors()):
+    for label, res in runs.items():
+        color = color_of(res)
         steps = np.arange(1, len(res["losses"]) + 1)
         ax.plot(steps, res["losses"], color=color, alpha=0.2, lw=0.8)
         ax.plot(steps, smooth(res["losses"], window), color=color, lw=2,
@@ -67,7 +68,8 @@ def plot_losses(ax, runs: dict[str, dict], window: int = SMOOTH_WINDOW) -> None:
 def plot_loss_difference(ax, runs: dict[str, dict]) -> None:
     """|loss_b - loss_a| per step against the first run, on a log scale."""
     (label_a, base), *others = runs.items()
-    for (label, res), color in zip(others, _colors()[1:]):
+    for label, res in others:
+        color = color_of(res)
         n = min(len(base["losses"]), len(res["losses"]))
         diff = np.abs(np.subtract(res["losses"][:n], base["losses"][:n]))
         ax.semilogy(np.arange(1, n + 1), np.maximum(diff, 1e-17), color=color, lw=1,
@@ -78,8 +80,8 @@ def plot_loss_difference(ax, runs: dict[str, dict]) -> None:
 
 def plot_step_times(ax, runs: dict[str, dict], log: bool = True) -> None:
     """Wall time of every step, with each run's median after warm-up as a dashed line."""
-    for (label, res), color in zip(runs.items(), _colors()):
-        median = summarize(res)["median_step_ms"]
+    for label, res in runs.items():
+        color, median = color_of(res), summarize(res)["median_step_ms"]
         ax.plot(np.arange(1, len(res["step_ms"]) + 1), res["step_ms"], color=color, lw=0.6,
                 alpha=0.7, label=f"{label}: median {median:.3g} ms")
         ax.axhline(median, color=color, ls="--", lw=1)
@@ -93,7 +95,8 @@ def plot_step_time_hist(ax, runs: dict[str, dict]) -> None:
     """Distribution of step times after warm-up (log-spaced bins)."""
     all_ms = np.concatenate([res["step_ms"][WARMUP_STEPS:] or res["step_ms"] for res in runs.values()])
     bins = np.geomspace(all_ms.min(), all_ms.max(), 60) if all_ms.min() > 0 else 60
-    for (label, res), color in zip(runs.items(), _colors()):
+    for label, res in runs.items():
+        color = color_of(res)
         ax.hist(res["step_ms"][WARMUP_STEPS:] or res["step_ms"], bins=bins, color=color, alpha=0.6, label=label)
     if len(runs) > 1:
         ax.set_xscale("log")
@@ -107,13 +110,17 @@ def plot_speedup(ax, base_label: str, base: dict, label: str, res: dict) -> floa
     n = min(len(base["step_ms"]), len(res["step_ms"]))
     ratio = np.divide(base["step_ms"][:n], res["step_ms"][:n])
     overall = summarize(base)["median_step_ms"] / summarize(res)["median_step_ms"]
-    ax.plot(np.arange(1, n + 1), ratio, lw=0.6, alpha=0.6, color="C2", label="per step")
-    ax.plot(np.arange(1, n + 1), smooth(ratio), lw=2, color="C2", label=f"{SMOOTH_WINDOW}-step mean")
+    color = color_of(res)
+    ax.plot(np.arange(1, n + 1), ratio, lw=0.6, alpha=0.6, color=color, label="per step")
+    ax.plot(np.arange(1, n + 1), smooth(ratio), lw=2, color=color, label=f"{SMOOTH_WINDOW}-step mean")
     ax.axhline(overall, color="k", ls="--", lw=1, label=f"ratio of medians: {overall:,.0f}x")
     ax.set(xlabel="step", ylabel=f"{base_label} time / {label} time", title=f"Speed-up of {label} over {base_label}")
     ax.set_yscale("log")
     ax.legend()
     return overall
+
+
+PHASE_COLORS = ["#4c72b0", "#dd8452", "#55a868"]  # forward, backward, optimizer
 
 
 def plot_phases(ax, runs: dict[str, dict]) -> None:
@@ -125,7 +132,7 @@ def plot_phases(ax, runs: dict[str, dict]) -> None:
         res = runs[label]
         ms = [float(np.median(res[key][WARMUP_STEPS:] or res[key])) for key, _ in phases]
         left = 0.0
-        for width_ms, (_, name), color in zip(ms, phases, _colors()):
+        for width_ms, (_, name), color in zip(ms, phases, PHASE_COLORS):
             width = width_ms / sum(ms)
             ax.barh(i, width, left=left, color=color, label=name if i == 0 else None)
             ax.text(left + width / 2, i, f"{width_ms:.3g} ms", ha="center", va="center", fontsize=9, color="white")
@@ -140,12 +147,16 @@ def plot_scaling(ax, rows: list[dict], x: str = "n_embd", labels: dict[str, str]
     """Median step time against model size (log-log), one line per stage and device, with
     the points where two lines cross marked. Returns the crossings as (x, label_a, label_b)."""
     lines: dict[str, list] = {}
+    colors: dict[str, str] = {}
     for row in rows:
         key = (labels or {}).get(row["stage"], row["stage"]) + f" ({row['device']})"
         lines.setdefault(key, []).append((row[x], row["median_step_ms"]))
-    for (key, points), color in zip(lines.items(), _colors()):
+        graph = row["stage"] == "4_triton" and "--no-cuda-graph" not in row.get("extra_args", [])  # main.py's default
+        colors[key] = stage_color(row["stage"], row["device"], "graph" if graph else None)
+    for key, points in lines.items():
         xs, ms = zip(*sorted(points))
-        ax.loglog(xs, ms, "o-", color=color, label=key)
+        ax.loglog(xs, ms, "o-", color=colors[key], label=key)
+    integer_ticks(ax.xaxis, sorted({row[x] for row in rows}))
     crossings = []
     keys = list(lines)
     for i, a in enumerate(keys):
@@ -165,6 +176,13 @@ def plot_scaling(ax, rows: list[dict], x: str = "n_embd", labels: dict[str, str]
            ylabel="median ms per step", title=f"Step time against {x}")
     ax.legend(fontsize=8)
     return crossings
+
+
+def integer_ticks(axis, values) -> None:
+    """Ticks at exactly these counts (widths, layers), written as plain integers: no 2x10^0."""
+    axis.set_major_locator(ticker.FixedLocator(values))
+    axis.set_major_formatter(ticker.FixedFormatter([str(v) for v in values]))
+    axis.set_minor_locator(ticker.NullLocator())
 
 
 def samples_table(runs: dict[str, dict]) -> str:
@@ -202,5 +220,31 @@ def save(fig, out_dir: Path, name: str) -> Path:
     return path
 
 
-def _colors() -> list[str]:
-    return plt.rcParams["axes.prop_cycle"].by_key()["color"]
+# One colour per stage and device in every plot of the repository, so a reader can follow
+# a stage from chapter to chapter. Stage 4's GPU variants are shades of one colour.
+STAGE_COLORS = {
+    ("1_pure_python", "cpu"): "#1f77b4",  # blue
+    ("2_numpy", "cpu"): "#ff7f0e",  # orange
+    ("3_pytorch", "cpu"): "#2ca02c",  # green
+    ("3_pytorch", "gpu"): "#17becf",  # cyan
+    ("3_pytorch", "gpu", "compile"): "#0e7c86",  # dark cyan
+    ("4_triton", "cpu"): "#d62728",  # red: the interpreter
+    ("4_triton", "cpu", "step"): "#ff9896",  # light red: the one-kernel step in the interpreter
+    ("4_triton", "gpu"): "#c5b0d5",  # light purple: 28 kernels, one launch each
+    ("4_triton", "gpu", "graph"): "#9467bd",  # purple: 28 kernels as one CUDA graph
+    ("4_triton", "gpu", "step"): "#6a3d9a",  # dark purple: one kernel per step
+    ("4_triton", "gpu", "run"): "#3f007d",  # darkest purple: the whole run in one launch
+}
+
+
+def stage_color(stage: str, device: str, variant: str | None = None) -> str:
+    """The colour of a stage on a device ("cpu" or any GPU name), and of a variant of it."""
+    kind = "cpu" if device == "cpu" else "gpu"
+    return STAGE_COLORS.get((stage, kind, variant), STAGE_COLORS[(stage, kind)])
+
+
+def color_of(res: dict) -> str:
+    """The colour of a run, from its results file."""
+    env = res["env"]
+    variant = env.get("fused") or ("graph" if env.get("cuda_graph") else "compile" if env.get("compile") else None)
+    return stage_color(res["stage"], env["device"], variant)
