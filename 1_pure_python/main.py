@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from shared import cli, dataset, results  # noqa: E402
-from shared.tokenizer import Tokenizer  # noqa: E402
+from shared.tokenizer import Tokenizer, positions  # noqa: E402
 from shared.weights import GPTConfig, init_run  # noqa: E402
 
 STAGE = "1_pure_python"
@@ -204,17 +204,23 @@ def gpt(token_id: int, pos_id: int, keys: list, values: list,
     return linear(x, params["lm_head"])
 
 
-def document_loss(tokens: list[int], params: dict, config: GPTConfig) -> Value:
-    """Mean next-token cross-entropy over the first min(block_size, len-1) positions."""
-    n = min(config.block_size, len(tokens) - 1)
+def token_losses(tokens: list[int], params: dict, config: GPTConfig) -> list[Value]:
+    """Next-token cross-entropy at each of a document's first min(block_size, len-1) positions."""
     keys = [[] for _ in range(config.n_layer)]
     values = [[] for _ in range(config.n_layer)]
     losses = []
-    for pos_id in range(n):
+    for pos_id in range(positions(tokens, config.block_size)):
         logits = gpt(tokens[pos_id], pos_id, keys, values, params, config)
         probs = softmax(logits)
         losses.append(-probs[tokens[pos_id + 1]].log())
-    return (1 / n) * sum(losses)
+    return losses
+
+
+def batch_loss(batch: list[list[int]], params: dict, config: GPTConfig) -> Value:
+    """Mean next-token cross-entropy over every position of the step's documents, one after
+    another: a batch is a loop here, and one graph over all of it."""
+    losses = [loss for tokens in batch for loss in token_losses(tokens, params, config)]
+    return (1 / len(losses)) * sum(losses)
 
 
 # ----------------------------------------------------------------------------------------
@@ -236,7 +242,7 @@ def adam_step(params: list[Value], m: list[float], v: list[float], step: int, nu
 
 
 # ----------------------------------------------------------------------------------------
-# Training: forward, backward, Adam, one document per step
+# Training: forward, backward, Adam, a batch of documents per step
 # ----------------------------------------------------------------------------------------
 
 def train(args) -> dict:
@@ -248,23 +254,24 @@ def train(args) -> dict:
     flat = flatten(params)
     m, v = [0.0] * len(flat), [0.0] * len(flat)
     print(f"{STAGE}: {len(docs)} docs, vocab {config.vocab_size}, {len(flat)} parameters, "
-          f"{args.steps} steps, float64", flush=True)
+          f"{args.steps} steps of {args.batch_size} document(s), float64", flush=True)
 
     run = results.TrainingRun(
-        STAGE, {**config.to_dict(), "steps": args.steps, "seed": args.seed, "dtype": "float64"},
+        STAGE, {**config.to_dict(), "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
+                "dtype": "float64"},
         len(flat), args.out, results.environment("cpu"),
     )
     with run:
         for step in range(args.steps):
             t0 = time.perf_counter()
-            tokens = tokenizer.encode_doc(docs[step % len(docs)])
-            loss = document_loss(tokens, params, config)
+            batch = [tokenizer.encode_doc(doc) for doc in dataset.step_documents(docs, step, args.batch_size)]
+            loss = batch_loss(batch, params, config)
             t1 = time.perf_counter()
             graph_nodes = loss.backward()
             t2 = time.perf_counter()
             adam_step(flat, m, v, step, args.steps)
             t3 = time.perf_counter()
-            run.record(loss.data, t3 - t0, doc_len=min(config.block_size, len(tokens) - 1),
+            run.record(loss.data, t3 - t0, doc_len=sum(positions(tokens, config.block_size) for tokens in batch),
                        graph_nodes=graph_nodes, forward_ms=(t1 - t0) * 1e3,
                        backward_ms=(t2 - t1) * 1e3, optimizer_ms=(t3 - t2) * 1e3)
 

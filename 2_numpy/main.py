@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from shared import cli, dataset, results  # noqa: E402
-from shared.tokenizer import Tokenizer  # noqa: E402
+from shared.tokenizer import Tokenizer, positions  # noqa: E402
 from shared.weights import GPTConfig, init_run, param_offsets, param_shapes  # noqa: E402
 
 STAGE = "2_numpy"
@@ -34,8 +34,9 @@ BETA2 = 0.99  # decay of the second-moment (squared gradient) estimate
 EPS_ADAM = 1e-8  # keeps the update finite where the second moment is ~0
 RMSNORM_EPS = 1e-5  # rmsnorm(x) = x / sqrt(mean(x^2) + eps)
 
-# Shapes in comments: T tokens in the document, C = n_embd, H heads, D = head_dim = C / H,
-# V = vocab_size. Weights are stored (n_out, n_in), as in SPEC.md, so a linear layer is x W^T.
+# Shapes in comments: B documents in the step, T positions (the longest document's; shorter
+# ones are padded), C = n_embd, H heads, D = head_dim = C / H, V = vocab_size. Weights are
+# stored (n_out, n_in), as in SPEC.md, so a linear layer is x W^T.
 
 
 # ----------------------------------------------------------------------------------------
@@ -171,12 +172,18 @@ def grads_by_name(grad: np.ndarray, config: GPTConfig) -> dict[str, np.ndarray]:
 # ----------------------------------------------------------------------------------------
 
 def linear(x, w):
-    """y = x W^T.   x (T, n_in), W (n_out, n_in) -> y (T, n_out)."""
-    out = Tensor(x.data @ w.data.T, (x, w))
+    """y = x W^T.   x (B, T, n_in), W (n_out, n_in) -> y (B, T, n_out).
 
-    def backward(g):  # dL/dx = g W,  dL/dW = g^T x
-        x.add_grad(g @ w.data)
-        w.add_grad(g.T @ x.data)
+    Every position of every document is a row of one (B*T, n_in) matrix: one matmul each way.
+    """
+    n_in, n_out = w.data.shape[1], w.data.shape[0]
+    rows = x.data.reshape(-1, n_in)  # (B*T, n_in)
+    out = Tensor((rows @ w.data.T).reshape(*x.data.shape[:-1], n_out), (x, w))
+
+    def backward(g):  # dL/dx = g W,  dL/dW = g^T x, summed over every row of the batch
+        g_rows = g.reshape(-1, n_out)
+        x.add_grad((g_rows @ w.data).reshape(x.data.shape))
+        w.add_grad(g_rows.T @ rows)
     out._backward = backward
     return out
 
@@ -191,15 +198,15 @@ def relu(x):
 
 
 def embed(wte, wpe, tokens):
-    """x[t] = wte[tokens[t]] + wpe[t].   -> (T, C)"""
-    T = len(tokens)
+    """x[b, t] = wte[tokens[b, t]] + wpe[t].   tokens (B, T) -> (B, T, C)"""
+    T = tokens.shape[1]
     out = Tensor(wte.data[tokens] + wpe.data[:T], (wte, wpe))
 
     def backward(g):  # a row gathered twice gets both gradients: scatter-add
         d_wte = np.zeros_like(wte.data)
         np.add.at(d_wte, tokens, g)
         d_wpe = np.zeros_like(wpe.data)
-        d_wpe[:T] = g
+        d_wpe[:T] = g.sum(axis=0)  # position t of every document
         wte.add_grad(d_wte)
         wpe.add_grad(d_wpe)
     out._backward = backward
@@ -207,13 +214,13 @@ def embed(wte, wpe, tokens):
 
 
 def rmsnorm(x):
-    """y = x * r,  r = 1 / sqrt(mean(x^2) + eps), per row.   (T, C) -> (T, C)
+    """y = x * r,  r = 1 / sqrt(mean(x^2) + eps), per row.   (B, T, C) -> (B, T, C)
 
     Backward, per row with n = C:  dy/dx = r (I - y y^T / n), so
         dL/dx = r * (g - y * mean(g * y))
     """
     n = x.data.shape[-1]
-    r = 1.0 / np.sqrt((x.data * x.data).sum(axis=-1, keepdims=True) / n + RMSNORM_EPS)  # (T, 1)
+    r = 1.0 / np.sqrt((x.data * x.data).sum(axis=-1, keepdims=True) / n + RMSNORM_EPS)  # (B, T, 1)
     y = x.data * r
     out = Tensor(y, (x,))
 
@@ -227,75 +234,88 @@ _causal_masks: dict[int, np.ndarray] = {}
 
 
 def causal_attention(qkv, n_head):
-    """Multi-head causal self-attention from stacked projections.
+    """Multi-head causal self-attention from stacked projections, every document at once.
 
-    qkv (T, 3C) holds [q | k | v], each (T, C) = H heads of width D. Per head:
+    qkv (B, T, 3C) holds [q | k | v], each (B, T, C) = H heads of width D. Per document and head:
         S = q k^T / sqrt(D)  (T, T),  P = softmax(S with future positions at -inf),  y = P v
-    Backward, per head, with g = dL/dy:
+    Backward, per document and head, with g = dL/dy:
         dP = g v^T,  dv = P^T g,  dS = P * (dP - rowsum(dP * P)),  dq = dS k / sqrt(D),
         dk = dS^T q / sqrt(D)
+    A shorter document's padding comes after its real positions, so the causal mask already
+    keeps every real position from seeing it.
     """
-    T, C3 = qkv.data.shape
+    B, T, C3 = qkv.data.shape
     D = C3 // 3 // n_head
     scale = 1.0 / np.sqrt(D)
-    q, k, v = qkv.data.reshape(T, 3, n_head, D).transpose(1, 2, 0, 3)  # each (H, T, D)
+    q, k, v = qkv.data.reshape(B, T, 3, n_head, D).transpose(2, 0, 3, 1, 4)  # each (B, H, T, D)
     if T not in _causal_masks:
         _causal_masks[T] = np.triu(np.full((T, T), -np.inf), k=1)  # 0 on/below diagonal
-    scores = q @ k.transpose(0, 2, 1) * scale + _causal_masks[T]  # (H, T, T)
+    scores = q @ k.transpose(0, 1, 3, 2) * scale + _causal_masks[T]  # (B, H, T, T)
     scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
-    probs = scores / scores.sum(axis=-1, keepdims=True)  # (H, T, T)
-    y = probs @ v  # (H, T, D)
-    out = Tensor(y.transpose(1, 0, 2).reshape(T, C3 // 3), (qkv,))  # (T, C)
+    probs = scores / scores.sum(axis=-1, keepdims=True)  # (B, H, T, T)
+    y = probs @ v  # (B, H, T, D)
+    out = Tensor(y.transpose(0, 2, 1, 3).reshape(B, T, C3 // 3), (qkv,))  # (B, T, C)
 
     def backward(g):
-        g = g.reshape(T, n_head, D).transpose(1, 0, 2)  # (H, T, D)
-        d_probs = g @ v.transpose(0, 2, 1)  # (H, T, T)
-        d_v = probs.transpose(0, 2, 1) @ g  # (H, T, D)
+        g = g.reshape(B, T, n_head, D).transpose(0, 2, 1, 3)  # (B, H, T, D)
+        d_probs = g @ v.transpose(0, 1, 3, 2)  # (B, H, T, T)
+        d_v = probs.transpose(0, 1, 3, 2) @ g  # (B, H, T, D)
         d_scores = probs * (d_probs - (d_probs * probs).sum(axis=-1, keepdims=True)) * scale
-        d_q = d_scores @ k  # (H, T, D)
-        d_k = d_scores.transpose(0, 2, 1) @ q  # (H, T, D)
-        qkv.add_grad(np.stack((d_q, d_k, d_v)).transpose(2, 0, 1, 3).reshape(T, C3))
+        d_q = d_scores @ k  # (B, H, T, D)
+        d_k = d_scores.transpose(0, 1, 3, 2) @ q  # (B, H, T, D)
+        qkv.add_grad(np.stack((d_q, d_k, d_v)).transpose(1, 3, 0, 2, 4).reshape(B, T, C3))
     out._backward = backward
     return out
 
 
-def cross_entropy(logits, targets):
-    """Mean over T of -log softmax(logits)[target].   (T, V) -> scalar
+def cross_entropy(logits, targets, real):
+    """Mean of -log softmax(logits)[target] over the real positions.   (B, T, V) -> scalar
 
-    Backward: dL/dlogits = (softmax(logits) - onehot(targets)) / T
+    `real` (B, T) is True where a document has a target; padding adds nothing to the loss.
+    Backward: dL/dlogits = (softmax(logits) - onehot(targets)) / n on real positions, n their count
     """
-    T = len(targets)
+    n = real.sum()
     shifted = logits.data - logits.data.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
     sum_exp = exp.sum(axis=-1, keepdims=True)
-    rows = np.arange(T)
-    loss = (np.log(sum_exp[:, 0]) - shifted[rows, targets]).sum() / T
+    docs, rows = np.indices(targets.shape)
+    loss = (np.log(sum_exp[..., 0]) - shifted[docs, rows, targets])[real].sum() / n
     out = Tensor(np.asarray(loss), (logits,))
 
     def backward(g):
         d_logits = exp / sum_exp
-        d_logits[rows, targets] -= 1.0
-        logits.add_grad(d_logits * (g / T))
+        d_logits[docs, rows, targets] -= 1.0
+        d_logits[~real] = 0.0
+        logits.add_grad(d_logits * (g / n))
     out._backward = backward
     return out
 
 
 def gpt(tokens: np.ndarray, params: dict, config: GPTConfig) -> Tensor:
-    """Logits (T, V) for every position of `tokens` (T,) at once."""
-    x = rmsnorm(embed(params["wte"], params["wpe"], tokens))  # (T, C)
+    """Logits (B, T, V) for every position of every document in `tokens` (B, T) at once."""
+    x = rmsnorm(embed(params["wte"], params["wpe"], tokens))  # (B, T, C)
     for li in range(config.n_layer):
-        qkv = linear(rmsnorm(x), params[f"layer{li}.attn_wqkv"])  # (T, 3C)
-        x = x + linear(causal_attention(qkv, config.n_head), params[f"layer{li}.attn_wo"])  # (T, C)
-        h = relu(linear(rmsnorm(x), params[f"layer{li}.mlp_fc1"]))  # (T, 4C)
-        x = x + linear(h, params[f"layer{li}.mlp_fc2"])  # (T, C)
-    return linear(x, params["lm_head"])  # (T, V)
+        qkv = linear(rmsnorm(x), params[f"layer{li}.attn_wqkv"])  # (B, T, 3C)
+        x = x + linear(causal_attention(qkv, config.n_head), params[f"layer{li}.attn_wo"])  # (B, T, C)
+        h = relu(linear(rmsnorm(x), params[f"layer{li}.mlp_fc1"]))  # (B, T, 4C)
+        x = x + linear(h, params[f"layer{li}.mlp_fc2"])  # (B, T, C)
+    return linear(x, params["lm_head"])  # (B, T, V)
 
 
-def document_loss(tokens: list[int], params: dict, config: GPTConfig) -> Tensor:
-    """Mean next-token cross-entropy over the first min(block_size, len-1) positions."""
-    n = min(config.block_size, len(tokens) - 1)
-    ids = np.asarray(tokens[:n + 1])
-    return cross_entropy(gpt(ids[:n], params, config), ids[1:])
+def batch_arrays(batch: list[list[int]], block_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(inputs, targets, real), each (B, T) with T the longest document's positions: every
+    document's first min(block_size, len-1) positions, padded at the end with 0."""
+    n = [positions(tokens, block_size) for tokens in batch]
+    inputs, targets = np.zeros((len(batch), max(n)), dtype=np.int64), np.zeros((len(batch), max(n)), dtype=np.int64)
+    for b, tokens in enumerate(batch):
+        inputs[b, :n[b]], targets[b, :n[b]] = tokens[:n[b]], tokens[1:n[b] + 1]
+    return inputs, targets, np.arange(max(n)) < np.array(n)[:, None]
+
+
+def batch_loss(batch: list[list[int]], params: dict, config: GPTConfig) -> Tensor:
+    """Mean next-token cross-entropy over every real position of the step's documents."""
+    inputs, targets, real = batch_arrays(batch, config.block_size)
+    return cross_entropy(gpt(inputs, params, config), targets, real)
 
 
 # ----------------------------------------------------------------------------------------
@@ -320,7 +340,7 @@ def adam_step(flat: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, 
 
 
 # ----------------------------------------------------------------------------------------
-# Training: forward, backward, Adam, one document per step
+# Training: forward, backward, Adam, a batch of documents per step
 # ----------------------------------------------------------------------------------------
 
 def train(args) -> dict:
@@ -331,17 +351,18 @@ def train(args) -> dict:
     flat, params = make_params(state, config, np.dtype(args.dtype))
     m, v = np.zeros_like(flat), np.zeros_like(flat)
     print(f"{STAGE}: {len(docs)} docs, vocab {config.vocab_size}, {flat.size} parameters, "
-          f"{args.steps} steps, {args.dtype}, numpy {np.__version__}", flush=True)
+          f"{args.steps} steps of {args.batch_size} document(s), {args.dtype}, numpy {np.__version__}", flush=True)
 
     run = results.TrainingRun(
-        STAGE, {**config.to_dict(), "steps": args.steps, "seed": args.seed, "dtype": args.dtype},
+        STAGE, {**config.to_dict(), "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
+                "dtype": args.dtype},
         flat.size, args.out, results.environment("cpu"),
     )
     with run:
         for step in range(args.steps):
             t0 = time.perf_counter()
-            tokens = tokenizer.encode_doc(docs[step % len(docs)])
-            loss = document_loss(tokens, params, config)
+            batch = [tokenizer.encode_doc(doc) for doc in dataset.step_documents(docs, step, args.batch_size)]
+            loss = batch_loss(batch, params, config)
             t1 = time.perf_counter()
             graph_nodes = loss.backward()
             t2 = time.perf_counter()
@@ -349,7 +370,7 @@ def train(args) -> dict:
             for p in params.values():
                 p.grad = None
             t3 = time.perf_counter()
-            run.record(float(loss.data), t3 - t0, doc_len=min(config.block_size, len(tokens) - 1),
+            run.record(float(loss.data), t3 - t0, doc_len=sum(positions(tokens, config.block_size) for tokens in batch),
                        graph_nodes=graph_nodes, forward_ms=(t1 - t0) * 1e3,
                        backward_ms=(t2 - t1) * 1e3, optimizer_ms=(t3 - t2) * 1e3)
 
@@ -371,7 +392,7 @@ def sample(params: dict, config: GPTConfig, tokenizer: Tokenizer, rng, temperatu
     """
     tokens = [tokenizer.bos]
     for _ in range(config.block_size):
-        logits = gpt(np.asarray(tokens), params, config).data[-1] / temperature
+        logits = gpt(np.asarray([tokens]), params, config).data[0, -1] / temperature
         probs = np.exp(logits - logits.max())
         token_id = rng.choices(range(config.vocab_size), weights=(probs / probs.sum()).tolist())[0]
         if token_id == tokenizer.bos:

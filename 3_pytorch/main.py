@@ -25,7 +25,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from shared import cli, dataset, results  # noqa: E402
 from shared.errors import UserError  # noqa: E402
-from shared.tokenizer import Tokenizer  # noqa: E402
+from shared.tokenizer import Tokenizer, positions  # noqa: E402
 from shared.weights import GPTConfig, init_run  # noqa: E402
 
 STAGE = "3_pytorch"
@@ -37,9 +37,11 @@ BETA1 = 0.85  # decay of the first-moment (mean gradient) estimate
 BETA2 = 0.99  # decay of the second-moment (squared gradient) estimate
 EPS_ADAM = 1e-8  # keeps the update finite where the second moment is ~0
 RMSNORM_EPS = 1e-5  # rmsnorm(x) = x / sqrt(mean(x^2) + eps)
+PADDING = -100  # the target of a padded position: F.cross_entropy's ignore_index leaves it out
 
-# Shapes in comments: T tokens in the document, C = n_embd, H heads, D = head_dim = C / H,
-# V = vocab_size. nn.Linear stores its weight (n_out, n_in), SPEC.md's layout.
+# Shapes in comments: B documents in the step, T positions (the longest document's; shorter
+# ones are padded), C = n_embd, H heads, D = head_dim = C / H, V = vocab_size. nn.Linear
+# stores its weight (n_out, n_in), SPEC.md's layout.
 
 
 # ----------------------------------------------------------------------------------------
@@ -107,11 +109,12 @@ class CausalSelfAttention(nn.Module):
         self.attn_wqkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
         self.attn_wo = nn.Linear(config.n_embd, config.n_embd, bias=False)
 
-    def forward(self, x):  # (T, C)
-        T, C = x.shape
-        q, k, v = self.attn_wqkv(x).view(T, 3, self.n_head, C // self.n_head).permute(1, 2, 0, 3)  # (H, T, D)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (H, T, D), scaled by 1/sqrt(D)
-        return self.attn_wo(y.transpose(0, 1).reshape(T, C))  # (T, C)
+    def forward(self, x):  # (B, T, C)
+        B, T, C = x.shape
+        qkv = self.attn_wqkv(x).view(B, T, 3, self.n_head, C // self.n_head)  # (B, T, 3, H, D)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, H, T, D)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, D), scaled by 1/sqrt(D)
+        return self.attn_wo(y.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
 
 
 class MLP(nn.Module):
@@ -120,8 +123,8 @@ class MLP(nn.Module):
         self.mlp_fc1 = nn.Linear(config.n_embd, 4 * config.n_embd, bias=False)
         self.mlp_fc2 = nn.Linear(4 * config.n_embd, config.n_embd, bias=False)
 
-    def forward(self, x):  # (T, C)
-        return self.mlp_fc2(F.relu(self.mlp_fc1(x)))  # (T, 4C) -> (T, C)
+    def forward(self, x):  # (B, T, C)
+        return self.mlp_fc2(F.relu(self.mlp_fc1(x)))  # (B, T, 4C) -> (B, T, C)
 
 
 class Block(nn.Module):
@@ -130,7 +133,7 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(config)
         self.mlp = MLP(config)
 
-    def forward(self, x):  # (T, C)
+    def forward(self, x):  # (B, T, C)
         x = x + self.attn(rmsnorm(x))
         return x + self.mlp(rmsnorm(x))
 
@@ -144,21 +147,26 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layer))
 
-    def forward(self, idx, targets=None):  # idx (T,) token ids
-        T = idx.shape[0]
-        x = rmsnorm(self.wte(idx) + self.wpe.weight[:T])  # (T, C); positions 0..T-1 are a slice
+    def forward(self, idx, targets=None):  # idx (B, T) token ids; targets (B, T), PADDING where none
+        T = idx.shape[1]
+        x = rmsnorm(self.wte(idx) + self.wpe.weight[:T])  # (B, T, C); positions 0..T-1 are a slice
         for block in self.layers:
             x = block(x)
-        logits = self.lm_head(x)  # (T, V)
-        loss = None if targets is None else F.cross_entropy(logits, targets)
+        logits = self.lm_head(x)  # (B, T, V)
+        loss = None if targets is None else F.cross_entropy(logits.flatten(0, 1), targets.flatten(),
+                                                            ignore_index=PADDING)  # mean over real targets
         return logits, loss
 
 
-def document_tensors(tokens: list[int], block_size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(inputs, targets) for the first min(block_size, len-1) positions, on `device`."""
-    n = min(block_size, len(tokens) - 1)
-    ids = torch.tensor(tokens[:n + 1], device=device)
-    return ids[:n], ids[1:]
+def batch_tensors(batch: list[list[int]], block_size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, targets), each (B, T) with T the longest document's positions: every document's
+    first min(block_size, len-1) positions, inputs padded with 0 and targets with PADDING."""
+    n = [positions(tokens, block_size) for tokens in batch]
+    inputs = torch.zeros((len(batch), max(n)), dtype=torch.long)
+    targets = torch.full((len(batch), max(n)), PADDING, dtype=torch.long)
+    for b, tokens in enumerate(batch):
+        inputs[b, :n[b]], targets[b, :n[b]] = torch.tensor(tokens[:n[b]]), torch.tensor(tokens[1:n[b] + 1])
+    return inputs.to(device), targets.to(device)
 
 
 # ----------------------------------------------------------------------------------------
@@ -207,7 +215,7 @@ def compile_model(model: GPT, tokenizer: Tokenizer, docs: list[str], config: GPT
     compiled = torch.compile(model, dynamic=True)
     t0 = time.perf_counter()
     for doc in (min(docs, key=len), max(docs, key=len)):
-        inputs, targets = document_tensors(tokenizer.encode_doc(doc), config.block_size, device)
+        inputs, targets = batch_tensors([tokenizer.encode_doc(doc)], config.block_size, device)
         compiled(inputs, targets)[1].backward()
     model.zero_grad(set_to_none=True)
     if device.type == "cuda":
@@ -233,22 +241,24 @@ def train(args) -> dict:
     if args.compile:
         forward, compile_s = compile_model(model, tokenizer, docs, config, device)
     print(f"{STAGE}: {len(docs)} docs, vocab {config.vocab_size}, {num_params} parameters, "
-          f"{args.steps} steps, {args.dtype} on {device_name(device)}, torch {torch.__version__}, "
+          f"{args.steps} steps of {args.batch_size} document(s), {args.dtype} on {device_name(device)}, "
+          f"torch {torch.__version__}, "
           f"{torch.get_num_threads()} thread(s)" + (f", compiled in {compile_s:.1f} s" if args.compile else ""),
           flush=True)
 
     env = results.environment(device_name(device), threads=torch.get_num_threads(),
                               compile=args.compile, compile_s=compile_s)
     run = results.TrainingRun(
-        STAGE, {**config.to_dict(), "steps": args.steps, "seed": args.seed, "dtype": args.dtype},
+        STAGE, {**config.to_dict(), "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
+                "dtype": args.dtype},
         num_params, args.out, env,
     )
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     with run:
         for step in range(args.steps):
             t0 = time.perf_counter()
-            tokens = tokenizer.encode_doc(docs[step % len(docs)])
-            inputs, targets = document_tensors(tokens, config.block_size, device)
+            batch = [tokenizer.encode_doc(doc) for doc in dataset.step_documents(docs, step, args.batch_size)]
+            inputs, targets = batch_tensors(batch, config.block_size, device)
             _, loss = forward(inputs, targets)
             t1 = time.perf_counter()
             loss.backward()
@@ -263,7 +273,7 @@ def train(args) -> dict:
             # GPU they would only time the launches, so they are not recorded there.
             phases = {} if device.type != "cpu" else dict(
                 forward_ms=(t1 - t0) * 1e3, backward_ms=(t2 - t1) * 1e3, optimizer_ms=(t3 - t2) * 1e3)
-            run.record(loss_value, time.perf_counter() - t0, doc_len=len(inputs), **phases)
+            run.record(loss_value, time.perf_counter() - t0, doc_len=int((targets != PADDING).sum()), **phases)
 
     model.eval()
     samples = [sample(model, tokenizer, rng, args.temperature, device) for _ in range(args.samples)]
@@ -281,8 +291,8 @@ def sample(model: GPT, tokenizer: Tokenizer, rng, temperature: float, device) ->
     """One name: start from BOS, draw each next token, stop at BOS or block_size tokens."""
     tokens = [tokenizer.bos]
     for _ in range(model.config.block_size):
-        logits, _ = model(torch.tensor(tokens, device=device))
-        probs = F.softmax(logits[-1].double() / temperature, dim=-1)
+        logits, _ = model(torch.tensor([tokens], device=device))
+        probs = F.softmax(logits[0, -1].double() / temperature, dim=-1)
         token_id = rng.choices(range(model.config.vocab_size), weights=probs.tolist())[0]
         if token_id == tokenizer.bos:
             break

@@ -261,6 +261,8 @@ def parse_args(argv=None):
     parser.add_argument("--launch", choices=["step", "run"], default="step",
                         help="one launch per step (each waits for its loss), or the whole run in one launch")
     args = cli.parse_args(parser, argv)
+    if args.batch_size != 1:
+        parser.error(per_op.BATCH_REFUSAL)
     if args.n_layer != 1:
         parser.error("the one-kernel step implements SPEC.md's one-layer model; use 4_triton/main.py "
                      "for --n-layer > 1")
@@ -297,7 +299,8 @@ def train(args) -> dict:
     if args.launch == "run":
         env["timing"] = "the whole run is one launch: each step_ms is the run's time divided by its steps"
     run = results.TrainingRun(
-        per_op.STAGE, {**config.to_dict(), "steps": args.steps, "seed": args.seed, "dtype": "float32"},
+        per_op.STAGE, {**config.to_dict(), "steps": args.steps, "batch_size": 1, "seed": args.seed,
+                       "dtype": "float32"},
         trainer.params.numel(), args.out, env, show_eta=per_op.INTERPRET and args.launch == "step",
     )
     doc_len = [min(config.block_size, len(tokens) - 1) for tokens in documents]

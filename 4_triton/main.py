@@ -60,6 +60,10 @@ BETA1 = 0.85  # decay of the first-moment (mean gradient) estimate
 BETA2 = 0.99  # decay of the second-moment (squared gradient) estimate
 EPS_ADAM = 1e-8  # keeps the update finite where the second moment is ~0
 
+# Stage 4's kernels take one document per step: its batch dimension is still to come.
+BATCH_REFUSAL = ("stage 4's kernels train one document per step (--batch-size 1); "
+                 "batches run in stages 1-3: python 3_pytorch/main.py --batch-size B")
+
 # Shapes in comments: T = block_size rows (a document's n real tokens, then padding),
 # C = n_embd, H heads, D = head_dim = C / H, V = vocab_size. Weights are (n_out, n_in).
 
@@ -317,7 +321,7 @@ def train(args) -> dict:
     env = results.environment(device_name(), interpreter=INTERPRET, cuda_graph=cuda_graph, fused=None,
                               setup_s=setup_s, threads=torch.get_num_threads())
     run = results.TrainingRun(
-        STAGE, {**config.to_dict(), "steps": args.steps, "seed": args.seed, "dtype": args.dtype},
+        STAGE, {**config.to_dict(), "steps": args.steps, "batch_size": 1, "seed": args.seed, "dtype": args.dtype},
         num_params, args.out, env, show_eta=INTERPRET,
     )
     with run:
@@ -365,7 +369,10 @@ def parse_args(argv=None):
                         help="float64 only through the interpreter (for exact checks)")
     parser.add_argument("--no-cuda-graph", action="store_true",
                         help="on a GPU, launch every kernel from Python instead of replaying one graph")
-    return cli.parse_args(parser, argv)
+    args = cli.parse_args(parser, argv)
+    if args.batch_size != 1:
+        parser.error(BATCH_REFUSAL)
+    return args
 
 
 def main(argv=None):

@@ -62,7 +62,7 @@ def main():
     optimizer, schedule = stage3.make_optimizer(model3, 1000, cuda)
 
     def step3(i):
-        _, loss = model3(*stage3.document_tensors(tokenizer.encode_doc(docs[i]), config.block_size, cuda))
+        _, loss = model3(*stage3.batch_tensors([tokenizer.encode_doc(docs[i])], config.block_size, cuda))
         loss.backward()
         optimizer.step()
         schedule.step()

@@ -1,6 +1,6 @@
 """The command line every stage's main.py shares (SPEC.md: same flags, same checks).
 
-    python N_stage/main.py [--steps 1000] [--seed 42] [--data PATH] [--out PATH]
+    python N_stage/main.py [--steps 1000] [--batch-size 1] [--seed 42] [--data PATH] [--out PATH]
                            [--samples 20] [--temperature 0.5]
                            [--n-layer 1] [--n-embd 16] [--n-head 4] [--block-size 16]
 
@@ -36,7 +36,9 @@ def build_parser(description: str, stage_dir: Path) -> argparse.ArgumentParser:
     parser = Parser(
         description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    parser.add_argument("--steps", type=int, default=1000, help="training steps, one document each")
+    parser.add_argument("--steps", type=int, default=1000, help="training steps")
+    parser.add_argument("--batch-size", type=int, default=1,
+                        help="documents per step; step i trains on documents i*B .. i*B+B-1 of the shuffled list")
     parser.add_argument("--seed", type=int, default=42, help="seed of the one random stream")
     parser.add_argument("--data", type=str, default=None,
                         help="names file (default: $MICROGPT_DATA, then the committed data/names.txt)")
@@ -53,7 +55,7 @@ def build_parser(description: str, stage_dir: Path) -> argparse.ArgumentParser:
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
     """Parse and validate; a bad value ends the program with a usage line and status 2."""
     args = parser.parse_args(argv)
-    for flag in ("steps", "n_layer", "n_embd", "n_head", "block_size"):
+    for flag in ("steps", "batch_size", "n_layer", "n_embd", "n_head", "block_size"):
         if getattr(args, flag) <= 0:
             parser.error(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
     if args.samples < 0:

@@ -58,3 +58,9 @@ def load_docs(path: str | os.PathLike) -> list[str]:
     if not docs:
         raise UserError(f"data file {path} has no non-empty lines; give a file with one name per line")
     return docs
+
+
+def step_documents(docs: list[str], step: int, batch_size: int = 1) -> list[str]:
+    """The documents step `step` (0-based) trains on: positions step*B .. step*B + B - 1 of the
+    shuffled list, wrapping around at its end (SPEC.md, "Training"). B = 1 is microgpt's run."""
+    return [docs[(step * batch_size + j) % len(docs)] for j in range(batch_size)]

@@ -5,7 +5,8 @@
 Results file (SPEC.md shape; written to a temporary name, then renamed):
     stage, config, num_params, losses, step_ms, total_s, samples, env
 plus `partial: true` when the run was interrupted, and any per-step series a stage
-records besides (doc_len, graph_nodes, ...).
+records besides (doc_len: the target positions the step trained, summed over its documents;
+graph_nodes, ...).
 
 Readers see: step time = median of step_ms after the first 10 steps (warm-up);
 loss = mean of the last 100 losses (one step's loss is one name, i.e. noise).
@@ -46,12 +47,27 @@ def final_loss(losses: list[float], window: int = LOSS_WINDOW) -> float:
     return sum(tail) / len(tail)
 
 
+def throughput(results: dict) -> tuple[float, float | None]:
+    """(names per second, tokens per second) at the median step time: a step trains
+    batch_size names and, on average over the same steps, mean(doc_len) target positions."""
+    ms = median_step_ms(results["step_ms"])
+    names = results["config"].get("batch_size", 1) * 1000.0 / ms
+    positions = results.get("doc_len")
+    if not positions:
+        return names, None
+    return names, statistics.fmean(positions[WARMUP_STEPS:] or positions) * 1000.0 / ms
+
+
 def summarize(results: dict) -> dict:
     """The numbers a README or table quotes, computed from one results file."""
+    names_per_s, tokens_per_s = throughput(results)
     return {
         "stage": results["stage"],
         "num_params": results["num_params"],
         "steps": len(results["losses"]),
+        "batch_size": results["config"].get("batch_size", 1),
+        "names_per_s": names_per_s,
+        "tokens_per_s": tokens_per_s,
         "median_step_ms": median_step_ms(results["step_ms"]),
         "total_s": results["total_s"],
         "final_loss": final_loss(results["losses"]),
@@ -179,10 +195,11 @@ class TrainingRun:
         results = self.results(samples)
         write_json_atomic(self.out, results)
         summary = summarize(results)
+        tokens = f", {summary['tokens_per_s']:,.0f} tokens/s" if summary["tokens_per_s"] else ""
         print(
-            f"{self.stage}: median {summary['median_step_ms']:.2f} ms/step after warm-up, "
-            f"total {summary['total_s']:.1f} s, mean loss of last {LOSS_WINDOW} steps "
-            f"{summary['final_loss']:.4f} -> {self.out}",
+            f"{self.stage}: median {summary['median_step_ms']:.2f} ms/step after warm-up "
+            f"({summary['names_per_s']:,.0f} names/s{tokens}), total {summary['total_s']:.1f} s, "
+            f"mean loss of last {LOSS_WINDOW} steps {summary['final_loss']:.4f} -> {self.out}",
             flush=True,
         )
         return results

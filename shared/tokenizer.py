@@ -55,5 +55,10 @@ def padded_document(tokens: list[int], block_size: int) -> list[int]:
     row[1 : block_size + 1] and targets row[2 : block_size + 2], of which the first n are real.
     Kernels with static shapes (stage 4) read n from the row and ignore the padding.
     """
-    n = min(block_size, len(tokens) - 1)
+    n = positions(tokens, block_size)
     return [n] + tokens[:n + 1] + [0] * (block_size - n)
+
+
+def positions(tokens: list[int], block_size: int) -> int:
+    """How many next-token targets a document trains: min(block_size, len(tokens) - 1)."""
+    return min(block_size, len(tokens) - 1)

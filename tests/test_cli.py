@@ -9,6 +9,8 @@ import sys
 import pytest
 
 from conftest import REPO_ROOT
+from shared import dataset
+from shared.weights import GPTConfig, init_run
 
 STAGES = ["1_pure_python", "2_numpy", "3_pytorch", "4_triton"]
 
@@ -35,6 +37,8 @@ def bad_inputs(tmp_path, names_path):
         "unreadable line": (["--data", str(binary)], 1, "line 2 is not valid UTF-8"),
         "n_embd not divisible by n_head": ([*data, "--n-embd", "10", "--n-head", "4"], 2, "not divisible"),
         "zero steps": ([*data, "--steps", "0"], 2, "--steps must be positive"),
+        "zero batch size": ([*data, "--batch-size", "0"], 2, "--batch-size must be positive"),
+        "negative batch size": ([*data, "--batch-size", "-3"], 2, "--batch-size must be positive"),
         "negative steps": ([*data, "--steps", "-5"], 2, "--steps must be positive"),
         "out in a missing directory": ([*data, "--out", str(tmp_path / "no" / "r.json")], 1, "does not exist"),
         "out is a directory": ([*data, "--out", str(tmp_path)], 1, "is a directory"),
@@ -43,7 +47,7 @@ def bad_inputs(tmp_path, names_path):
 
 
 CASES = ["missing file", "empty file", "blank-only file", "unreadable line",
-         "n_embd not divisible by n_head", "zero steps", "negative steps",
+         "n_embd not divisible by n_head", "zero steps", "negative steps", "zero batch size", "negative batch size",
          "out in a missing directory", "out is a directory", "out under a file"]
 
 
@@ -93,6 +97,33 @@ def test_stage4_without_triton_says_where_it_runs(platform, message, tmp_path, n
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "stages 1-3" in lines[0], proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("stage", ["1_pure_python", "2_numpy", "3_pytorch"])
+def test_a_batch_larger_than_the_dataset_wraps_around(stage, tmp_path):
+    """Three names, five per step: each step trains all three and two again, in SPEC.md's order."""
+    data = tmp_path / "three.txt"
+    data.write_text("ab\nbca\ncab\n")
+    out = tmp_path / "r.json"
+    proc = run_stage(stage, "--data", str(data), "--batch-size", "5", "--steps", "2", "--samples", "0",
+                     "--n-embd", "8", "--n-head", "2", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(out.read_text())
+    assert res["config"]["batch_size"] == 5
+    shuffled, _, _ = init_run(["ab", "bca", "cab"], GPTConfig(vocab_size=4), seed=42)  # the run's order
+    targets = {name: len(name) + 1 for name in shuffled}  # [BOS] name [BOS]: one target per letter, plus BOS
+    # step 0 trains shuffled names 0, 1, 2, 0, 1 and step 1 trains 2, 0, 1, 2, 0
+    assert res["doc_len"] == [sum(targets[name] for name in dataset.step_documents(shuffled, step, 5))
+                              for step in range(2)]
+
+
+@pytest.mark.parametrize("script", ["main.py", "fused_step.py"])
+def test_stage4_refuses_batches_it_does_not_implement(script, tmp_path, names_path):
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "4_triton" / script), "--data", str(names_path),
+                           "--batch-size", "4", "--out", str(tmp_path / "r.json")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "one document per step" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "r.json").exists()
 
 
 @pytest.mark.parametrize("stage", STAGES)

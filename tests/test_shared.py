@@ -87,6 +87,14 @@ def test_missing_committed_file_says_how_to_restore_it(tmp_path, monkeypatch):
         assert way in message
 
 
+def test_step_documents_follow_spec_order_and_wrap_around():
+    docs = ["a", "b", "c", "d", "e"]
+    assert dataset.step_documents(docs, 0) == ["a"] and dataset.step_documents(docs, 7) == ["c"]  # B = 1: microgpt
+    assert dataset.step_documents(docs, 1, 2) == ["c", "d"]
+    assert dataset.step_documents(docs, 2, 2) == ["e", "a"]  # wraps at the end of the list
+    assert dataset.step_documents(docs, 0, 7) == ["a", "b", "c", "d", "e", "a", "b"]  # larger than the list
+
+
 # ---------------------------------------------------------------------------- weights
 
 
@@ -167,6 +175,13 @@ def test_cli_rejects_unwritable_out_before_training(tmp_path):
 
 def test_log_line_format():
     assert results.log_line(1, 1000, 3.36601, 52.314) == "step    1 / 1000 | loss 3.3660 | 52.31 ms"
+
+
+def test_throughput_is_names_and_tokens_per_second_at_the_median_step():
+    res = {"config": {"batch_size": 4}, "step_ms": [100.0] * 10 + [2.0, 2.0, 4.0], "doc_len": [20] * 12 + [26]}
+    names, tokens = results.throughput(res)
+    assert names == 4 * 1000 / 2.0 and tokens == pytest.approx((20 + 20 + 26) / 3 * 1000 / 2.0)  # after warm-up
+    assert results.throughput({"config": {}, "step_ms": [5.0]})[0] == 200.0  # files without batch_size: B = 1
 
 
 def test_summaries():

@@ -73,9 +73,9 @@ def test_model_loss_and_every_gradient_match_torch_float64(setup):
     for doc in (docs[0], "christopheralexander"):  # a short name and one longer than block_size
         tokens = tokenizer.encode_doc(doc)
         params = stage1.make_params(state)
-        loss = stage1.document_loss(tokens, params, config)
+        loss = stage1.batch_loss([tokens], params, config)
         loss.backward()
-        ref_loss, ref_grads = loss_and_grads(state, tokens, config)
+        ref_loss, ref_grads = loss_and_grads(state, [tokens], config)
         assert loss.data == pytest.approx(ref_loss, abs=1e-12)
         for name, matrix in params.items():
             grads = torch.tensor([[p.grad for p in row] for row in matrix], dtype=torch.float64)
@@ -92,7 +92,7 @@ def test_adam_step_updates_every_parameter_and_clears_its_gradient(setup):
     params = stage1.make_params(state)
     flat = stage1.flatten(params)
     before = [p.data for p in flat]
-    stage1.document_loss(setup[0].encode_doc(docs[0]), params, config).backward()
+    stage1.batch_loss([setup[0].encode_doc(docs[0])], params, config).backward()
     had_gradient = [p.grad != 0.0 for p in flat]
     stage1.adam_step(flat, [0.0] * len(flat), [0.0] * len(flat), 0, num_steps=1000)
     assert all(math.isfinite(p.data) and p.grad == 0.0 for p in flat)

@@ -53,49 +53,53 @@ def test_neg_and_sum():
     np.testing.assert_array_equal(x.grad, np.ones((4, 3)))
 
 
-@pytest.mark.parametrize("T, n_in, n_out", [(1, 16, 16), (5, 7, 3), (16, 16, 64), (13, 64, 16)])
-def test_linear(T, n_in, n_out):
-    check_op(stage2.linear, lambda x, w: x @ w.T, randn(T, n_in), randn(n_out, n_in))
+@pytest.mark.parametrize("shape, n_out", [((1, 1, 16), 16), ((1, 5, 7), 3), ((1, 16, 16), 64), ((3, 13, 64), 16),
+                                          ((2, 4, 5), 6)])
+def test_linear(shape, n_out):
+    check_op(stage2.linear, lambda x, w: x @ w.T, randn(*shape), randn(n_out, shape[-1]))
 
 
 def test_relu():
-    x = randn(6, 5)
-    x[0, 0] = 0.0  # at zero both conventions give gradient 0
+    x = randn(2, 6, 5)
+    x[0, 0, 0] = 0.0  # at zero both conventions give gradient 0
     check_op(stage2.relu, torch.relu, x)
 
 
-@pytest.mark.parametrize("shape", [(1, 16), (5, 7), (16, 16), (3, 64)])
+@pytest.mark.parametrize("shape", [(1, 1, 16), (1, 5, 7), (1, 16, 16), (3, 4, 64)])
 def test_rmsnorm(shape):
     check_op(stage2.rmsnorm, torch_rmsnorm, randn(*shape))
 
 
-@pytest.mark.parametrize("tokens", [[3], [0, 4, 4, 2, 0], [5, 1, 5, 5, 5, 2, 0, 1]])
+@pytest.mark.parametrize("tokens", [[[3]], [[0, 4, 4, 2, 0]], [[5, 1, 5, 5], [5, 2, 0, 1]]])
 def test_embed_scatters_repeated_tokens(tokens):
-    ids = np.asarray(tokens)
+    ids = np.asarray(tokens)  # (B, T): a token repeated within and across documents sums its gradients
     check_op(lambda wte, wpe: stage2.embed(wte, wpe, ids),
-             lambda wte, wpe: wte[torch.tensor(ids)] + wpe[:len(ids)], randn(6, 5), randn(9, 5))
+             lambda wte, wpe: wte[torch.tensor(ids)] + wpe[:ids.shape[1]], randn(6, 5), randn(9, 5))
 
 
 def torch_causal_attention(qkv, n_head):
-    T, C3 = qkv.shape
+    B, T, C3 = qkv.shape
     C = C3 // 3
-    q, k, v = (t.view(T, n_head, C // n_head).transpose(0, 1) for t in qkv.split(C, dim=1))
+    q, k, v = (t.view(B, T, n_head, C // n_head).transpose(1, 2) for t in qkv.split(C, dim=-1))
     y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    return y.transpose(0, 1).reshape(T, C)
+    return y.transpose(1, 2).reshape(B, T, C)
 
 
-@pytest.mark.parametrize("T, n_head, head_dim", [(1, 4, 4), (5, 4, 4), (16, 4, 4), (7, 3, 2), (4, 1, 5)])
-def test_causal_attention(T, n_head, head_dim):
-    qkv = randn(T, 3 * n_head * head_dim)
+@pytest.mark.parametrize("B, T, n_head, head_dim", [(1, 1, 4, 4), (1, 5, 4, 4), (1, 16, 4, 4), (1, 7, 3, 2),
+                                                    (1, 4, 1, 5), (3, 6, 4, 4), (2, 5, 3, 2)])
+def test_causal_attention(B, T, n_head, head_dim):
+    qkv = randn(B, T, 3 * n_head * head_dim)
     check_op(lambda x: stage2.causal_attention(x, n_head), lambda x: torch_causal_attention(x, n_head), qkv)
 
 
-@pytest.mark.parametrize("T, V", [(1, 27), (5, 11), (16, 27)])
-def test_cross_entropy(T, V):
-    targets = RNG.integers(0, V, T)
-    logits = randn(T, V) * 3
-    check_op(lambda x: stage2.cross_entropy(x, targets),
-             lambda x: F.cross_entropy(x, torch.tensor(targets)), logits)
+@pytest.mark.parametrize("B, T, V", [(1, 1, 27), (1, 5, 11), (1, 16, 27), (3, 6, 27)])
+def test_cross_entropy_over_real_positions(B, T, V):
+    """Padding (positions past a document's end) adds nothing to the loss and gets no gradient."""
+    targets = RNG.integers(0, V, (B, T))
+    real = np.arange(T) < np.array([T, max(1, T - 2), 1][:B])[:, None]
+    logits = randn(B, T, V) * 3
+    check_op(lambda x: stage2.cross_entropy(x, targets, real),
+             lambda x: F.cross_entropy(x[torch.tensor(real)], torch.tensor(targets[real])), logits)
 
 
 # ---------------------------------------------------------------------------- whole model
@@ -106,10 +110,10 @@ def test_model_gradients_equal_stage1(setup):
     for doc in (docs[1], "christopheralexander"):
         tokens = tokenizer.encode_doc(doc)
         p1 = stage1.make_params(state)
-        loss1 = stage1.document_loss(tokens, p1, config)
+        loss1 = stage1.batch_loss([tokens], p1, config)
         loss1.backward()
         _, p2 = stage2.make_params(state, config)
-        loss2 = stage2.document_loss(tokens, p2, config)
+        loss2 = stage2.batch_loss([tokens], p2, config)
         loss2.backward()
         assert float(loss2.data) == pytest.approx(loss1.data, abs=1e-12)
         grads2 = stage2.grads_by_name(stage2.flat_grad(p2), config)

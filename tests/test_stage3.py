@@ -28,11 +28,11 @@ def test_float64_gradients_equal_stage2(setup, doc_index, doc):
     tokenizer, config, docs, state = setup
     tokens = tokenizer.encode_doc(docs[doc_index] if doc is None else doc)
     _, p2 = stage2.make_params(state, config)
-    loss2 = stage2.document_loss(tokens, p2, config)
+    loss2 = stage2.batch_loss([tokens], p2, config)
     loss2.backward()
     grads2 = stage2.grads_by_name(stage2.flat_grad(p2), config)
     model = stage3.load_weights(stage3.GPT(config).double(), state)
-    _, loss3 = model(*stage3.document_tensors(tokens, config.block_size, CPU))
+    _, loss3 = model(*stage3.batch_tensors([tokens], config.block_size, CPU))
     loss3.backward()
     assert loss3.item() == pytest.approx(float(loss2.data), abs=1e-12)
     for name, grad in stage3.grads_by_name(model).items():

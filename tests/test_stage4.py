@@ -216,7 +216,7 @@ def test_model_gradients_equal_stage3(setup, dtype, atol, doc):
     _, loss4 = model4(*padded(tokens, config.block_size))
     loss4.backward()
     model3 = stage3.load_weights(stage3.GPT(config).to(dtype), state)
-    _, loss3 = model3(*stage3.document_tensors(tokens, config.block_size, CPU))
+    _, loss3 = model3(*stage3.batch_tensors([tokens], config.block_size, CPU))
     loss3.backward()
     assert loss4.item() == pytest.approx(loss3.item(), abs=atol)
     grads3 = stage3.grads_by_name(model3)

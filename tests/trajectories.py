@@ -1,7 +1,8 @@
 """Each stage's training loop, reduced to its losses, for tests that compare trajectories.
 
 Every function trains from SPEC.md's initial weights on the shuffled documents, with the
-learning-rate schedule of a 1000-step run, for `steps` steps, and returns the losses.
+learning-rate schedule of a 1000-step run, for `steps` steps of `batch_size` documents
+(SPEC.md's order), and returns the losses.
 """
 
 import numpy as np
@@ -12,25 +13,25 @@ from conftest import load_stage
 NUM_STEPS = 1000  # the schedule's length: lr_t = lr * (1 - step / NUM_STEPS)
 
 
-def stage1_losses(spec, steps):
+def stage1_losses(spec, steps, batch_size=1):
     stage1 = load_stage("1_pure_python")
     params = stage1.make_params(spec.state)
     flat = stage1.flatten(params)
     m, v, losses = [0.0] * len(flat), [0.0] * len(flat), []
     for step in range(steps):
-        loss = stage1.document_loss(spec.tokens(step), params, spec.config)
+        loss = stage1.batch_loss(spec.batch(step, batch_size), params, spec.config)
         loss.backward()
         stage1.adam_step(flat, m, v, step, NUM_STEPS)
         losses.append(loss.data)
     return losses
 
 
-def stage2_losses(spec, steps, dtype=np.float64):
+def stage2_losses(spec, steps, dtype=np.float64, batch_size=1):
     stage2 = load_stage("2_numpy")
     flat, params = stage2.make_params(spec.state, spec.config, dtype)
     m, v, losses = np.zeros_like(flat), np.zeros_like(flat), []
     for step in range(steps):
-        loss = stage2.document_loss(spec.tokens(step), params, spec.config)
+        loss = stage2.batch_loss(spec.batch(step, batch_size), params, spec.config)
         loss.backward()
         stage2.adam_step(flat, stage2.flat_grad(params), m, v, step, NUM_STEPS)
         for p in params.values():
@@ -39,14 +40,14 @@ def stage2_losses(spec, steps, dtype=np.float64):
     return losses
 
 
-def stage3_losses(spec, steps, dtype=torch.float32, compile=False):
+def stage3_losses(spec, steps, dtype=torch.float32, compile=False, batch_size=1):
     stage3 = load_stage("3_pytorch")
     model = stage3.load_weights(stage3.GPT(spec.config).to(dtype), spec.state)
     optimizer, schedule = stage3.make_optimizer(model, NUM_STEPS, torch.device("cpu"))
     forward = torch.compile(model, dynamic=True) if compile else model
     losses = []
     for step in range(steps):
-        _, loss = forward(*stage3.document_tensors(spec.tokens(step), spec.config.block_size, "cpu"))
+        _, loss = forward(*stage3.batch_tensors(spec.batch(step, batch_size), spec.config.block_size, "cpu"))
         loss.backward()
         optimizer.step()
         schedule.step()
