@@ -2,8 +2,9 @@
 
     python benchmarks/plots.py
 
-Reads the newest full CPU benchmark and GPU benchmark in benchmarks/results/, and the
-scaling sweeps, and writes loss_curves.png, step_time.png and scaling.png beside this file.
+Reads the newest full CPU benchmark and GPU benchmark in benchmarks/results/, the scaling
+sweeps and the newest batch sweep, and writes loss_curves.png, step_time.png, scaling.png and
+batch_throughput.png beside this file.
 """
 
 import json
@@ -82,7 +83,18 @@ def main() -> int:
     plotting.plot_scaling(axes[1], depth, "n_layer")
     axes[1].set_title("Step time against depth (n_embd 16)")
     fig.savefig(HERE / "scaling.png", dpi=110, bbox_inches="tight")
-    print("wrote", ", ".join(str(HERE / n) for n in ("loss_curves.png", "step_time.png", "scaling.png")))
+
+    # 4. batches: names per second and step time against the batch size, one sitting on the CPU
+    batch_path = newest("batch-cpu-*.json")
+    batch = json.loads(batch_path.read_text())
+    fig, axes = plt.subplots(1, 2, figsize=(15, 5))
+    plotting.plot_scaling(axes[0], batch["rows"], "batch_size", y="names_per_s")
+    plotting.plot_scaling(axes[1], batch["rows"], "batch_size")
+    fig.suptitle(f"Batches on {batch['env']['cpu']} ({batch['env']['cpu_count']} cores, one thread per run), "
+                 f"{batch['env']['date'][:10]}: {batch_path.name}")
+    fig.savefig(HERE / "batch_throughput.png", dpi=110, bbox_inches="tight")
+    print("wrote", ", ".join(str(HERE / n) for n in ("loss_curves.png", "step_time.png", "scaling.png",
+                                                      "batch_throughput.png")))
     return 0
 
 

@@ -81,9 +81,10 @@ def plot_loss_difference(ax, runs: dict[str, dict]) -> None:
 def plot_step_times(ax, runs: dict[str, dict], log: bool = True) -> None:
     """Wall time of every step, with each run's median after warm-up as a dashed line."""
     for label, res in runs.items():
-        color, median = color_of(res), summarize(res)["median_step_ms"]
+        s = summarize(res)
+        color, median = color_of(res), s["median_step_ms"]
         ax.plot(np.arange(1, len(res["step_ms"]) + 1), res["step_ms"], color=color, lw=0.6,
-                alpha=0.7, label=f"{label}: median {median:.3g} ms")
+                alpha=0.7, label=f"{label}: median {median:.3g} ms, {s['names_per_s']:,.0f} names/s")
         ax.axhline(median, color=color, ls="--", lw=1)
     if log:
         ax.set_yscale("log")
@@ -143,14 +144,19 @@ def plot_phases(ax, runs: dict[str, dict]) -> None:
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=3)
 
 
-def plot_scaling(ax, rows: list[dict], x: str = "n_embd", labels: dict[str, str] | None = None) -> list[tuple]:
-    """Median step time against model size (log-log), one line per stage and device, with
-    the points where two lines cross marked. Returns the crossings as (x, label_a, label_b)."""
+Y_LABELS = {"median_step_ms": "median ms per step", "names_per_s": "names per second (at the median step)"}
+
+
+def plot_scaling(ax, rows: list[dict], x: str = "n_embd", labels: dict[str, str] | None = None,
+                 y: str = "median_step_ms") -> list[tuple]:
+    """Median step time (or names per second) against model size or batch size (log-log), one
+    line per stage and device, with the points where two lines cross marked. Returns the
+    crossings as (x, label_a, label_b)."""
     lines: dict[str, list] = {}
     colors: dict[str, str] = {}
     for row in rows:
         key = (labels or {}).get(row["stage"], row["stage"]) + f" ({row['device']})"
-        lines.setdefault(key, []).append((row[x], row["median_step_ms"]))
+        lines.setdefault(key, []).append((row[x], row[y]))
         graph = row["stage"] == "4_triton" and "--no-cuda-graph" not in row.get("extra_args", [])  # main.py's default
         colors[key] = stage_color(row["stage"], row["device"], "graph" if graph else None)
     for key, points in lines.items():
@@ -173,7 +179,7 @@ def plot_scaling(ax, rows: list[dict], x: str = "n_embd", labels: dict[str, str]
                     ax.annotate(f"{xc:.0f}", (xc, yc), textcoords="offset points", xytext=(4, -14), fontsize=8)
                     crossings.append((xc, a, b))
     ax.set(xlabel=x + ("  (x: where two lines cross, labelled with the " + x + ")" if crossings else ""),
-           ylabel="median ms per step", title=f"Step time against {x}")
+           ylabel=Y_LABELS[y], title=f"{Y_LABELS[y].split(' (')[0].capitalize()} against {x}")
     ax.legend(fontsize=8)
     return crossings
 
@@ -196,14 +202,14 @@ def samples_table(runs: dict[str, dict]) -> str:
 
 
 def summary_table(runs: dict[str, dict]) -> str:
-    """Markdown table: parameters, median ms/step, total, final loss, device, per run."""
-    rows = ["| run | params | steps | median ms/step | total s | "
-            f"mean loss, last {LOSS_WINDOW} | device |", "|---|---|---|---|---|---|---|"]
+    """Markdown table: parameters, names per step, median ms/step, names/s, total, final loss, device."""
+    rows = ["| run | params | steps | names per step | median ms/step | names/s | total s | "
+            f"mean loss, last {LOSS_WINDOW} | device |", "|---|---|---|---|---|---|---|---|---|"]
     for label, res in runs.items():
         s = summarize(res)
         device = s["device"] + (" (Triton interpreter)" if s["interpreter"] else "")
-        rows.append(f"| {label} | {s['num_params']:,} | {s['steps']} | {s['median_step_ms']:.3f} | "
-                    f"{s['total_s']:.2f} | {s['final_loss']:.4f} | {device} |")
+        rows.append(f"| {label} | {s['num_params']:,} | {s['steps']} | {s['batch_size']} | {s['median_step_ms']:.3f} | "
+                    f"{s['names_per_s']:,.0f} | {s['total_s']:.2f} | {s['final_loss']:.4f} | {device} |")
     return "\n".join(rows)
 
 

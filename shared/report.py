@@ -3,7 +3,8 @@
 A README marks a generated block like this (kinds: `figures` for a results file,
 `launches` for benchmarks/gpu_profile.py's output, `benchmark` for benchmarks/run.py's,
 `table` for one comparison table of several results files, `runtimes` for how long each of
-several results files' runs took; several paths are joined by commas):
+several results files' runs took, `batches` for one stage's row of a batch sweep, written
+PATH#STAGE; several paths are joined by commas):
 
     <!-- BEGIN figures 2_numpy/results.json vs 1_pure_python/results.json -->
     (generated table)
@@ -23,7 +24,7 @@ from pathlib import Path
 from shared.results import LOSS_WINDOW, WARMUP_STEPS, load_results, summarize
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-BLOCK = re.compile(r"(<!-- BEGIN (?P<kind>figures|table|launches|benchmark|runtimes) (?P<path>\S+)"
+BLOCK = re.compile(r"(<!-- BEGIN (?P<kind>figures|table|launches|benchmark|runtimes|batches) (?P<path>\S+)"
                    r"(?: vs (?P<base>\S+))? -->\n)(?P<body>.*?)(<!-- END (?P=kind) -->)", re.S)
 
 
@@ -184,10 +185,26 @@ def runtimes_list(paths: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def batches_line(path_and_stage: str) -> str:
+    """One stage's row of a batch sweep (benchmarks/scaling.py --batch-sizes) as one paragraph."""
+    path, stage = path_and_stage.split("#")
+    sweep = load_results(REPO_ROOT / path)
+    rows = sorted((r for r in sweep["rows"] if r["stage"] == stage), key=lambda r: r["batch_size"])
+    env, first, last = sweep["env"], rows[0], rows[-1]
+    points = "; ".join(f"B = {r['batch_size']}: {r['median_step_ms']:.3g} ms per step, {r['names_per_s']:,.0f} names/s"
+                       for r in rows)
+    return (f"Measured in `{path}` on {env['cpu']} ({env['cpu_count']} cores, one thread), {first['steps']} "
+            f"steps each, median after warm-up: {points}. At B = {last['batch_size']} a step trains "
+            f"{last['names_per_s'] / first['names_per_s']:,.1f}x the names per second of B = "
+            f"{first['batch_size']}.\n")
+
+
 def _render_block(m) -> str:
     kind, path = m.group("kind"), m.group("path")
     if kind == "runtimes":
         body = runtimes_list(path)
+    elif kind == "batches":
+        body = batches_line(path)
     elif kind == "table":
         body = comparison_table(path)
     elif kind == "figures":

@@ -52,3 +52,17 @@ def test_every_planned_run_calls_a_script_that_takes_its_flags(tmp_path):
         assert proc.returncode == 0, f"{planned['label']}: {proc.stderr[-500:]}"
         flags = [a for a in planned["args"] if a.startswith("--")]
         assert all(flag in proc.stdout for flag in flags), (planned["label"], flags)
+
+
+def test_batch_sweep_records_names_per_second(tmp_path, names_path, monkeypatch):
+    """The batch sweep in its smoke mode: one row per batch size, stage 1 capped, throughput as defined."""
+    monkeypatch.setenv("MICROGPT_DATA", str(names_path))
+    out = tmp_path / "batch.json"
+    subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "scaling.py"), "--stages", "1_pure_python",
+                    "2_numpy", "--widths", "16", "--batch-sizes", "1", "3", "--max-batch", "1_pure_python=1",
+                    "--steps", "12", "--out", str(out)], check=True, timeout=300, capture_output=True)
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["stage"], r["batch_size"]) for r in rows] == [("1_pure_python", 1), ("2_numpy", 1), ("2_numpy", 3)]
+    for row in rows:
+        assert row["names_per_s"] == pytest.approx(row["batch_size"] * 1000 / row["median_step_ms"])
+        assert row["tokens_per_s"] > row["names_per_s"]  # a name has at least one target position
