@@ -22,6 +22,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REQUIREMENTS = Path(__file__).resolve().parent.parent / "requirements.txt"
@@ -103,35 +104,43 @@ def torch_triton_pin(torch_metadata: dict, environment: dict) -> str | None:
     return None
 
 
-def check(index_url: str | None = None, resolve: bool = False) -> list[str]:
-    """One line per platform checked; raises PinError at the first pin that does not hold."""
-    pins = read_pins()
+def check_platform(pins: list, name: str, tags: list[str], environment: dict, python: str,
+                   index_url: str | None) -> str:
+    """One platform and Python: a wheel for every pin that applies there, and, where torch
+    requires a triton, the same triton pinned. Returns the line to print."""
     ours = {req.name: req for req in pins}
-    lines = []
-    for name, tags, environment in PLATFORMS:
-        for python in PYTHONS:
-            env = {**environment, "python_version": python, "python_full_version": f"{python}.0"}
-            wanted = [str(req).split(";")[0] for req in pins if applies(req, env)]
-            extra = ["--no-deps", "--only-binary=:all:", "--python-version", python,
-                     "--target", tempfile.gettempdir(), *(f"--platform={tag}" for tag in tags)]
-            try:
-                report = dry_run(wanted, extra, index_url)
-            except PinError as err:
-                raise PinError(f"{name}, Python {python}: {err}") from None
-            found = {item["metadata"]["name"].lower(): item["metadata"] for item in report["install"]}
-            needed = torch_triton_pin(found["torch"], env)
-            pinned = ours.get("triton")
-            if needed is not None:
-                if pinned is None or not applies(pinned, env):
-                    raise PinError(f"{name}, Python {python}: torch {found['torch']['version']} requires "
-                                   f"triton=={needed} there, and requirements.txt installs no triton on it")
-                ours_version = next(iter(pinned.specifier)).version
-                if ours_version != needed:
-                    raise PinError(f"{name}, Python {python}: torch {found['torch']['version']} requires "
-                                   f"triton=={needed}, requirements.txt pins triton=={ours_version}; "
-                                   f"pin triton=={needed}")
-            lines.append(f"ok {name}, Python {python}: a wheel for each of {len(wanted)} pins"
-                         + (f"; torch requires triton=={needed}, pinned" if needed else "; no triton here"))
+    env = {**environment, "python_version": python, "python_full_version": f"{python}.0"}
+    wanted = [str(req).split(";")[0] for req in pins if applies(req, env)]
+    extra = ["--no-deps", "--only-binary=:all:", "--python-version", python,
+             "--target", tempfile.gettempdir(), *(f"--platform={tag}" for tag in tags)]
+    try:
+        report = dry_run(wanted, extra, index_url)
+    except PinError as err:
+        raise PinError(f"{name}, Python {python}: {err}") from None
+    found = {item["metadata"]["name"].lower(): item["metadata"] for item in report["install"]}
+    needed = torch_triton_pin(found["torch"], env)
+    pinned = ours.get("triton")
+    if needed is not None:
+        if pinned is None or not applies(pinned, env):
+            raise PinError(f"{name}, Python {python}: torch {found['torch']['version']} requires "
+                           f"triton=={needed} there, and requirements.txt installs no triton on it")
+        ours_version = next(iter(pinned.specifier)).version
+        if ours_version != needed:
+            raise PinError(f"{name}, Python {python}: torch {found['torch']['version']} requires "
+                           f"triton=={needed}, requirements.txt pins triton=={ours_version}; "
+                           f"pin triton=={needed}")
+    return (f"ok {name}, Python {python}: a wheel for each of {len(wanted)} pins"
+            + (f"; torch requires triton=={needed}, pinned" if needed else "; no triton here"))
+
+
+def check(index_url: str | None = None, resolve: bool = False) -> list[str]:
+    """One line per platform checked; raises PinError where a pin does not hold. The
+    platforms are asked at once: each is a few seconds of waiting on the index."""
+    pins = read_pins()
+    targets = [(name, tags, environment, python) for name, tags, environment in PLATFORMS for python in PYTHONS]
+    with ThreadPoolExecutor(len(targets)) as pool:
+        futures = [pool.submit(check_platform, pins, *target, index_url) for target in targets]
+        lines = [future.result() for future in futures]
     if resolve:
         report = dry_run(["-r", str(REQUIREMENTS)], [], index_url)
         versions = {item["metadata"]["name"].lower(): item["metadata"]["version"] for item in report["install"]}
