@@ -9,7 +9,7 @@ records besides (doc_len: the target positions the step trained, summed over its
 graph_nodes, ...).
 
 Readers see: step time = median of step_ms after the first 10 steps (warm-up);
-loss = mean of the last 100 losses (one step's loss is one name, i.e. noise).
+loss = mean of the last 100 losses (at batch size 1 one step's loss is one name: noise).
 """
 
 import datetime
