@@ -193,8 +193,8 @@ def test_adam_matches_torch_optim_over_steps():
         for p, g in zip(params, grads):
             p.grad = g
         optimizer.step()
-        hyper = torch.tensor([0.01, 1 - 0.85 ** (step + 1), 1 - 0.99 ** (step + 1)], device=DEVICE)
-        adam.adam_step(flat, torch.cat([g.flatten() for g in grads]), m, v, hyper, 0.85, 0.99, 1e-8)
+        scalars = torch.tensor([0.01, 1 - 0.85 ** (step + 1), 1 - 0.99 ** (step + 1)], device=DEVICE)
+        adam.adam_step(flat, torch.cat([g.flatten() for g in grads]), m, v, scalars, 0.85, 0.99, 1e-8)
     torch.testing.assert_close(flat, torch.cat([p.detach().flatten() for p in params]), rtol=1e-6, atol=1e-7)
 
 
