@@ -5,10 +5,15 @@ What changes from stage 3: every op of the training step is a Triton kernel from
 causal attention, cross-entropy (its gradient made in forward), Adam -- wrapped in
 torch.autograd.Functions, in the same nn.Modules as stage 3. A 4k-parameter model on a GPU
 is not limited by arithmetic or memory but by how many kernels are launched and how much
-Python runs per launch, so the design is about launches: fusion cuts the step to 28
+Python runs per launch, so the design is about launches: fusion cuts the step to 29
 kernels, and on a GPU the whole step (forward, backward, Adam) is captured once as a CUDA
 graph and replayed, so Python launches one graph per step. (The whole step as a single
 kernel is the next move: fused_step.py.)
+
+Batches: activations are (B, T, C) as in stage 3; every kernel's grid has the batch in it
+(rows, or one program per document), each document's length is read from device memory,
+and weight gradients are summed over the batch inside each program in a fixed order -- no
+atomics, so a run gives the same bits every time. One CUDA graph serves every step of a B.
 
 Without a CUDA GPU, the same kernels run in Triton's interpreter (TRITON_INTERPRET=1),
 which emulates every program with NumPy: right for checking numbers, useless for speed.
@@ -16,6 +21,7 @@ which emulates every program with NumPy: right for checking numbers, useless for
 Run:  python 4_triton/main.py                    (CUDA: compiled, CUDA graph)
       python 4_triton/main.py --no-cuda-graph    (CUDA: one Python launch per kernel)
       python 4_triton/main.py --steps 20         (CPU: the interpreter: exact, and slow)
+      python 4_triton/main.py --batch-size 64    (64 names per step)
 """
 
 import os
@@ -49,7 +55,7 @@ from kernels.linear import Linear  # noqa: E402
 from kernels.rmsnorm import RMSNorm, RMSNormWithResidual  # noqa: E402
 from shared import cli, dataset, results  # noqa: E402
 from shared.errors import UserError  # noqa: E402
-from shared.tokenizer import Tokenizer, padded_document  # noqa: E402
+from shared.tokenizer import Tokenizer, padded_document, positions  # noqa: E402
 from shared.weights import GPTConfig, init_run, param_offsets, param_shapes  # noqa: E402
 
 STAGE = "4_triton"
@@ -60,12 +66,11 @@ BETA1 = 0.85  # decay of the first-moment (mean gradient) estimate
 BETA2 = 0.99  # decay of the second-moment (squared gradient) estimate
 EPS_ADAM = 1e-8  # keeps the update finite where the second moment is ~0
 
-# Stage 4's kernels take one document per step: its batch dimension is still to come.
-BATCH_REFUSAL = ("stage 4's kernels train one document per step (--batch-size 1); "
-                 "batches run in stages 1-3: python 3_pytorch/main.py --batch-size B")
+KERNELS_PER_STEP = 29  # 12 forward, 16 backward, 1 Adam at SPEC.md's size (a test counts them)
 
-# Shapes in comments: T = block_size rows (a document's n real tokens, then padding),
-# C = n_embd, H heads, D = head_dim = C / H, V = vocab_size. Weights are (n_out, n_in).
+# Shapes in comments: B documents per step, T = block_size rows each (a document's n real
+# tokens, then padding), C = n_embd, H heads, D = head_dim = C / H, V = vocab_size.
+# Weights are (n_out, n_in).
 
 
 # ----------------------------------------------------------------------------------------
@@ -142,8 +147,9 @@ def grads_by_name(model: "GPT") -> dict[str, torch.Tensor]:
 class CausalSelfAttention(nn.Module):
     """All heads at once. q, k, v come from one matmul with the stacked weight [wq; wk; wv].
 
-    One attention kernel per direction, one program per head: a whole head (T <= 16, D = 4)
-    and its T x T scores fit in registers, so nothing between qkv and y touches memory.
+    One attention kernel per direction, one program per (document, head): a whole head
+    (T <= 16, D = 4) and its T x T scores fit in registers, so nothing between qkv and y
+    touches memory.
     """
 
     def __init__(self, config: GPTConfig, params: FlatParameters, prefix: str):
@@ -153,9 +159,9 @@ class CausalSelfAttention(nn.Module):
         self.attn_wqkv_grad = params.weight_grad(prefix + "attn_wqkv")
         self.attn_wo, self.attn_wo_grad = params.weight(prefix + "attn_wo"), params.weight_grad(prefix + "attn_wo")
 
-    def forward(self, x, residual):  # (T, C)
-        qkv = linear(x, self.attn_wqkv, self.attn_wqkv_grad)  # (T, 3C)
-        y = causal_attention(qkv, self.n_head)  # (T, C), scaled by 1/sqrt(D)
+    def forward(self, x, residual):  # (B, T, C)
+        qkv = linear(x, self.attn_wqkv, self.attn_wqkv_grad)  # (B, T, 3C)
+        y = causal_attention(qkv, self.n_head)  # (B, T, C), scaled by 1/sqrt(D)
         return linear(y, self.attn_wo, self.attn_wo_grad, residual=residual)  # residual + y Wo^T
 
 
@@ -165,9 +171,9 @@ class MLP(nn.Module):
         self.mlp_fc1, self.mlp_fc1_grad = params.weight(prefix + "mlp_fc1"), params.weight_grad(prefix + "mlp_fc1")
         self.mlp_fc2, self.mlp_fc2_grad = params.weight(prefix + "mlp_fc2"), params.weight_grad(prefix + "mlp_fc2")
 
-    def forward(self, x, residual):  # (T, C)
-        h = linear(x, self.mlp_fc1, self.mlp_fc1_grad, relu=True)  # (T, 4C)
-        return linear(h, self.mlp_fc2, self.mlp_fc2_grad, residual=residual)  # residual + h W2^T, (T, C)
+    def forward(self, x, residual):  # (B, T, C)
+        h = linear(x, self.mlp_fc1, self.mlp_fc1_grad, relu=True)  # (B, T, 4C)
+        return linear(h, self.mlp_fc2, self.mlp_fc2_grad, residual=residual)  # residual + h W2^T, (B, T, C)
 
 
 class Block(nn.Module):
@@ -176,7 +182,7 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(config, params, prefix)
         self.mlp = MLP(config, params, prefix)
 
-    def forward(self, x):  # (T, C)
+    def forward(self, x):  # (B, T, C)
         h, x = rmsnorm_with_residual(x)
         x = self.attn(h, residual=x)
         h, x = rmsnorm_with_residual(x)
@@ -193,12 +199,12 @@ class GPT(nn.Module):
         self.lm_head, self.lm_head_grad = self.params.weight("lm_head"), self.params.weight_grad("lm_head")
         self.layers = nn.ModuleList(Block(config, self.params, f"layer{i}.") for i in range(config.n_layer))
 
-    def forward(self, idx, n, targets=None):  # idx (T,) int32 token ids, padded; n (1,) int32: real rows
-        x = rmsnorm(embedding(idx, n, self.wte, self.wpe, self.wte_grad, self.wpe_grad))  # (T, C)
+    def forward(self, idx, n, targets=None):  # idx (B, T) int32 token ids, padded; n (B,) int32: real rows
+        x = rmsnorm(embedding(idx, n, self.wte, self.wpe, self.wte_grad, self.wpe_grad))  # (B, T, C)
         for block in self.layers:
             x = block(x)
-        logits = linear(x, self.lm_head, self.lm_head_grad)  # (T, V)
-        loss = None if targets is None else cross_entropy(logits, targets, n)  # over the n real rows
+        logits = linear(x, self.lm_head, self.lm_head_grad)  # (B, T, V)
+        loss = None if targets is None else cross_entropy(logits, targets, n)  # over all real rows
         return logits, loss
 
 
@@ -234,19 +240,22 @@ class Adam:
 # ----------------------------------------------------------------------------------------
 
 class TrainStep:
-    """One training step, from a document's tokens to updated weights.
+    """One training step, from a batch of documents' tokens to updated weights.
 
-    Everything a step reads lives in fixed device buffers -- the document, padded to one row
-    (shared/tokenizer.py), and Adam's scalars -- filled by one small host-to-device copy each.
-    So the launches are identical at every step, and on a GPU they are captured once as a
-    CUDA graph and replayed: one launch from Python per step instead of 28.
+    Everything a step reads lives in fixed device buffers -- the B documents, padded to
+    block_size (shared/tokenizer.py), and Adam's scalars -- filled by one small host-to-device
+    copy each. So the launches are identical at every step, and on a GPU they are captured
+    once as a CUDA graph and replayed: one launch from Python per step instead of 29.
     """
 
-    def __init__(self, model: GPT, num_steps: int, cuda_graph: bool):
+    def __init__(self, model: GPT, num_steps: int, cuda_graph: bool, batch_size: int = 1):
         self.model, self.optimizer = model, Adam(model.params, num_steps)
         device, block_size = model.params.flat.device, model.config.block_size
-        self.document_host = torch.zeros(block_size + 2, dtype=torch.int32, pin_memory=device.type == "cuda")
-        self.document = torch.zeros(block_size + 2, dtype=torch.int32, device=device)  # [n, tokens..., padding]
+        # [n (B), inputs (B, T), targets (B, T)], flat, so each of the three is a contiguous view
+        size = batch_size * (2 * block_size + 1)
+        self.batch_host = torch.zeros(size, dtype=torch.int32, pin_memory=device.type == "cuda")
+        self.batch = torch.zeros(size, dtype=torch.int32, device=device)
+        self.batch_size = batch_size
         self.seed_grad = torch.ones((), dtype=model.params.flat.dtype, device=device)  # dL/dL, made once
         self.graph = self.graph_loss = None
         if cuda_graph:
@@ -254,8 +263,9 @@ class TrainStep:
 
     def launch(self):
         """Queue the whole step on the device; returns the loss as a device tensor."""
-        n, T = self.document[0:1], self.model.config.block_size
-        _, loss = self.model(self.document[1:T + 1], n, self.document[2:T + 2])  # inputs, n, targets
+        B, T = self.batch_size, self.model.config.block_size
+        n, inputs, targets = self.batch[:B], self.batch[B:B + B * T].view(B, T), self.batch[B + B * T:].view(B, T)
+        _, loss = self.model(inputs, n, targets)
         loss.backward(self.seed_grad)  # (plain backward() would launch a kernel to fill a 1)
         self.optimizer.step()
         return loss.detach()
@@ -264,7 +274,7 @@ class TrainStep:
         """Compile every kernel with a few warm-up steps (then undo them), capture the graph."""
         state = (self.model.params.flat.data, self.optimizer.m, self.optimizer.v)
         saved = [t.clone() for t in state]
-        self.load([0, 1, 2, 0], 0)
+        self.load([[0, 1, 2, 0]] * self.batch_size, 0)
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
@@ -278,14 +288,16 @@ class TrainStep:
         for t, s in zip(state, saved):
             t.copy_(s)
 
-    def load(self, tokens: list[int], step: int):
-        """Write a document and this step's Adam scalars into the device buffers."""
-        self.document_host.copy_(torch.tensor(padded_document(tokens, self.model.config.block_size)))
-        self.document.copy_(self.document_host, non_blocking=True)
+    def load(self, batch: list[list[int]], step: int):
+        """Write a batch of B tokenized documents and this step's Adam scalars into the device buffers."""
+        T = self.model.config.block_size
+        rows = torch.tensor([padded_document(tokens, T) for tokens in batch])  # (B, T + 2): [n, tokens...]
+        self.batch_host.copy_(torch.cat([rows[:, 0], rows[:, 1:T + 1].flatten(), rows[:, 2:T + 2].flatten()]))
+        self.batch.copy_(self.batch_host, non_blocking=True)
         self.optimizer.load(step)
 
-    def __call__(self, tokens: list[int], step: int) -> float:
-        self.load(tokens, step)
+    def __call__(self, batch: list[list[int]], step: int) -> float:
+        self.load(batch, step)
         if self.graph is not None:
             self.graph.replay()
             return self.graph_loss.item()
@@ -309,10 +321,11 @@ def train(args) -> dict:
     num_params = model.params.flat.numel()
     cuda_graph = not INTERPRET and not args.no_cuda_graph
     t0 = time.perf_counter()
-    step_fn = TrainStep(model, args.steps, cuda_graph)
+    step_fn = TrainStep(model, args.steps, cuda_graph, args.batch_size)
     setup_s = time.perf_counter() - t0
     print(f"{STAGE}: {len(docs)} docs, vocab {config.vocab_size}, {num_params} parameters, "
-          f"{args.steps} steps, {args.dtype} on {device_name()}, 28 kernels per step"
+          f"{args.steps} steps of {args.batch_size} document{'s' if args.batch_size > 1 else ''}, "
+          f"{args.dtype} on {device_name()}, {KERNELS_PER_STEP} kernels per step"
           + (", replayed as one CUDA graph" if cuda_graph else ""), flush=True)
     if INTERPRET:
         print("no CUDA GPU: every kernel runs in Triton's CPU interpreter (NumPy emulation) -- "
@@ -321,15 +334,17 @@ def train(args) -> dict:
     env = results.environment(device_name(), interpreter=INTERPRET, cuda_graph=cuda_graph, fused=None,
                               setup_s=setup_s, threads=torch.get_num_threads())
     run = results.TrainingRun(
-        STAGE, {**config.to_dict(), "steps": args.steps, "batch_size": 1, "seed": args.seed, "dtype": args.dtype},
+        STAGE, {**config.to_dict(), "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
+                "dtype": args.dtype},
         num_params, args.out, env, show_eta=INTERPRET,
     )
     with run:
         for step in range(args.steps):
             t0 = time.perf_counter()
-            tokens = tokenizer.encode_doc(docs[step % len(docs)])
-            loss = step_fn(tokens, step)
-            run.record(loss, time.perf_counter() - t0, doc_len=min(config.block_size, len(tokens) - 1))
+            batch = [tokenizer.encode_doc(doc) for doc in dataset.step_documents(docs, step, args.batch_size)]
+            loss = step_fn(batch, step)
+            run.record(loss, time.perf_counter() - t0, doc_len=sum(positions(tokens, config.block_size)
+                                                                   for tokens in batch))
 
     samples = [sample(model, tokenizer, rng, args.temperature) for _ in range(args.samples)]
     for i, name in enumerate(samples, start=1):
@@ -347,11 +362,11 @@ def sample(model: GPT, tokenizer: Tokenizer, rng, temperature: float) -> str:
     block_size, device = model.config.block_size, model.params.flat.device
     tokens = [tokenizer.bos]
     for _ in range(block_size):
-        padded = torch.zeros(block_size, dtype=torch.int32)
-        padded[:len(tokens)] = torch.tensor(tokens, dtype=torch.int32)
+        padded = torch.zeros((1, block_size), dtype=torch.int32)  # a batch of one
+        padded[0, :len(tokens)] = torch.tensor(tokens, dtype=torch.int32)
         n = torch.tensor([len(tokens)], dtype=torch.int32, device=device)
         logits, _ = model(padded.to(device), n)
-        probs = torch.softmax(logits[len(tokens) - 1].double().cpu() / temperature, dim=-1)
+        probs = torch.softmax(logits[0, len(tokens) - 1].double().cpu() / temperature, dim=-1)
         token_id = rng.choices(range(model.config.vocab_size), weights=probs.tolist())[0]
         if token_id == tokenizer.bos:
             break
@@ -369,10 +384,7 @@ def parse_args(argv=None):
                         help="float64 only through the interpreter (for exact checks)")
     parser.add_argument("--no-cuda-graph", action="store_true",
                         help="on a GPU, launch every kernel from Python instead of replaying one graph")
-    args = cli.parse_args(parser, argv)
-    if args.batch_size != 1:
-        parser.error(BATCH_REFUSAL)
-    return args
+    return cli.parse_args(parser, argv)
 
 
 def main(argv=None):

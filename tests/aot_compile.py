@@ -2,10 +2,11 @@
 
 The interpreter runs kernels with NumPy and accepts things a GPU compiler rejects (tl.dot
 on tiles below 16, K < 8 for float32, a variable whose shape differs between branches, ...).
-This script runs one real training step of stage 4 -- the per-op step at SPEC.md's width
-and at a wider model, and the one-kernel step -- with Triton's launch intercepted, so it
-records exactly the arguments, constexprs and options the launchers pass, and nothing is
-re-derived here. Then it asks Triton for PTX and a cubin of each distinct launch.
+This script runs real training steps of stage 4 -- the per-op step at SPEC.md's width and
+at a wider model, and the one-kernel step, each with one document and with a batch of 64 --
+with Triton's launch intercepted, so it records exactly the arguments, constexprs and
+options the launchers pass, and nothing is re-derived here. Then it asks Triton for PTX and
+a cubin of each distinct launch.
 
     python tests/aot_compile.py 80 90     (prints one line per kernel variant and target)
 """
@@ -31,6 +32,7 @@ from triton.runtime.jit import JITFunction  # noqa: E402
 from shared.weights import GPTConfig, param_shapes  # noqa: E402
 
 WIDTHS = (16, 64)  # SPEC.md's n_embd, and a wider model
+BATCH_SIZES = (1, 64)  # microgpt's one document per step, and a batch
 POINTER_TYPES = {torch.float32: "*fp32", torch.float64: "*fp64", torch.int32: "*i32", torch.int64: "*i64"}
 OPTIONS = ("num_warps", "num_stages")
 
@@ -62,19 +64,21 @@ def record_launches(step) -> list[tuple]:
     return launches
 
 
-def model_launches(n_embd: int) -> list[tuple]:
-    """Every launch of one per-op training step (forward, backward, Adam) at width n_embd,
-    and of the one-kernel step where it implements the width."""
+def model_launches(n_embd: int, batch_size: int) -> list[tuple]:
+    """Every launch of one per-op training step (forward, backward, Adam) at width n_embd on
+    batch_size documents, and of the one-kernel step where it implements the width: one
+    program for one document; for a batch, several programs of 1 and of 4 documents a tile."""
     config = GPTConfig(n_embd=n_embd)
     state = {name: [[0.0] * cols for _ in range(rows)] for name, (rows, cols) in param_shapes(config)}
     model = stage4.GPT(config, state, torch.float32, "cpu")
-    step = stage4.TrainStep(model, num_steps=10, cuda_graph=False)
-    step.load([26, 1, 2, 26], 0)
+    step = stage4.TrainStep(model, num_steps=10, cuda_graph=False, batch_size=batch_size)
+    step.load([[26, 1, 2, 26]] * batch_size, 0)
     launches = record_launches(step.launch)
     if n_embd == 16:  # the one-kernel step unrolls the whole model: SPEC.md's width only
-        trainer = fused_step.FusedTrainer(model.params.flat.data, config, num_steps=2)
-        trainer.load_documents([[26, 1, 2, 26]] * 2)
-        launches += record_launches(lambda: trainer.launch(0, 2))
+        for programs, docs_per_tile in ([(1, 1)] if batch_size == 1 else [(8, 1), (8, 4)]):
+            trainer = fused_step.FusedTrainer(model.params.flat.data, config, 2, batch_size, programs, docs_per_tile)
+            trainer.load_documents([[26, 1, 2, 26]] * 2)
+            launches += record_launches(lambda: trainer.launch(0, 2))
     return launches
 
 
@@ -91,7 +95,8 @@ def distinct(launches: list[tuple]) -> list[tuple]:
 def compile_all(capabilities: list[int]) -> list[str]:
     lines = []
     for width in WIDTHS:
-        for kernel, signature, constexprs, options in distinct(model_launches(width)):
+        launches = [launch for batch_size in BATCH_SIZES for launch in model_launches(width, batch_size)]
+        for kernel, signature, constexprs, options in distinct(launches):
             tag = ", ".join(f"{k}={v}" for k, v in constexprs.items())
             for cap in capabilities:
                 src = triton.compiler.ASTSource(fn=kernel, signature=signature, constexprs=constexprs)

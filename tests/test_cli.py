@@ -99,14 +99,16 @@ def test_stage4_without_triton_says_where_it_runs(platform, message, tmp_path, n
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("stage", ["1_pure_python", "2_numpy", "3_pytorch"])
-def test_a_batch_larger_than_the_dataset_wraps_around(stage, tmp_path):
+@pytest.mark.parametrize("script", [*(f"{stage}/main.py" for stage in STAGES), "4_triton/fused_step.py"])
+def test_a_batch_larger_than_the_dataset_wraps_around(script, tmp_path):
     """Three names, five per step: each step trains all three and two again, in SPEC.md's order."""
     data = tmp_path / "three.txt"
     data.write_text("ab\nbca\ncab\n")
     out = tmp_path / "r.json"
-    proc = run_stage(stage, "--data", str(data), "--batch-size", "5", "--steps", "2", "--samples", "0",
-                     "--n-embd", "8", "--n-head", "2", "--out", str(out))
+    width = ["--n-embd", "16", "--n-head", "4"] if script.endswith("fused_step.py") else ["--n-embd", "8", "--n-head", "2"]
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / script), "--data", str(data), "--batch-size", "5",
+                           "--steps", "2", "--samples", "0", *width, "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     res = json.loads(out.read_text())
     assert res["config"]["batch_size"] == 5
@@ -115,15 +117,6 @@ def test_a_batch_larger_than_the_dataset_wraps_around(stage, tmp_path):
     # step 0 trains shuffled names 0, 1, 2, 0, 1 and step 1 trains 2, 0, 1, 2, 0
     assert res["doc_len"] == [sum(targets[name] for name in dataset.step_documents(shuffled, step, 5))
                               for step in range(2)]
-
-
-@pytest.mark.parametrize("script", ["main.py", "fused_step.py"])
-def test_stage4_refuses_batches_it_does_not_implement(script, tmp_path, names_path):
-    proc = subprocess.run([sys.executable, str(REPO_ROOT / "4_triton" / script), "--data", str(names_path),
-                           "--batch-size", "4", "--out", str(tmp_path / "r.json")],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "one document per step" in proc.stderr and "Traceback" not in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "r.json").exists()
 
 
 @pytest.mark.parametrize("stage", STAGES)

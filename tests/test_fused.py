@@ -1,6 +1,7 @@
 """The whole training step as one kernel (4_triton/fused_step.py), through the interpreter:
 its losses follow stage 3 (float32) step by step, one launch for many steps equals one
-launch per step, and its committed full run ends where microgpt's does."""
+launch per step, a batch split among programs and reduced equals one program doing it all,
+and its committed full run ends where microgpt's does."""
 
 import json
 
@@ -18,11 +19,11 @@ from fused_step import FusedTrainer  # noqa: E402
 DEVICE = torch.device("cpu") if stage4.INTERPRET else torch.device("cuda")
 
 
-def trainer(setup, steps):
+def trainer(setup, steps, batch_size=1, programs=1, docs_per_tile=1):
     tokenizer, config, docs, state = setup
     model = stage4.GPT(config, state, device=DEVICE)
-    fused = FusedTrainer(model.params.flat.data, config, 1000)
-    fused.load_documents([tokenizer.encode_doc(doc) for doc in docs[:steps]])
+    fused = FusedTrainer(model.params.flat.data, config, 1000, batch_size, programs, docs_per_tile)
+    fused.load_documents([tokenizer.encode_doc(doc) for doc in docs[:steps * batch_size]])
     return fused
 
 
@@ -57,8 +58,36 @@ def test_weights_after_steps_match_the_per_op_kernels(setup):
     fused.launch(0, 5)
     step_fn = stage4.TrainStep(stage4.GPT(config, state, device=DEVICE), 1000, cuda_graph=False)
     for step in range(5):
-        step_fn(tokenizer.encode_doc(docs[step]), step)
+        step_fn([tokenizer.encode_doc(docs[step])], step)
     torch.testing.assert_close(fused.params, step_fn.model.params.flat.data, rtol=0, atol=2e-6)
+
+
+@pytest.mark.parametrize("programs, docs_per_tile", [(3, 1), (2, 2), (1, 4)])
+def test_a_batch_split_among_programs_equals_one_program(setup, programs, docs_per_tile):
+    """Batches of 7 for 4 steps: one program doing every document alone, one launch for all
+    four steps, against programs each summing their share and a second kernel reducing them
+    (3 programs of 1 document a tile, 2 of 2, 1 of 4): the same losses and weights to float32
+    rounding; and a rerun of the split gives the same bits (no atomics)."""
+    alone = trainer(setup, 4, batch_size=7)
+    alone.launch(0, 4)
+    runs = []
+    for _ in range(2):
+        split = trainer(setup, 4, batch_size=7, programs=programs, docs_per_tile=docs_per_tile)
+        for step in range(4):
+            split.launch(step, 1)
+        runs.append(split)
+    assert runs[0].programs == programs
+    torch.testing.assert_close(runs[0].losses[:4], alone.losses[:4], rtol=0, atol=2e-6)
+    torch.testing.assert_close(runs[0].params, alone.params, rtol=0, atol=2e-6)
+    assert torch.equal(runs[0].params, runs[1].params) and torch.equal(runs[0].losses, runs[1].losses)
+
+
+def test_step_counts_follow_the_wrapped_batches():
+    from fused_step import step_counts
+
+    lengths = [3, 5, 2]  # real positions of three documents; batches of 5 wrap around the list
+    assert step_counts(lengths, 3, 5) == [3 + 5 + 2 + 3 + 5, 2 + 3 + 5 + 2 + 3, 5 + 2 + 3 + 5 + 2]
+    assert step_counts(lengths, 2, 1) == [3, 5]
 
 
 def test_fused_refuses_models_it_does_not_implement(setup):

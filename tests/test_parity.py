@@ -2,9 +2,9 @@
 the same documents, every stage computes the same loss and the same gradient for every
 parameter as every other stage (float64 pairs to 1e-10, float32 pairs to 1e-5), one document
 at a time and in batches of mixed length, and the first 20 training steps agree across stages.
-
-Stage 4's kernels take one document per step so far (its main.py refuses --batch-size > 1),
-so it joins the single-document cases only."""
+Stage 4 takes part twice: its per-op kernels (main.py) and its one-kernel step
+(fused_step.py), the latter with two programs of two documents each, so a batch of five is
+summed within programs and then across them."""
 
 import itertools
 import json
@@ -17,8 +17,12 @@ import trajectories
 from conftest import REPO_ROOT, load_stage
 from reference import loss_and_grads
 from shared.tokenizer import padded_document
+from shared.weights import param_offsets, param_shapes
 
 stage1, stage2, stage3, stage4 = (load_stage(s) for s in ("1_pure_python", "2_numpy", "3_pytorch", "4_triton"))
+from fused_step import FusedTrainer  # noqa: E402  (stage 4's folder is on the path once it is loaded)
+
+DEVICE = "cpu" if stage4.INTERPRET else "cuda"
 # a short name; one longer than block_size; and batches mixing a one-letter name, a name longer
 # than block_size and names between, so padding and masking are exercised
 CASES = {
@@ -51,14 +55,24 @@ def grads_stage3(batch, state, config, dtype):
 
 
 def grads_stage4(batch, state, config, dtype):
-    (tokens,) = batch  # one document per step
-    device = "cpu" if stage4.INTERPRET else "cuda"
-    model = stage4.GPT(config, state, getattr(torch, np.dtype(dtype).name), device)
+    model = stage4.GPT(config, state, getattr(torch, np.dtype(dtype).name), DEVICE)
     T = config.block_size
-    row = torch.tensor(padded_document(tokens, T), dtype=torch.int32, device=device)
-    _, loss = model(row[1:T + 1], row[0:1], row[2:T + 2])  # inputs, n, targets
+    rows = torch.tensor([padded_document(tokens, T) for tokens in batch], dtype=torch.int32, device=DEVICE)
+    _, loss = model(rows[:, 1:T + 1].contiguous(), rows[:, 0].contiguous(), rows[:, 2:T + 2].contiguous())
     loss.backward()
     return loss.item(), {k: v.cpu().numpy() for k, v in stage4.grads_by_name(model).items()}
+
+
+def grads_fused(batch, state, config, dtype):
+    """One step of the one-kernel trainer on `batch`: its summed gradient, before Adam used it."""
+    model = stage4.GPT(config, state, getattr(torch, np.dtype(dtype).name), DEVICE)
+    trainer = FusedTrainer(model.params.flat.data, config, 1, len(batch), programs=2, docs_per_tile=2)
+    trainer.load_documents(batch)
+    trainer.launch(0, 1)
+    offsets = param_offsets(config)
+    flat = trainer.grads.cpu().numpy()
+    return trainer.losses[0].item(), {name: flat[offsets[name][0]:offsets[name][0] + rows * cols].reshape(rows, cols)
+                                      for name, (rows, cols) in param_shapes(config)}
 
 
 def grads_reference(batch, state, config, dtype):
@@ -66,17 +80,14 @@ def grads_reference(batch, state, config, dtype):
     return loss, {k: v.numpy() for k, v in grads.items()}
 
 
-FLOAT64 = {"1_pure_python": grads_stage1, "2_numpy": grads_stage2, "3_pytorch": grads_stage3,
-           "4_triton": grads_stage4, "torch reference": grads_reference}
-FLOAT32 = {"2_numpy": grads_stage2, "3_pytorch": grads_stage3, "4_triton": grads_stage4}
-
-
-def runs(case: str, stages: dict) -> list[str]:
-    return [name for name in stages if len(CASES[case]) == 1 or name != "4_triton"]
+FLOAT32 = {"2_numpy": grads_stage2, "3_pytorch": grads_stage3, "4_triton": grads_stage4, "4_triton one kernel": grads_fused}
+FLOAT64 = {"1_pure_python": grads_stage1, **FLOAT32, "torch reference": grads_reference}
+if not stage4.INTERPRET:  # on a GPU our kernels are compiled for float32 only
+    FLOAT64 = {name: f for name, f in FLOAT64.items() if not name.startswith("4_triton")}
 
 
 def pairs(stages: dict) -> list[tuple]:
-    return [(case, a, b) for case in CASES for a, b in itertools.combinations(runs(case, stages), 2)]
+    return [(case, a, b) for case in CASES for a, b in itertools.combinations(stages, 2)]
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +96,9 @@ def computed(setup):
     out = {}
     for case, docs in CASES.items():
         batch = [tokenizer.encode_doc(doc) for doc in docs]
-        for name in runs(case, FLOAT64):
+        for name in FLOAT64:
             out[case, name, "float64"] = FLOAT64[name](batch, state, config, np.float64)
-        for name in runs(case, FLOAT32):
+        for name in FLOAT32:
             out[case, name, "float32"] = FLOAT32[name](batch, state, config, np.float32)
     return out
 
@@ -117,7 +128,9 @@ def test_a_batch_loss_is_the_mean_over_positions_not_over_documents(setup):
     batch = [tokenizer.encode_doc(doc) for doc in CASES["B=2"]]
     n = [min(config.block_size, len(tokens) - 1) for tokens in batch]
     per_doc = [loss_and_grads(state, [tokens], config)[0] for tokens in batch]
-    for name in ("1_pure_python", "2_numpy", "3_pytorch"):
+    for name in FLOAT64:
+        if name == "torch reference":
+            continue
         loss, _ = FLOAT64[name](batch, state, config, np.float64)
         assert loss == pytest.approx(sum(lo * k for lo, k in zip(per_doc, n)) / sum(n), abs=1e-12), name
         assert abs(loss - sum(per_doc) / len(per_doc)) > 1e-3, name
@@ -134,14 +147,19 @@ def test_a_gradient_change_would_be_caught(computed):
 
 
 def test_20_step_trajectories_at_batch_size_4_agree(spec):
-    """Batches of 4 for 20 steps: stages 1, 2 and 3 train the same model the same way."""
+    """Batches of 4 for 20 steps: all four stages train the same model the same way (stage 4's
+    one-kernel step with two programs of two documents)."""
     s1 = trajectories.stage1_losses(spec, 20, batch_size=4)
     s2 = trajectories.stage2_losses(spec, 20, batch_size=4)
     s3 = trajectories.stage3_losses(spec, 20, torch.float64, batch_size=4)
     s3_f32 = trajectories.stage3_losses(spec, 20, torch.float32, batch_size=4)
+    s4 = trajectories.stage4_losses(spec, 20, DEVICE, batch_size=4)
+    s4_fused = trajectories.fused_losses(spec, 20, DEVICE, batch_size=4, programs=2, docs_per_tile=2)
     np.testing.assert_allclose(s2, s1, rtol=0, atol=1e-9)
     np.testing.assert_allclose(s3, s1, rtol=0, atol=1e-9)
     np.testing.assert_allclose(s3_f32, s1, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(s4, s3_f32, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(s4_fused, s3_f32, rtol=0, atol=1e-4)
     assert abs(s1[0] - trajectories.stage1_losses(spec, 1)[0]) > 1e-3  # four names are not the first one
 
 
@@ -150,7 +168,7 @@ def test_20_step_trajectories_agree_across_stages(spec):
     s2 = trajectories.stage2_losses(spec, 20)
     s3 = trajectories.stage3_losses(spec, 20, torch.float64)
     s3_f32 = trajectories.stage3_losses(spec, 20, torch.float32)
-    s4 = trajectories.stage4_losses(spec, 20, "cpu" if stage4.INTERPRET else "cuda")
+    s4 = trajectories.stage4_losses(spec, 20, DEVICE)
     np.testing.assert_allclose(s2, s1, rtol=0, atol=1e-9)  # float64 against float64
     np.testing.assert_allclose(s3, s1, rtol=0, atol=1e-9)
     np.testing.assert_allclose(s3_f32, s1, rtol=0, atol=1e-4)  # float32 against float64

@@ -58,11 +58,35 @@ def test_embedding(dtype, T, n, C, V):
     torch.testing.assert_close(d_wpe, ref_wpe.grad, **TOL[dtype])
 
 
+def real_rows(lengths, T):
+    """(B, T, 1) mask: 1 where a row is one of its document's real rows, 0 on padding."""
+    return (torch.arange(T, device=DEVICE)[None, :] < torch.tensor(lengths, device=DEVICE)[:, None])[..., None]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("T, lengths", [(5, [5, 2, 1]), (16, [9, 16, 1, 16, 3]), (2, [2, 1] * 35)])
+def test_embedding_over_a_batch(dtype, T, lengths):
+    """B documents of T rows: the scatter-add sums over the whole batch; rows past a document's
+    length give nothing (70 documents of 2 rows: the d_wpe loop runs over two tiles of 64)."""
+    B, C, V = len(lengths), 7, 11
+    tokens = ints([[(3 * i + 5 * b) % V for i in range(T)] for b in range(B)])
+    wte, wpe = randn(V, C, dtype=dtype), randn(T, C, dtype=dtype, seed=1)
+    torch.testing.assert_close(embedding.embedding_forward(tokens, wte, wpe),
+                               embedding.embedding_reference(tokens.long(), wte, wpe), **TOL[dtype])
+    g = randn(B, T, C, dtype=dtype, seed=2)
+    ref_wte, ref_wpe = wte.clone().requires_grad_(), wpe.clone().requires_grad_()
+    embedding.embedding_reference(tokens.long(), ref_wte, ref_wpe).backward(g * real_rows(lengths, T))
+    d_wte, d_wpe = torch.full_like(wte, 7.0), torch.full_like(wpe, 7.0)
+    embedding.embedding_backward(tokens, ints(lengths), g, d_wte, d_wpe)
+    torch.testing.assert_close(d_wte, ref_wte.grad, **TOL[dtype])
+    torch.testing.assert_close(d_wpe, ref_wpe.grad, **TOL[dtype])
+
+
 # ---------------------------------------------------------------------------- rmsnorm
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("shape", [(5, 7), (16, 16), (3, 64), (1, 1)])
+@pytest.mark.parametrize("shape", [(5, 7), (16, 16), (3, 64), (1, 1), (9, 16, 16)])  # the last: 144 rows, 3 programs
 def test_rmsnorm_forward_backward_with_residual(dtype, shape):
     x = randn(*shape, dtype=dtype).requires_grad_()
     y, x_residual = rmsnorm.RMSNormWithResidual.apply(x)
@@ -93,13 +117,14 @@ def test_rmsnorm_gradcheck():
 
 LINEAR_CASES = [(5, 7, 3, False, False), (16, 16, 48, False, False), (16, 16, 16, False, True),
                 (16, 16, 64, True, False), (13, 64, 16, False, True), (16, 16, 27, False, False),
-                (3, 100, 70, True, False), (3, 100, 70, False, True)]
+                (3, 100, 70, True, False), (3, 100, 70, False, True),
+                (130, 16, 64, True, False), (130, 64, 16, False, True)]  # a batch's rows: dW sums 3 row tiles
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("T, K, N, relu, residual", LINEAR_CASES)
 def test_linear(dtype, T, K, N, relu, residual):
-    x, w = randn(T, K, dtype=dtype).requires_grad_(), randn(N, K, dtype=dtype, seed=1)
+    x, w = randn(T, K, dtype=dtype).requires_grad_(), randn(N, K, dtype=dtype, seed=1)  # T: rows, B * T in a batch
     res = randn(T, N, dtype=dtype, seed=2).requires_grad_() if residual else None
     dw = torch.full_like(w, 7.0)
     y = linear.Linear.apply(x, w, dw, res, relu)
@@ -109,7 +134,7 @@ def test_linear(dtype, T, K, N, relu, residual):
     res_ref = res.detach().clone().requires_grad_() if residual else None
     y_ref = linear.linear_reference(x_ref, w_ref, res_ref, relu)
     y_ref.backward(g)
-    tol = TOL[dtype] if K < 100 else dict(rtol=1e-4, atol=1e-4)
+    tol = TOL[dtype] if K < 100 and T < 100 else dict(rtol=1e-4, atol=1e-4)  # (long float32 sums)
     torch.testing.assert_close(y, y_ref, **tol)
     torch.testing.assert_close(x.grad, x_ref.grad, **tol)
     torch.testing.assert_close(dw, w_ref.grad, **tol)
@@ -137,11 +162,14 @@ def test_linear_gradcheck():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("T, n_head, head_dim", [(1, 4, 4), (5, 4, 4), (16, 4, 4), (7, 3, 2), (4, 2, 5)])
-def test_attention(dtype, T, n_head, head_dim):
-    qkv = randn(T, 3 * n_head * head_dim, dtype=dtype).requires_grad_()
+@pytest.mark.parametrize("B, T, n_head, head_dim", [(None, 1, 4, 4), (None, 5, 4, 4), (None, 16, 4, 4),
+                                                    (None, 7, 3, 2), (None, 4, 2, 5), (3, 16, 4, 4), (2, 5, 3, 2)])
+def test_attention(dtype, B, T, n_head, head_dim):
+    """(T, 3C) for one document, (B, T, 3C) for a batch: documents never attend to each other."""
+    lead = () if B is None else (B,)
+    qkv = randn(*lead, T, 3 * n_head * head_dim, dtype=dtype).requires_grad_()
     y = attention.CausalAttention.apply(qkv, n_head)
-    g = randn(T, n_head * head_dim, dtype=dtype, seed=1)
+    g = randn(*lead, T, n_head * head_dim, dtype=dtype, seed=1)
     y.backward(g)
     ref = qkv.detach().clone().requires_grad_()
     y_ref = attention.attention_reference(ref, n_head)
@@ -170,6 +198,23 @@ def test_cross_entropy_over_real_rows(dtype, T, n, V):
     (ref_loss * 2.5).backward()
     torch.testing.assert_close(loss, ref_loss, **TOL[dtype])
     torch.testing.assert_close(logits.grad, ref.grad, **TOL[dtype])  # padded rows: exactly zero
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("T, lengths", [(16, [9, 16, 1]), (2, [1, 2] * 520)])  # 1040 documents: two sum tiles
+def test_cross_entropy_over_a_batch(dtype, T, lengths):
+    """The mean over every real row of the batch (not the mean of the documents' means)."""
+    B, V = len(lengths), 11
+    logits = (randn(B, T, V, dtype=dtype) * 3).requires_grad_()
+    targets = ints([[(5 * i + 3 * b + 2) % V for i in range(T)] for b in range(B)])
+    loss = cross_entropy.CrossEntropy.apply(logits, targets, ints(lengths))
+    (loss * 2.5).backward()
+    ref = logits.detach().clone().requires_grad_()
+    real = real_rows(lengths, T)[..., 0]
+    ref_loss = F.cross_entropy(ref[real], targets[real].long())
+    (ref_loss * 2.5).backward()
+    torch.testing.assert_close(loss, ref_loss, **TOL[dtype])
+    torch.testing.assert_close(logits.grad, ref.grad, **TOL[dtype])
 
 
 def test_cross_entropy_gradcheck():
@@ -201,22 +246,23 @@ def test_adam_matches_torch_optim_over_steps():
 # ---------------------------------------------------------------------------- whole model
 
 
-def padded(tokens, block_size):
-    """(inputs, n, targets) of a document, padded to block_size as stage 4 trains on it."""
-    row = ints(padded_document(tokens, block_size))
-    return row[1:block_size + 1], row[0:1], row[2:block_size + 2]
+def padded(batch, block_size):
+    """(inputs (B, T), n (B,), targets (B, T)) of a batch, padded to block_size as stage 4 trains on it."""
+    rows = ints([padded_document(tokens, block_size) for tokens in batch])
+    return (rows[:, 1:block_size + 1].contiguous(), rows[:, 0].contiguous(),
+            rows[:, 2:block_size + 2].contiguous())
 
 
 @pytest.mark.parametrize("dtype, atol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
-@pytest.mark.parametrize("doc", ["anna", "christopheralexander"])
-def test_model_gradients_equal_stage3(setup, dtype, atol, doc):
+@pytest.mark.parametrize("docs", [["anna"], ["christopheralexander"], ["anna", "x", "christopheralexander"]])
+def test_model_gradients_equal_stage3(setup, dtype, atol, docs):
     tokenizer, config, _, state = setup
-    tokens = tokenizer.encode_doc(doc)
+    batch = [tokenizer.encode_doc(doc) for doc in docs]
     model4 = stage4.GPT(config, state, dtype, DEVICE)
-    _, loss4 = model4(*padded(tokens, config.block_size))
+    _, loss4 = model4(*padded(batch, config.block_size))
     loss4.backward()
     model3 = stage3.load_weights(stage3.GPT(config).to(dtype), state)
-    _, loss3 = model3(*stage3.batch_tensors([tokens], config.block_size, CPU))
+    _, loss3 = model3(*stage3.batch_tensors(batch, config.block_size, CPU))
     loss3.backward()
     assert loss4.item() == pytest.approx(loss3.item(), abs=atol)
     grads3 = stage3.grads_by_name(model3)
@@ -290,10 +336,11 @@ NO_KERNEL_OPS = {"aten.empty.memory_format", "aten.empty_like.default", "aten.vi
 
 @pytest.mark.skipif(not stage4.INTERPRET, reason="counts launches through the interpreter; on a GPU, "
                     "benchmarks/gpu_profile.py counts them with the CUDA profiler")
-def test_a_step_is_28_of_our_kernels_and_no_torch_compute(setup, monkeypatch):
-    """Every op of the training step is one of our kernels: record what the step asks of
-    PyTorch (muted inside our kernel launches, where the interpreter moves data) and count
-    the launches: 11 forward, 16 backward, 1 Adam at SPEC.md's size."""
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_a_step_is_29_of_our_kernels_and_no_torch_compute(setup, monkeypatch, batch_size):
+    """Every op of the training step is one of our kernels, at any batch size: record what the
+    step asks of PyTorch (muted inside our kernel launches, where the interpreter moves data)
+    and count the launches: 12 forward, 16 backward, 1 Adam at SPEC.md's size."""
     from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
     from triton.runtime.interpreter import GridExecutor
 
@@ -316,10 +363,10 @@ def test_a_step_is_28_of_our_kernels_and_no_torch_compute(setup, monkeypatch):
             return func(*args, **(kwargs or {}))
 
     monkeypatch.setattr(GridExecutor, "__call__", counted)
-    step_fn = stage4.TrainStep(stage4.GPT(config, state), num_steps=1000, cuda_graph=False)
-    step_fn.load(tokenizer.encode_doc(docs[0]), 0)
+    step_fn = stage4.TrainStep(stage4.GPT(config, state), num_steps=1000, cuda_graph=False, batch_size=batch_size)
+    step_fn.load([tokenizer.encode_doc(doc) for doc in docs[:batch_size]], 0)
     with RecordOps() as record:
         step_fn.launch()
     assert record.ops <= NO_KERNEL_OPS, record.ops - NO_KERNEL_OPS
-    assert len(launches) == 28, launches
+    assert len(launches) == stage4.KERNELS_PER_STEP == 29, launches
     assert launches.count("linear_fwd_kernel") == 5 and launches[-1] == "adam_kernel"

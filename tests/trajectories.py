@@ -56,8 +56,21 @@ def stage3_losses(spec, steps, dtype=torch.float32, compile=False, batch_size=1)
     return losses
 
 
-def stage4_losses(spec, steps, device):
+def stage4_losses(spec, steps, device, batch_size=1):
     stage4 = load_stage("4_triton")
     step_fn = stage4.TrainStep(stage4.GPT(spec.config, spec.state, device=device), NUM_STEPS,
-                               cuda_graph=torch.device(device).type == "cuda")
-    return [step_fn(spec.tokens(step), step) for step in range(steps)]
+                               cuda_graph=torch.device(device).type == "cuda", batch_size=batch_size)
+    return [step_fn(spec.batch(step, batch_size), step) for step in range(steps)]
+
+
+def fused_losses(spec, steps, device, batch_size=1, programs=1, docs_per_tile=1):
+    """The one-kernel step (4_triton/fused_step.py), one launch per step (two with several programs)."""
+    stage4 = load_stage("4_triton")
+    from fused_step import FusedTrainer
+
+    model = stage4.GPT(spec.config, spec.state, device=device)
+    trainer = FusedTrainer(model.params.flat.data, spec.config, NUM_STEPS, batch_size, programs, docs_per_tile)
+    trainer.load_documents([spec.tokenizer.encode_doc(doc) for doc in spec.docs])
+    for step in range(steps):
+        trainer.launch(step, 1)
+    return trainer.losses[:steps].tolist()

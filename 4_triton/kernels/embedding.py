@@ -1,11 +1,12 @@
-"""Token + position embedding: x[t] = wte[tokens[t]] + wpe[t].
+"""Token + position embedding: x[b, t] = wte[tokens[b, t]] + wpe[t], for B documents of T rows.
 
-Naive PyTorch: `wte[tokens] + wpe[:T]` is two kernels -- a gather that writes a (T, C)
-temporary, then an add that reads it back with the positions and writes x: three (T, C)
-passes through memory where one suffices. The fused kernel reads each needed row once
-and writes x once. Its backward is a scatter-add; the usual way is atomics into a zeroed
-gradient, which is nondeterministic in float. Here each program owns one row of the
-gradient and sums the positions that picked it, so there are no atomics and no zeroing.
+Naive PyTorch: `wte[tokens] + wpe[:T]` is two kernels -- a gather that writes a (B, T, C)
+temporary, then an add that reads it back with the positions and writes x: three passes
+through memory where one suffices. The fused kernel reads each needed row once and writes
+x once. Its backward is a scatter-add; the usual way is atomics into a zeroed gradient,
+which is nondeterministic in float (the order of the adds changes from run to run). Here
+each program owns one row of the gradient and sums, in a fixed order, the positions of the
+whole batch that picked it, so there are no atomics and no zeroing.
 """
 
 import os
@@ -21,72 +22,91 @@ import triton.language as tl  # noqa: E402
 
 
 def embedding_reference(tokens, wte, wpe):
-    return wte[tokens] + wpe[:tokens.shape[0]]
+    return wte[tokens] + wpe[:tokens.shape[-1]]
+
+
+def _rows(M):
+    """Rows per program: the whole array when it is small, else tiles of 64 rows."""
+    return min(64, triton.next_power_of_2(M))
 
 
 @triton.jit
 def embedding_fwd_kernel(
-    tokens_ptr,  # (T,) int32 token ids; padded rows hold any valid id
+    tokens_ptr,  # (M,) int32 token ids, M = B * T: B documents of T rows; padded rows hold any valid id
     wte_ptr,  # (V, C) token embedding table
     wpe_ptr,  # (block_size, C) position embedding table
-    x_ptr,  # (T, C) output
-    T, C,
-    BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr,
+    x_ptr,  # (M, C) output
+    M, T, C,
+    BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    rows = tl.arange(0, BLOCK_T)
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.arange(0, BLOCK_C)
-    mask = (rows[:, None] < T) & (cols[None, :] < C)
-    tok = tl.load(tokens_ptr + rows, mask=rows < T, other=0)
+    mask = (rows[:, None] < M) & (cols[None, :] < C)
+    tok = tl.load(tokens_ptr + rows, mask=rows < M, other=0)
     emb = tl.load(wte_ptr + tok[:, None] * C + cols[None, :], mask=mask, other=0.0)
-    pos = tl.load(wpe_ptr + rows[:, None] * C + cols[None, :], mask=mask, other=0.0)
+    pos = tl.load(wpe_ptr + (rows % T)[:, None] * C + cols[None, :], mask=mask, other=0.0)  # row's position
     tl.store(x_ptr + rows[:, None] * C + cols[None, :], emb + pos, mask=mask)
 
 
-# Backward. x[t] depends on wte[tokens[t]] and wpe[t] with derivative 1, so
-#     d_wte[v] = sum over t < n with tokens[t] == v of g[t]        (a scatter-add)
-#     d_wpe[t] = g[t] for t < n, and 0 for the positions the document did not reach.
-# Program p < V computes row p of d_wte; program V + t computes row t of d_wpe. Every row
-# of both gradients is written, so neither buffer needs zeroing first.
+# Backward. x[b, t] depends on wte[tokens[b, t]] and wpe[t] with derivative 1, so over the
+# batch, counting only real rows (t < n_b, document b's length):
+#     d_wte[v] = sum over real (b, t) with tokens[b, t] == v of g[b, t]      (a scatter-add)
+#     d_wpe[t] = sum over documents b with t < n_b of g[b, t]
+# Program p < V computes row p of d_wte, program V + t row t of d_wpe, each by a loop over
+# the batch in a fixed order: no atomics, so the sums are the same bits on every run, and
+# every row of both gradients is written, so neither buffer needs zeroing first.
 @triton.jit
 def embedding_bwd_kernel(
-    tokens_ptr,  # (T,) int32 token ids
-    n_ptr,  # (1,) int32: rows < n are real, the rest padding
-    g_ptr,  # (T, C) gradient of the loss with respect to x
+    tokens_ptr,  # (M,) int32 token ids, M = B * T
+    n_ptr,  # (B,) int32: document b's rows t < n_b are real, the rest padding
+    g_ptr,  # (M, C) gradient of the loss with respect to x
     d_wte_ptr,  # (V, C) output: gradient of wte
     d_wpe_ptr,  # (block_size, C) output: gradient of wpe
-    T, C, V,
-    BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr,
+    M, T, C, V, B,
+    BLOCK_M: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     pid = tl.program_id(0)
-    n = tl.load(n_ptr)
-    rows = tl.arange(0, BLOCK_T)
     cols = tl.arange(0, BLOCK_C)
-    live = (rows < T) & (rows < n)
+    acc = tl.zeros((BLOCK_C,), dtype=d_wte_ptr.dtype.element_ty)
     if pid < V:
-        tok = tl.load(tokens_ptr + rows, mask=live, other=-1)
-        pick = live & (tok == pid)
-        g_rows = tl.load(g_ptr + rows[:, None] * C + cols[None, :], mask=pick[:, None] & (cols[None, :] < C),
-                         other=0.0)
-        tl.store(d_wte_ptr + pid * C + cols, tl.sum(g_rows, axis=0), mask=cols < C)
-    else:  # (a variable keeps one shape across both branches on a GPU, hence the new names)
-        t = pid - V
-        g_row = tl.load(g_ptr + t * C + cols, mask=(cols < C) & (t < T) & (t < n), other=0.0)
-        tl.store(d_wpe_ptr + t * C + cols, g_row, mask=cols < C)
+        for m0 in range(0, M, BLOCK_M):
+            rows = m0 + tl.arange(0, BLOCK_M)
+            n = tl.load(n_ptr + rows // T, mask=rows < M, other=0)
+            live = (rows < M) & (rows % T < n)
+            tok = tl.load(tokens_ptr + rows, mask=live, other=-1)
+            pick = live & (tok == pid)
+            g_rows = tl.load(g_ptr + rows[:, None] * C + cols[None, :], mask=pick[:, None] & (cols[None, :] < C),
+                             other=0.0)
+            acc += tl.sum(g_rows, axis=0)
+        tl.store(d_wte_ptr + pid * C + cols, acc, mask=cols < C)
+    else:
+        t = pid - V  # (names differ from the branch above: on a GPU a name keeps one shape across both)
+        for b0 in range(0, B, BLOCK_B):
+            docs = b0 + tl.arange(0, BLOCK_B)
+            n_b = tl.load(n_ptr + docs, mask=docs < B, other=0)
+            reached = (docs < B) & (t < n_b) & (t < T)
+            g_t = tl.load(g_ptr + (docs * T + t)[:, None] * C + cols[None, :],
+                          mask=reached[:, None] & (cols[None, :] < C), other=0.0)
+            acc += tl.sum(g_t, axis=0)
+        tl.store(d_wpe_ptr + t * C + cols, acc, mask=cols < C)
 
 
 def embedding_forward(tokens, wte, wpe):
-    T, C = tokens.shape[0], wte.shape[1]
-    x = torch.empty((T, C), device=wte.device, dtype=wte.dtype)
-    embedding_fwd_kernel[(1,)](tokens, wte, wpe, x, T, C,
-                               BLOCK_T=triton.next_power_of_2(T), BLOCK_C=triton.next_power_of_2(C))
+    """tokens (..., T) int32 -> x (..., T, C): any leading shape, e.g. (B, T) or (T,)."""
+    M, T, C = tokens.numel(), tokens.shape[-1], wte.shape[1]
+    x = torch.empty((*tokens.shape, C), device=wte.device, dtype=wte.dtype)
+    embedding_fwd_kernel[(triton.cdiv(M, _rows(M)),)](tokens, wte, wpe, x, M, T, C, BLOCK_M=_rows(M),
+                                                      BLOCK_C=triton.next_power_of_2(C))
     return x
 
 
 def embedding_backward(tokens, n, g, d_wte, d_wpe):
-    T, C = g.shape
-    V, block_size = d_wte.shape[0], d_wpe.shape[0]
-    embedding_bwd_kernel[(V + block_size,)](tokens, n, g, d_wte, d_wpe, T, C, V,
-                                            BLOCK_T=triton.next_power_of_2(T), BLOCK_C=triton.next_power_of_2(C))
+    """n: (B,) int32 lengths, one per document. Writes d_wte and d_wpe."""
+    M, T, C = tokens.numel(), tokens.shape[-1], g.shape[-1]
+    V, block_size, B = d_wte.shape[0], d_wpe.shape[0], M // T
+    embedding_bwd_kernel[(V + block_size,)](tokens, n, g, d_wte, d_wpe, M, T, C, V, B,
+                                            BLOCK_M=_rows(M), BLOCK_B=min(64, triton.next_power_of_2(B)),
+                                            BLOCK_C=triton.next_power_of_2(C))
 
 
 class Embedding(torch.autograd.Function):
@@ -115,18 +135,20 @@ def bench(T=16, C=16, V=27, device="cuda"):
 
 
 def check(device):
-    """Forward and backward at the model's shape, a 9-token document padded to 16, against the reference."""
-    T, n, C, V = 16, 9, 16, 27
-    tokens = torch.randint(0, V, (T,), device=device, dtype=torch.int32)
+    """Forward and backward at the model's shape for a batch of three documents of 9, 16 and 1
+    real rows, each padded to 16, against the reference."""
+    B, T, C, V, lengths = 3, 16, 16, 27, [9, 16, 1]
+    tokens = torch.randint(0, V, (B, T), device=device, dtype=torch.int32)
     wte = torch.randn(V, C, device=device, requires_grad=True)
     wpe = torch.randn(T, C, device=device, requires_grad=True)
     d_wte, d_wpe = torch.empty_like(wte), torch.empty_like(wpe)
-    x = Embedding.apply(tokens, torch.tensor([n], device=device, dtype=torch.int32), wte, wpe, d_wte, d_wpe)
-    g = torch.randn(T, C, device=device)
+    x = Embedding.apply(tokens, torch.tensor(lengths, device=device, dtype=torch.int32), wte, wpe, d_wte, d_wpe)
+    g = torch.randn(B, T, C, device=device)
     x.backward(g)
     wte_ref, wpe_ref = wte.detach().clone().requires_grad_(), wpe.detach().clone().requires_grad_()
     x_ref = embedding_reference(tokens.long(), wte_ref, wpe_ref)
-    x_ref[:n].backward(g[:n])  # rows past n are padding: no gradient
+    real = (torch.arange(T, device=device)[None, :] < torch.tensor(lengths, device=device)[:, None])[..., None]
+    x_ref.backward(g * real)  # rows past a document's length are padding: no gradient
     backward = max((d_wte - wte_ref.grad).abs().max().item(), (d_wpe - wpe_ref.grad).abs().max().item())
     return {"forward": (x - x_ref).abs().max().item(), "backward": backward}
 

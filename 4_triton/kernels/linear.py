@@ -6,9 +6,9 @@ epilogue of the matmul, applied while the tile is still in registers. In backwar
 ReLU mask is applied as g is loaded, and the residual's gradient is g itself, handed
 back untouched.
 
-Tensor cores (`tl.dot`) want every tile dimension >= 16 (and K >= 8 for float32). T <= 16,
-n_in is 16 or 64 and n_out 16, 48, 64 or 27, so tiles are padded to 16 with masked loads
-(the padding is zeros and adds nothing). `input_precision="ieee"` keeps float32 exact
+Tensor cores (`tl.dot`) want every tile dimension >= 16 (and K >= 8 for float32). A batch
+has B * T rows (T = 16), n_in is 16 or 64 and n_out 16, 48, 64 or 27, so tiles are up to 64
+rows and padded to 16 with masked loads (the padding is zeros and adds nothing). `input_precision="ieee"` keeps float32 exact
 instead of TF32, so the losses match PyTorch's float32 run.
 """
 
@@ -36,25 +36,25 @@ def _block(n):
 
 @triton.jit
 def linear_fwd_kernel(
-    x_ptr,  # (T, K) input rows
+    x_ptr,  # (M, K) input rows: M = B * T for a batch
     w_ptr,  # (N, K) weight, one row per output
-    res_ptr,  # (T, N) residual added to the output (if HAS_RESIDUAL)
-    y_ptr,  # (T, N) output
-    T, N, K,
+    res_ptr,  # (M, N) residual added to the output (if HAS_RESIDUAL)
+    y_ptr,  # (M, N) output
+    M, N, K,
     RELU: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
-    BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    rows = tl.arange(0, BLOCK_T)
-    cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    acc = tl.zeros((BLOCK_T, BLOCK_N), dtype=y_ptr.dtype.element_ty)
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=y_ptr.dtype.element_ty)
     for k0 in range(0, K, BLOCK_K):
         ks = k0 + tl.arange(0, BLOCK_K)
-        x = tl.load(x_ptr + rows[:, None] * K + ks[None, :], mask=(rows[:, None] < T) & (ks[None, :] < K), other=0.0)
+        x = tl.load(x_ptr + rows[:, None] * K + ks[None, :], mask=(rows[:, None] < M) & (ks[None, :] < K), other=0.0)
         w = tl.load(w_ptr + cols[:, None] * K + ks[None, :], mask=(cols[:, None] < N) & (ks[None, :] < K), other=0.0)
         acc += tl.dot(x, tl.trans(w), input_precision="ieee")
     if RELU:
         acc = tl.maximum(acc, 0.0)
-    mask = (rows[:, None] < T) & (cols[None, :] < N)
+    mask = (rows[:, None] < M) & (cols[None, :] < N)
     if HAS_RESIDUAL:
         acc += tl.load(res_ptr + rows[:, None] * N + cols[None, :], mask=mask, other=0.0)
     tl.store(y_ptr + rows[:, None] * N + cols[None, :], acc, mask=mask)
@@ -62,13 +62,15 @@ def linear_fwd_kernel(
 
 # Backward of y = act(x W^T) with g = dL/dy. Let g' = g * (y > 0) with the ReLU (a ReLU
 # passes gradient only where its output is positive), else g' = g. Then
-#     dL/dx = g' W        (T, N) @ (N, K)     -- this kernel, one program per K tile
-#     dL/dW = g'^T x      (N, T) @ (T, K)     -- the next one, one program per (N, K) tile
-# and dL/dresidual = g.
+#     dL/dx = g' W        (M, N) @ (N, K)     -- this kernel, one program per (M, K) tile
+#     dL/dW = g'^T x      (N, M) @ (M, K)     -- the next one, one program per (N, K) tile
+# and dL/dresidual = g. dL/dW sums over all M rows, every document of the batch: each
+# program walks the rows in a fixed order, so no two programs add into the same number and
+# the sum is the same bits on every run (atomics would add in whatever order they land).
 @triton.jit
-def _load_grad(g_ptr, y_ptr, rows, ns, T, N, RELU: tl.constexpr):
+def _load_grad(g_ptr, y_ptr, rows, ns, M, N, RELU: tl.constexpr):
     """The (rows, ns) tile of g = dL/dy, and with the ReLU, g * (y > 0): zero where the ReLU was off."""
-    mask = (rows[:, None] < T) & (ns[None, :] < N)
+    mask = (rows[:, None] < M) & (ns[None, :] < N)
     g = tl.load(g_ptr + rows[:, None] * N + ns[None, :], mask=mask, other=0.0)
     if RELU:
         y = tl.load(y_ptr + rows[:, None] * N + ns[None, :], mask=mask, other=0.0)
@@ -78,67 +80,75 @@ def _load_grad(g_ptr, y_ptr, rows, ns, T, N, RELU: tl.constexpr):
 
 @triton.jit
 def linear_bwd_dx_kernel(
-    g_ptr,  # (T, N) gradient of the loss with respect to y
-    y_ptr,  # (T, N) forward output, for the ReLU mask (if RELU)
+    g_ptr,  # (M, N) gradient of the loss with respect to y
+    y_ptr,  # (M, N) forward output, for the ReLU mask (if RELU)
     w_ptr,  # (N, K) weight
-    dx_ptr,  # (T, K) output
-    T, N, K,
-    RELU: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    dx_ptr,  # (M, K) output
+    M, N, K,
+    RELU: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    rows = tl.arange(0, BLOCK_T)
-    ks = tl.program_id(0) * BLOCK_K + tl.arange(0, BLOCK_K)
-    acc = tl.zeros((BLOCK_T, BLOCK_K), dtype=dx_ptr.dtype.element_ty)
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    ks = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
+    acc = tl.zeros((BLOCK_M, BLOCK_K), dtype=dx_ptr.dtype.element_ty)
     for n0 in range(0, N, BLOCK_N):
         ns = n0 + tl.arange(0, BLOCK_N)
-        g = _load_grad(g_ptr, y_ptr, rows, ns, T, N, RELU)
+        g = _load_grad(g_ptr, y_ptr, rows, ns, M, N, RELU)
         w = tl.load(w_ptr + ns[:, None] * K + ks[None, :], mask=(ns[:, None] < N) & (ks[None, :] < K), other=0.0)
         acc += tl.dot(g, w, input_precision="ieee")
-    tl.store(dx_ptr + rows[:, None] * K + ks[None, :], acc, mask=(rows[:, None] < T) & (ks[None, :] < K))
+    tl.store(dx_ptr + rows[:, None] * K + ks[None, :], acc, mask=(rows[:, None] < M) & (ks[None, :] < K))
 
 
 @triton.jit
 def linear_bwd_dw_kernel(
-    g_ptr,  # (T, N) gradient of the loss with respect to y
-    y_ptr,  # (T, N) forward output, for the ReLU mask (if RELU)
-    x_ptr,  # (T, K) forward input
+    g_ptr,  # (M, N) gradient of the loss with respect to y
+    y_ptr,  # (M, N) forward output, for the ReLU mask (if RELU)
+    x_ptr,  # (M, K) forward input
     dw_ptr,  # (N, K) output: the weight's gradient, written in place in the flat buffer
-    T, N, K,
-    RELU: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    M, N, K,
+    RELU: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    rows = tl.arange(0, BLOCK_T)
     ns = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     ks = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
-    g = _load_grad(g_ptr, y_ptr, rows, ns, T, N, RELU)
-    x = tl.load(x_ptr + rows[:, None] * K + ks[None, :], mask=(rows[:, None] < T) & (ks[None, :] < K), other=0.0)
-    dw = tl.dot(tl.trans(g), x, input_precision="ieee")  # (BLOCK_N, BLOCK_K)
+    dw = tl.zeros((BLOCK_N, BLOCK_K), dtype=dw_ptr.dtype.element_ty)
+    for m0 in range(0, M, BLOCK_M):  # every row of the batch, in order
+        rows = m0 + tl.arange(0, BLOCK_M)
+        g = _load_grad(g_ptr, y_ptr, rows, ns, M, N, RELU)
+        x = tl.load(x_ptr + rows[:, None] * K + ks[None, :], mask=(rows[:, None] < M) & (ks[None, :] < K), other=0.0)
+        dw += tl.dot(tl.trans(g), x, input_precision="ieee")  # (BLOCK_N, BLOCK_K)
     tl.store(dw_ptr + ns[:, None] * K + ks[None, :], dw, mask=(ns[:, None] < N) & (ks[None, :] < K))
 
 
+def _tiles(M, N, K):
+    """Tile sizes: up to 64 in each dimension, at least 16 (tl.dot's minimum)."""
+    return min(_block(M), 64), min(_block(N), 64), min(_block(K), 64)
+
+
 def linear_forward(x, w, residual=None, relu=False):
+    """x (..., K) -> y (..., N), any leading shape: (B, T, K) rows are B * T rows."""
     # Backward reads the ReLU mask off the saved output (y > 0), which a residual added
     # after the ReLU would blur; the model never needs both in one layer.
     if relu and residual is not None:
         raise ValueError("linear_forward: relu and residual together are not supported")
-    T, K = x.shape
-    N = w.shape[0]
-    y = torch.empty((T, N), device=x.device, dtype=x.dtype)
-    block_n = min(_block(N), 64)
-    linear_fwd_kernel[(triton.cdiv(N, block_n),)](
-        x, w, y if residual is None else residual, y, T, N, K, RELU=relu, HAS_RESIDUAL=residual is not None,
-        BLOCK_T=_block(T), BLOCK_N=block_n, BLOCK_K=min(_block(K), 64))
+    K, N = x.shape[-1], w.shape[0]
+    M = x.numel() // K
+    y = torch.empty((*x.shape[:-1], N), device=x.device, dtype=x.dtype)
+    block_m, block_n, block_k = _tiles(M, N, K)
+    linear_fwd_kernel[(triton.cdiv(M, block_m), triton.cdiv(N, block_n))](
+        x, w, y if residual is None else residual, y, M, N, K, RELU=relu, HAS_RESIDUAL=residual is not None,
+        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k)
     return y
 
 
 def linear_backward(g, x, w, y, dw, relu=False):
     """dL/dx (returned) and dL/dW (written into `dw`)."""
-    T, K = x.shape
-    N = w.shape[0]
+    K, N = x.shape[-1], w.shape[0]
+    M = x.numel() // K
     dx = torch.empty_like(x)
-    block_k, block_n = min(_block(K), 64), min(_block(N), 64)
-    linear_bwd_dx_kernel[(triton.cdiv(K, block_k),)](g, y, w, dx, T, N, K, RELU=relu, BLOCK_T=_block(T),
-                                                     BLOCK_N=block_n, BLOCK_K=block_k)
+    block_m, block_n, block_k = _tiles(M, N, K)
+    linear_bwd_dx_kernel[(triton.cdiv(M, block_m), triton.cdiv(K, block_k))](
+        g, y, w, dx, M, N, K, RELU=relu, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k)
     linear_bwd_dw_kernel[(triton.cdiv(N, block_n), triton.cdiv(K, block_k))](
-        g, y, x, dw, T, N, K, RELU=relu, BLOCK_T=_block(T), BLOCK_N=block_n, BLOCK_K=block_k)
+        g, y, x, dw, M, N, K, RELU=relu, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k)
     return dx
 
 
@@ -168,12 +178,14 @@ def bench(T=16, K=16, N=64, device="cuda"):
 
 
 def check(device):
-    """fc1 (ReLU epilogue) and fc2 (residual epilogue) at the model's shapes, forward and backward."""
+    """fc1 (ReLU epilogue) and fc2 (residual epilogue) at the model's shapes for a batch of 8
+    documents (128 rows: two row tiles, so dW sums across programs' tiles), forward and backward."""
     errors = {}
+    B, T = 8, 16
     for name, (N, K, relu, residual) in {"fc1": (64, 16, True, False), "fc2": (16, 64, False, True)}.items():
-        x, w = torch.randn(16, K, device=device, requires_grad=True), torch.randn(N, K, device=device)
-        res = torch.randn(16, N, device=device, requires_grad=True) if residual else None
-        dw, g = torch.empty_like(w), torch.randn(16, N, device=device)
+        x, w = torch.randn(B, T, K, device=device, requires_grad=True), torch.randn(N, K, device=device)
+        res = torch.randn(B, T, N, device=device, requires_grad=True) if residual else None
+        dw, g = torch.empty_like(w), torch.randn(B, T, N, device=device)
         y = Linear.apply(x, w, dw, res, relu)
         y.backward(g)
         x_ref, w_ref = x.detach().clone().requires_grad_(), w.clone().requires_grad_()

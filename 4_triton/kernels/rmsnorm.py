@@ -27,9 +27,11 @@ import triton.language as tl  # noqa: E402
 EPS = 1e-5
 
 
-def launch_blocks(T, C):
-    """The tile sizes every launch here uses: one program holds the whole (T, C) array."""
-    return {"BLOCK_T": triton.next_power_of_2(T), "BLOCK_C": triton.next_power_of_2(C)}
+def launch(M, C):
+    """Grid and tile sizes of every launch here: a program normalizes up to 64 whole rows
+    (rows are independent, so the batch's B * T rows are simply split among programs)."""
+    block_m = min(64, triton.next_power_of_2(M))
+    return (triton.cdiv(M, block_m),), {"BLOCK_M": block_m, "BLOCK_C": triton.next_power_of_2(C)}
 
 
 def rmsnorm_reference(x, eps=EPS):
@@ -38,20 +40,20 @@ def rmsnorm_reference(x, eps=EPS):
 
 @triton.jit
 def rmsnorm_fwd_kernel(
-    x_ptr,  # (T, C) input
-    y_ptr,  # (T, C) output
-    r_ptr,  # (T,) output: 1 / rms of each row, saved for backward
-    T, C,
-    EPS: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr,
+    x_ptr,  # (M, C) input: M rows, B * T for a batch
+    y_ptr,  # (M, C) output
+    r_ptr,  # (M,) output: 1 / rms of each row, saved for backward
+    M, C,
+    EPS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    rows = tl.arange(0, BLOCK_T)
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.arange(0, BLOCK_C)
-    mask = (rows[:, None] < T) & (cols[None, :] < C)
+    mask = (rows[:, None] < M) & (cols[None, :] < C)
     x = tl.load(x_ptr + rows[:, None] * C + cols[None, :], mask=mask, other=0.0)
     eps = tl.full([1], EPS, x.dtype)  # in x's dtype: a float argument would arrive as fp32
-    r = 1.0 / tl.sqrt(tl.sum(x * x, axis=1) / C + eps)  # (BLOCK_T,)
+    r = 1.0 / tl.sqrt(tl.sum(x * x, axis=1) / C + eps)  # (BLOCK_M,)
     tl.store(y_ptr + rows[:, None] * C + cols[None, :], x * r[:, None], mask=mask)
-    tl.store(r_ptr + rows, r, mask=rows < T)
+    tl.store(r_ptr + rows, r, mask=rows < M)
 
 
 # Backward, for one row with y = x r and r = (mean(x^2) + eps)^(-1/2):
@@ -60,20 +62,20 @@ def rmsnorm_fwd_kernel(
 # plus g_residual, the gradient arriving through the residual copy of x (RMSNormWithResidual).
 @triton.jit
 def rmsnorm_bwd_kernel(
-    x_ptr,  # (T, C) forward input
-    r_ptr,  # (T,) 1 / rms saved by the forward
-    g_ptr,  # (T, C) gradient of the loss with respect to y
-    g_residual_ptr,  # (T, C) gradient with respect to the residual copy of x (if HAS_RESIDUAL)
-    dx_ptr,  # (T, C) output
-    T, C,
-    HAS_RESIDUAL: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr,
+    x_ptr,  # (M, C) forward input
+    r_ptr,  # (M,) 1 / rms saved by the forward
+    g_ptr,  # (M, C) gradient of the loss with respect to y
+    g_residual_ptr,  # (M, C) gradient with respect to the residual copy of x (if HAS_RESIDUAL)
+    dx_ptr,  # (M, C) output
+    M, C,
+    HAS_RESIDUAL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    rows = tl.arange(0, BLOCK_T)
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.arange(0, BLOCK_C)
-    mask = (rows[:, None] < T) & (cols[None, :] < C)
+    mask = (rows[:, None] < M) & (cols[None, :] < C)
     offsets = rows[:, None] * C + cols[None, :]
     x = tl.load(x_ptr + offsets, mask=mask, other=0.0)
-    r = tl.load(r_ptr + rows, mask=rows < T, other=0.0)
+    r = tl.load(r_ptr + rows, mask=rows < M, other=0.0)
     g = tl.load(g_ptr + offsets, mask=mask, other=0.0)
     y = x * r[:, None]  # recomputed: cheaper than storing and reloading it
     dx = r[:, None] * (g - y * (tl.sum(g * y, axis=1) / C)[:, None])
@@ -83,18 +85,23 @@ def rmsnorm_bwd_kernel(
 
 
 def rmsnorm_forward(x):
-    T, C = x.shape
+    """x (..., C), any leading shape: every row is normalized on its own."""
+    C = x.shape[-1]
+    M = x.numel() // C
     y = torch.empty_like(x)
-    r = torch.empty(T, device=x.device, dtype=x.dtype)
-    rmsnorm_fwd_kernel[(1,)](x, y, r, T, C, EPS=EPS, **launch_blocks(T, C))
+    r = torch.empty(M, device=x.device, dtype=x.dtype)
+    grid, blocks = launch(M, C)
+    rmsnorm_fwd_kernel[grid](x, y, r, M, C, EPS=EPS, **blocks)
     return y, r
 
 
 def rmsnorm_backward(x, r, g, g_residual=None):
-    T, C = x.shape
+    C = x.shape[-1]
+    M = x.numel() // C
     dx = torch.empty_like(x)
-    rmsnorm_bwd_kernel[(1,)](x, r, g, g if g_residual is None else g_residual, dx, T, C,
-                             HAS_RESIDUAL=g_residual is not None, **launch_blocks(T, C))
+    grid, blocks = launch(M, C)
+    rmsnorm_bwd_kernel[grid](x, r, g, g if g_residual is None else g_residual, dx, M, C,
+                             HAS_RESIDUAL=g_residual is not None, **blocks)
     return dx
 
 
@@ -141,9 +148,10 @@ def bench(T=16, C=16, device="cuda"):
 
 
 def check(device):
-    """Forward and backward of rmsnorm with its residual copy at the model's shape, against the reference."""
-    x = torch.randn(16, 16, device=device, requires_grad=True)
-    g, g_residual = torch.randn(16, 16, device=device), torch.randn(16, 16, device=device)
+    """Forward and backward of rmsnorm with its residual copy for a batch of 8 documents at the
+    model's shape (B, T, C) = (8, 16, 16): two programs of 64 rows, against the reference."""
+    x = torch.randn(8, 16, 16, device=device, requires_grad=True)
+    g, g_residual = torch.randn(8, 16, 16, device=device), torch.randn(8, 16, 16, device=device)
     y, x_residual = RMSNormWithResidual.apply(x)
     (y * g + x_residual * g_residual).sum().backward()
     x_ref = x.detach().clone().requires_grad_()
