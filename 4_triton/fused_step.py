@@ -361,12 +361,31 @@ class FusedTrainer:
 # Command line: the same flags, log line and results file as every main.py
 # ----------------------------------------------------------------------------------------
 
+PROGRAMS_PER_SM = 4  # enough resident programs to hide each other's latency
+
+
+def default_programs(batch_size: int) -> int:
+    """Programs for a batch: on a GPU, a few per SM; in the interpreter 4, so the reduction runs."""
+    per_device = 4 if per_op.INTERPRET else PROGRAMS_PER_SM * torch.cuda.get_device_properties(0).multi_processor_count
+    return min(batch_size, per_device)
+
+
 def parse_args(argv=None):
     parser = cli.build_parser(__doc__.splitlines()[0], per_op.HERE)
     parser.add_argument("--launch", choices=["step", "run"], default="step",
                         help="one launch per step (each waits for its loss), or the whole run in one launch "
                              "(one program: batches then run on one SM)")
+    parser.add_argument("--programs", type=int, default=None,
+                        help=f"programs sharing a batch (default {PROGRAMS_PER_SM} per SM on a GPU, 4 in the "
+                             "interpreter; never more than the batch's tiles)")
+    parser.add_argument("--docs-per-tile", type=int, default=1, choices=[1, 2, 4, 8],
+                        help="documents a program puts through the model together, as one tile of rows")
+    parser.add_argument("--warps", type=int, default=4, choices=[1, 2, 4, 8, 16], help="warps per program")
     args = cli.parse_args(parser, argv)
+    if args.programs is not None and args.programs <= 0:
+        parser.error("--programs must be positive")
+    if args.launch == "run" and (args.programs or 1) != 1:
+        parser.error("--launch run is one program (no barrier crosses programs); drop --programs")
     if args.n_layer != 1:
         parser.error("the one-kernel step implements SPEC.md's one-layer model; use 4_triton/main.py "
                      "for --n-layer > 1")
@@ -378,15 +397,6 @@ def parse_args(argv=None):
     return args
 
 
-PROGRAMS_PER_SM = 4  # enough resident programs to hide each other's latency
-
-
-def default_programs(batch_size: int) -> int:
-    """Programs for a batch: on a GPU, a few per SM; in the interpreter 4, so the reduction runs."""
-    per_device = 4 if per_op.INTERPRET else PROGRAMS_PER_SM * torch.cuda.get_device_properties(0).multi_processor_count
-    return min(batch_size, per_device)
-
-
 def train(args) -> dict:
     docs = dataset.load_docs(dataset.resolve_data_path(args.data))
     tokenizer = Tokenizer.from_docs(docs)
@@ -395,12 +405,14 @@ def train(args) -> dict:
     device = torch.device("cpu" if per_op.INTERPRET else "cuda")
     model = per_op.GPT(config, state, torch.float32, device)  # for its flat parameters, and for sampling
     t0 = time.perf_counter()
-    programs = 1 if args.launch == "run" else default_programs(args.batch_size)
-    trainer = FusedTrainer(model.params.flat.data, config, args.steps, args.batch_size, programs)
+    programs = 1 if args.launch == "run" else args.programs or default_programs(args.batch_size)
+    trainer = FusedTrainer(model.params.flat.data, config, args.steps, args.batch_size, programs,
+                           args.docs_per_tile, args.warps)
     trainer.load_documents([tokenizer.encode_doc(doc) for doc in docs])
     trainer.launch(0, 0)  # compiles the kernel (zero steps), so no timed step includes the compile
     if trainer.programs > 1:  # and the reduction kernel, on a scratch copy of the weights
-        FusedTrainer(trainer.params.clone(), config, 1, args.batch_size, programs).launch(0, 0)
+        FusedTrainer(trainer.params.clone(), config, 1, args.batch_size, programs, args.docs_per_tile,
+                     args.warps).launch(0, 0)
     setup_s = time.perf_counter() - t0
     mode = ("the whole run in one launch" if args.launch == "run" else "one launch per step" if trainer.programs == 1
             else f"{trainer.programs} programs and a reduction, two launches per step")
@@ -413,7 +425,7 @@ def train(args) -> dict:
 
     env = results.environment(per_op.device_name(), interpreter=per_op.INTERPRET, cuda_graph=False,
                               fused=args.launch, setup_s=setup_s, threads=torch.get_num_threads(),
-                              programs=trainer.programs)
+                              programs=trainer.programs, docs_per_tile=args.docs_per_tile, warps=args.warps)
     if args.launch == "run":
         env["timing"] = "the whole run is one launch: each step_ms is the run's time divided by its steps"
     run = results.TrainingRun(

@@ -11,6 +11,7 @@ a cubin of each distinct launch.
     python tests/aot_compile.py 80 90     (prints one line per kernel variant and target)
 """
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -78,7 +79,7 @@ def model_launches(n_embd: int, batch_size: int) -> list[tuple]:
         for programs, docs_per_tile in ([(1, 1)] if batch_size == 1 else [(8, 1), (8, 4)]):
             trainer = fused_step.FusedTrainer(model.params.flat.data, config, 2, batch_size, programs, docs_per_tile)
             trainer.load_documents([[26, 1, 2, 26]] * 2)
-            launches += record_launches(lambda: trainer.launch(0, 2))
+            launches += record_launches(functools.partial(trainer.launch, 0, 2))
     return launches
 
 

@@ -80,10 +80,9 @@ def grads_reference(batch, state, config, dtype):
     return loss, {k: v.numpy() for k, v in grads.items()}
 
 
-FLOAT32 = {"2_numpy": grads_stage2, "3_pytorch": grads_stage3, "4_triton": grads_stage4, "4_triton one kernel": grads_fused}
+FLOAT32 = {"2_numpy": grads_stage2, "3_pytorch": grads_stage3, "4_triton": grads_stage4,
+           "4_triton one kernel": grads_fused}
 FLOAT64 = {"1_pure_python": grads_stage1, **FLOAT32, "torch reference": grads_reference}
-if not stage4.INTERPRET:  # on a GPU our kernels are compiled for float32 only
-    FLOAT64 = {name: f for name, f in FLOAT64.items() if not name.startswith("4_triton")}
 
 
 def pairs(stages: dict) -> list[tuple]:

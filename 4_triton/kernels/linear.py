@@ -7,9 +7,10 @@ ReLU mask is applied as g is loaded, and the residual's gradient is g itself, ha
 back untouched.
 
 Tensor cores (`tl.dot`) want every tile dimension >= 16 (and K >= 8 for float32). A batch
-has B * T rows (T = 16), n_in is 16 or 64 and n_out 16, 48, 64 or 27, so tiles are up to 64
-rows and padded to 16 with masked loads (the padding is zeros and adds nothing). `input_precision="ieee"` keeps float32 exact
-instead of TF32, so the losses match PyTorch's float32 run.
+has B * T rows (T = 16), n_in is 16 or 64 and n_out 16, 48, 64 or 27, so tiles are up to
+64 rows and padded to 16 with masked loads (the padding is zeros and adds nothing).
+`input_precision="ieee"` keeps float32 exact instead of TF32, so the losses match
+PyTorch's float32 run.
 """
 
 import os

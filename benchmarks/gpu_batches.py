@@ -1,0 +1,257 @@
+"""On one CUDA GPU, in one sitting: names per second against batch size for stage 3 (eager and
+torch.compile) and stage 4 (per-op kernels as one CUDA graph, and the one-kernel step).
+
+    python benchmarks/gpu_batches.py --out benchmarks/results/gpu-batches-h100-DATE.json
+
+Three phases, all written to the one results file:
+
+1. Tuning (in this process): for each batch size, the one-kernel step is timed over a few
+   steps at every (documents per tile, warps, programs) in TUNING; the fastest is what the
+   run in phase 2 uses, and every tried setting is kept.
+2. Runs: each row runs as a reader runs it -- its own main.py or fused_step.py, a fresh
+   process, the flags recorded -- and its full results file (losses and step times) is kept.
+3. Where the time goes, at the one-kernel step's best batch size: the profiler's kernel times
+   (the share spent reducing the programs' gradients and in Adam), and FLOP/s against the
+   GPU's float32 peak (SMs x 128 lanes x 2 x the SM clock nvidia-smi reports).
+"""
+
+import argparse
+import functools
+import itertools
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+from shared import results  # noqa: E402
+
+ROWS = {  # label: (script, flags)
+    "3_pytorch eager": ("3_pytorch/main.py", ["--device", "cuda"]),
+    "3_pytorch torch.compile": ("3_pytorch/main.py", ["--device", "cuda", "--compile", "reduce-overhead"]),
+    "4_triton per-op, CUDA graph": ("4_triton/main.py", []),
+    "4_triton one kernel": ("4_triton/fused_step.py", []),  # + the tuned flags
+}
+TUNING = {"docs_per_tile": [1, 2, 4], "warps": [4, 8], "programs_per_sm": [2, 4, 8]}
+LAST = 100  # the loss column: mean of the last 100 steps
+
+
+def steps_for(batch_size: int) -> int:
+    return 1000 if batch_size <= 4096 else 300
+
+
+# ---------------------------------------------------------------------------- phase 1
+
+
+@functools.cache
+def spec_run():
+    """SPEC.md's run: config, initial weights, and every document tokenized in training order."""
+    from shared import dataset
+    from shared.tokenizer import Tokenizer
+    from shared.weights import GPTConfig, init_run
+
+    docs = dataset.load_docs(dataset.resolve_data_path())
+    tokenizer = Tokenizer.from_docs(docs)
+    config = GPTConfig(tokenizer.vocab_size)
+    docs, state, _ = init_run(docs, config, 42)
+    return config, state, [tokenizer.encode_doc(doc) for doc in docs]
+
+
+def load_fused(batch_size: int, steps: int, **settings):
+    """A one-kernel trainer on SPEC.md's run, on the GPU, with every document loaded."""
+    sys.path.insert(0, str(REPO_ROOT / "4_triton"))
+    import main as per_op
+    import torch
+
+    import fused_step
+
+    config, state, documents = spec_run()
+    model = per_op.GPT(config, state, torch.float32, "cuda")
+    trainer = fused_step.FusedTrainer(model.params.flat.data, config, steps, batch_size, **settings)
+    trainer.load_documents(documents)
+    return trainer
+
+
+def time_fused(trainer, steps: int = 20) -> float:
+    """Milliseconds per step over `steps` steps after two warm-up steps, one sync at the end."""
+    import torch
+
+    trainer.launch(0, 2)
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    trainer.launch(2, steps)
+    torch.cuda.synchronize()
+    return (time.perf_counter() - start) * 1000 / steps
+
+
+def tune(batch_sizes: list[int]) -> dict:
+    import torch
+
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    out = {}
+    for batch_size in batch_sizes:
+        tried = []
+        for docs, warps, per_sm in itertools.product(*TUNING.values()):
+            if batch_size == 1 and (docs, per_sm) != (1, 2):
+                continue  # one document: one program, one tile; only the warps to choose
+            trainer = load_fused(batch_size, 40, programs=per_sm * sms, docs_per_tile=docs, num_warps=warps)
+            ms = time_fused(trainer)
+            tried.append({"docs_per_tile": docs, "warps": warps, "programs": trainer.programs, "ms": ms})
+            print(f"tune B={batch_size:6d} docs/tile {docs} warps {warps} programs {trainer.programs:5d}: "
+                  f"{ms:8.4f} ms/step", flush=True)
+        out[batch_size] = {"tried": tried, "best": min(tried, key=lambda t: t["ms"])}
+    return out
+
+
+# ---------------------------------------------------------------------------- phase 2
+
+
+def run_row(label: str, batch_size: int, extra: list[str], timeout: int) -> dict:
+    script, flags = ROWS[label]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "r.json"
+        cmd = [sys.executable, str(REPO_ROOT / script), "--steps", str(steps_for(batch_size)), "--samples",
+               "20" if batch_size == 1 else "0", "--batch-size", str(batch_size), "--out", str(out), *flags, *extra]
+        started = time.perf_counter()
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"label": label, "batch_size": batch_size, "error": f"timed out after {timeout} s"}
+        if proc.returncode != 0:
+            return {"label": label, "batch_size": batch_size, "error": proc.stderr[-1500:]}
+        res = results.load_results(out)
+    summary = results.summarize(res)
+    return {
+        "label": label, "batch_size": batch_size, "steps": summary["steps"], "flags": [*flags, *extra],
+        "median_step_ms": summary["median_step_ms"], "names_per_s": summary["names_per_s"],
+        "us_per_name": 1000 * summary["median_step_ms"] / batch_size,
+        "last100_loss": statistics.fmean(res["losses"][-LAST:]), "setup_s": res["env"].get("setup_s"),
+        "compile_s": res["env"].get("compile_s"), "wall_s": time.perf_counter() - started, "results": res,
+    }
+
+
+# ---------------------------------------------------------------------------- phase 3
+
+
+def executed_flops(batch_size: int, docs_per_tile: int, C=16, T=16, H=4, V_PAD=32) -> int:
+    """Multiply-adds x 2 that the one-kernel step issues per step: every tl.dot of its tiles
+    (padded rows, masked heads and the padded vocabulary included), forward and backward."""
+    R = docs_per_tile * T
+    forward = 2 * R * C * C * 4 + H * 2 * (2 * R * R * C) + 2 * 2 * R * C * 4 * C + 2 * R * C * V_PAD
+    backward = (2 * (2 * R * C * V_PAD) + 4 * (2 * R * C * 4 * C) + 2 * (2 * R * C * C)
+                + H * 5 * (2 * R * R * C) + 6 * (2 * R * C * C) + 2 * R * C * V_PAD + 2 * R * C * T)
+    return -(-batch_size // docs_per_tile) * (forward + backward)
+
+
+def model_flops(res: dict, C=16, V=27, H=4) -> float:
+    """The standard count of useful work per step, averaged over the run: 6 x (matmul
+    weights) per real target position, plus attention's 12 x H x D per visible key."""
+    weights = 12 * C * C + V * C
+    positions = statistics.fmean(res["doc_len"])
+    batch = res["config"]["batch_size"]
+    mean_n = positions / batch
+    return 6 * weights * positions + 12 * C * batch * mean_n * (mean_n + 1) / 2
+
+
+def peak_flops() -> dict:
+    import torch
+
+    props = torch.cuda.get_device_properties(0)
+    clock = subprocess.run(["nvidia-smi", "--query-gpu=clocks.max.sm", "--format=csv,noheader,nounits"],
+                           capture_output=True, text=True).stdout.split()[0]
+    return {"sms": props.multi_processor_count, "max_sm_clock_mhz": float(clock),
+            "fp32_peak_flops": props.multi_processor_count * 128 * 2 * float(clock) * 1e6}
+
+
+def profile_fused(batch_size: int, best: dict) -> dict:
+    """Kernel time per step by kernel, from torch.profiler, over 10 steps after warm-up."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    trainer = load_fused(batch_size, 40, programs=best["programs"], docs_per_tile=best["docs_per_tile"],
+                         num_warps=best["warps"])
+    trainer.launch(0, 3)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        trainer.launch(3, 10)
+        torch.cuda.synchronize()
+    per_kernel = {}
+    for event in prof.key_averages():
+        if event.device_type.name == "CUDA" and event.count:
+            per_kernel[event.key] = getattr(event, "device_time_total", getattr(event, "cuda_time_total", 0)) / 10
+    total = sum(per_kernel.values())
+    reduce_us = sum(us for name, us in per_kernel.items() if "reduce" in name)
+    return {"batch_size": batch_size, "kernel_us_per_step": per_kernel, "total_kernel_us_per_step": total,
+            "reduce_and_adam_share": reduce_us / total if total else None}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 16, 256, 4096, 32768])
+    parser.add_argument("--per-op-max", type=int, default=4096, help="largest B for the per-op row")
+    parser.add_argument("--timeout", type=int, default=150, help="seconds per run")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    import torch
+
+    if not torch.cuda.is_available():
+        parser.error("this sitting needs a CUDA GPU")
+    t0 = time.perf_counter()
+    env = results.environment(torch.cuda.get_device_name(), cuda=torch.version.cuda)
+    tuning = tune(args.batch_sizes)
+    rows = []
+
+    def write(**more):  # after every row: a sitting cut short still leaves what it measured
+        report = {"rows": rows, "tuning": {str(b): t for b, t in tuning.items()}, "env": env,
+                  "sitting_s": time.perf_counter() - t0, **more}
+        results.write_json_atomic(args.out, report)
+        return report
+
+    for batch_size in args.batch_sizes:
+        best = tuning[batch_size]["best"]
+        for label in ROWS:
+            if label.startswith("4_triton per-op") and batch_size > args.per_op_max:
+                continue
+            extra = ([] if label != "4_triton one kernel" else
+                     ["--programs", str(best["programs"]), "--docs-per-tile", str(best["docs_per_tile"]),
+                      "--warps", str(best["warps"])])
+            row = run_row(label, batch_size, extra, args.timeout)
+            rows.append(row)
+            shown = (f"{row['median_step_ms']:9.4f} ms/step {row['names_per_s']:14,.0f} names/s "
+                     f"{row['us_per_name']:9.4f} us/name loss {row['last100_loss']:.4f}" if "error" not in row
+                     else "FAILED " + row["error"].strip().splitlines()[-1][:200])
+            print(f"B={batch_size:6d} {label:30s} {shown}", flush=True)
+            write(complete=False)
+    # the batched stage 4 trajectories against stage 3 eager's on this GPU, per batch size
+    for row in rows:
+        base = next((r for r in rows if r["label"] == "3_pytorch eager" and r["batch_size"] == row["batch_size"]
+                     and "error" not in r), None)
+        if base and "error" not in row and row is not base:
+            row["max_abs_dloss_vs_eager"] = max(abs(a - b) for a, b in zip(row["results"]["losses"],
+                                                                           base["results"]["losses"]))
+    fused = [r for r in rows if r["label"] == "4_triton one kernel" and "error" not in r]
+    top = max(fused, key=lambda r: r["names_per_s"])
+    best = tuning[top["batch_size"]]["best"]
+    where = profile_fused(top["batch_size"], best)
+    peak = peak_flops()
+    seconds = top["median_step_ms"] / 1000
+    where.update(peak, executed_flops_per_step=executed_flops(top["batch_size"], best["docs_per_tile"]),
+                 model_flops_per_step=model_flops(top["results"]))
+    where["executed_flop_per_s"] = where["executed_flops_per_step"] / seconds
+    where["model_flop_per_s"] = where["model_flops_per_step"] / seconds
+    where["executed_share_of_peak"] = where["executed_flop_per_s"] / peak["fp32_peak_flops"]
+    print(f"profile at B={top['batch_size']}: {where['total_kernel_us_per_step']:.1f} us of kernels per step, "
+          f"reduce+Adam {100 * (where['reduce_and_adam_share'] or 0):.1f}%; executed "
+          f"{where['executed_flop_per_s'] / 1e12:.2f} TFLOP/s = {100 * where['executed_share_of_peak']:.1f}% of "
+          f"{peak['fp32_peak_flops'] / 1e12:.1f} TFLOP/s fp32 peak; model {where['model_flop_per_s'] / 1e12:.2f} "
+          f"TFLOP/s", flush=True)
+    report = write(profile=where, complete=True)
+    print(f"-> {args.out} ({report['sitting_s']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
