@@ -282,7 +282,10 @@ class TrainStep:
                 self.launch()
         torch.cuda.current_stream().wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        # Backward runs on autograd's own device thread, which may allocate from the graph's
+        # memory pool during capture; the default ("global") mode forbids other threads'
+        # allocations while a stream captures, so the first capture in a process would fail.
+        with torch.cuda.graph(self.graph, capture_error_mode="relaxed"):
             self.graph_loss = self.launch()
         torch.cuda.synchronize()
         for t, s in zip(state, saved):

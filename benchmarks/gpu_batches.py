@@ -40,7 +40,7 @@ LAST = 100  # the loss column: mean of the last 100 steps
 
 
 def steps_for(batch_size: int) -> int:
-    return 1000 if batch_size <= 4096 else 300
+    return 1000 if batch_size <= 4096 else 200
 
 
 # ---------------------------------------------------------------------------- phase 1
