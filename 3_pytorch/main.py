@@ -207,15 +207,14 @@ def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
 
 
-def compile_model(model: GPT, tokenizer: Tokenizer, docs: list[str], config: GPTConfig, device, mode="default"):
+def compile_model(model: GPT, tokenizer: Tokenizer, docs: list[str], config: GPTConfig, device):
     """torch.compile with a dynamic sequence length, compiled up front on two documents of
     different length (forward and backward), so compile time is reported apart from the
     step times. The gradients of the warm-up are discarded."""
-    compiled = torch.compile(model, dynamic=True, mode=mode)
+    compiled = torch.compile(model, dynamic=True)
     t0 = time.perf_counter()
     for doc in (min(docs, key=len), max(docs, key=len)):
         inputs, targets = batch_tensors([tokenizer.encode_doc(doc)], config.block_size, device)
-        torch.compiler.cudagraph_mark_step_begin()
         compiled(inputs, targets)[1].backward()
     model.zero_grad(set_to_none=True)
     if device.type == "cuda":
@@ -239,12 +238,12 @@ def train(args) -> dict:
     forward = model
     compile_s = None
     if args.compile:
-        forward, compile_s = compile_model(model, tokenizer, docs, config, device, args.compile)
+        forward, compile_s = compile_model(model, tokenizer, docs, config, device)
     print(f"{STAGE}: {len(docs)} docs, vocab {config.vocab_size}, {num_params} parameters, "
           f"{args.steps} steps of {args.batch_size} document(s), {args.dtype} on {device_name(device)}, "
           f"torch {torch.__version__}, "
           f"{torch.get_num_threads()} thread(s)"
-          + (f", compiled ({args.compile}) in {compile_s:.1f} s" if args.compile else ""),
+          + (f", compiled in {compile_s:.1f} s" if args.compile else ""),
           flush=True)
 
     env = results.environment(device_name(device), threads=torch.get_num_threads(),
@@ -260,8 +259,6 @@ def train(args) -> dict:
             t0 = time.perf_counter()
             batch = [tokenizer.encode_doc(doc) for doc in dataset.step_documents(docs, step, args.batch_size)]
             inputs, targets = batch_tensors(batch, config.block_size, device)
-            if args.compile:
-                torch.compiler.cudagraph_mark_step_begin()  # reduce-overhead: the last step's graph outputs are done
             _, loss = forward(inputs, targets)
             t1 = time.perf_counter()
             loss.backward()
@@ -313,10 +310,7 @@ def parse_args(argv=None):
     parser.add_argument("--device", default="auto", help="cpu, cuda, mps, or auto (cuda > mps > cpu)")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                         help="float64 reproduces stage 2 to 1e-6 per step")
-    parser.add_argument("--compile", nargs="?", const="default", default=None,
-                        choices=["default", "reduce-overhead", "max-autotune"], metavar="MODE",
-                        help="torch.compile the model, in MODE (default; reduce-overhead replays CUDA graphs); "
-                             "compile time reported apart")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (time reported apart)")
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads; with tensors this small, more threads only add overhead")
     args = cli.parse_args(parser, argv)

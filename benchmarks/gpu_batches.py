@@ -31,7 +31,7 @@ from shared import results  # noqa: E402
 
 ROWS = {  # label: (script, flags)
     "3_pytorch eager": ("3_pytorch/main.py", ["--device", "cuda"]),
-    "3_pytorch torch.compile": ("3_pytorch/main.py", ["--device", "cuda", "--compile", "reduce-overhead"]),
+    "3_pytorch torch.compile": ("3_pytorch/main.py", ["--device", "cuda", "--compile"]),
     "4_triton per-op, CUDA graph": ("4_triton/main.py", []),
     "4_triton one kernel": ("4_triton/fused_step.py", []),  # + the tuned flags
 }
