@@ -342,6 +342,7 @@ def train(args) -> dict:
               "right numbers, interpreter speed; the timings below measure the interpreter", flush=True)
 
     env = results.environment(device_name(), interpreter=INTERPRET, cuda_graph=cuda_graph, fused=None,
+                              kernels_per_step=KERNELS_PER_STEP,
                               setup_s=setup_s, threads=torch.get_num_threads())
     run = results.TrainingRun(
         STAGE, {**config.to_dict(), "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,

@@ -123,7 +123,9 @@ def run_label(res: dict) -> str:
     """What a run was, from its results file: the stage and how it ran."""
     env, stage = res["env"], res["stage"]
     if stage == "4_triton":
-        per_op = "28 kernels as one CUDA graph" if env.get("cuda_graph") else "28 kernels, one launch each"
+        kernels = env.get("kernels_per_step", 28)  # files from before batching, which had 28, lack the key
+        per_op = (f"{kernels} kernels as one CUDA graph" if env.get("cuda_graph")
+                  else f"{kernels} kernels, one launch each")
         how = {"step": "one kernel, one launch per step", "run": "one kernel, whole run in one launch"}.get(
             env.get("fused"), per_op)
     else:
