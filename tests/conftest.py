@@ -60,10 +60,6 @@ class Spec:
         self.config = GPTConfig(vocab_size=self.tokenizer.vocab_size)
         self.docs, self.state, _ = init_run(docs, self.config, seed=42)
 
-    def tokens(self, step: int) -> list[int]:
-        """The document trained on at `step` with one document per step, encoded."""
-        return self.tokenizer.encode_doc(self.docs[step % len(self.docs)])
-
     def batch(self, step: int, batch_size: int) -> list[list[int]]:
         """The documents trained on at `step` with `batch_size` per step, encoded."""
         return [self.tokenizer.encode_doc(doc) for doc in dataset.step_documents(self.docs, step, batch_size)]
