@@ -13,9 +13,10 @@ kernel is the next move: fused_step.py.)
 Batches: activations are (B, T, C) as in stage 3; every kernel's grid has the batch in it
 (rows, or one program per document), each document's length is read from device memory,
 and weight gradients are summed over the batch inside each program in a fixed order -- no
-atomics, so a run gives the same bits every time. One CUDA graph is meant to serve every
-step of a B; on an H100 its capture fails for now (an open bug, 4_triton/README.md), and the
-step then runs kernel by kernel.
+atomics, so a run gives the same bits every time. One CUDA graph serves every step of a B.
+(On an H100 the first batched version failed to capture; the cause is fixed in FlatWeight
+below, but the fix is not yet run on a GPU, so a failed capture still falls back to running
+kernel by kernel: 4_triton/README.md.)
 
 Without a CUDA GPU, the same kernels run in Triton's interpreter (TRITON_INTERPRET=1),
 which emulates every program with NumPy: right for checking numbers, useless for speed.
@@ -80,17 +81,18 @@ KERNELS_PER_STEP = 29  # 12 forward, 16 backward, 1 Adam at SPEC.md's size (a te
 # ----------------------------------------------------------------------------------------
 
 # Each op is a torch.autograd.Function from kernels/: its forward launches our forward
-# kernel and saves what the backward kernel needs. Weights never go through autograd: each
-# backward kernel writes its weight's gradient straight into the flat gradient buffer (the
-# `*_grad` views below) and hands autograd None for it. These wrappers only name the arguments.
+# kernel and saves what the backward kernel needs. Weights never get a gradient from
+# autograd: each backward kernel writes its weight's gradient straight into the flat
+# gradient buffer (a FlatWeight's `grad`, below) and hands autograd None for it. These
+# wrappers name the arguments and make each weight's view for this forward (see FlatWeight).
 
-def embedding(tokens, n, wte, wpe, wte_grad, wpe_grad):
-    return Embedding.apply(tokens, n, wte, wpe, wte_grad, wpe_grad)
+def embedding(tokens, n, wte: "FlatWeight", wpe: "FlatWeight"):
+    return Embedding.apply(tokens, n, wte.weight(), wpe.weight(), wte.grad, wpe.grad)
 
 
-def linear(x, weight, weight_grad, residual=None, relu=False):
+def linear(x, weight: "FlatWeight", residual=None, relu=False):
     """relu?(x W^T) (+ residual), one kernel; with a residual, the add is the matmul's epilogue."""
-    return Linear.apply(x, weight, weight_grad, residual, relu)
+    return Linear.apply(x, weight.weight(), weight.grad, residual, relu)
 
 
 def rmsnorm(x):
@@ -126,8 +128,8 @@ class FlatParameters(nn.Module):
         self.flat = nn.Parameter(flat.to(device))
         self.register_buffer("flat_grad", torch.zeros_like(self.flat))
 
-    def weight(self, name: str) -> torch.Tensor:
-        return self._view(self.flat, name)
+    def matrix(self, name: str) -> "FlatWeight":
+        return FlatWeight(self, name)
 
     def weight_grad(self, name: str) -> torch.Tensor:
         return self._view(self.flat_grad, name)
@@ -135,6 +137,24 @@ class FlatParameters(nn.Module):
     def _view(self, flat: torch.Tensor, name: str) -> torch.Tensor:
         start, rows, cols = self.offsets[name]
         return flat[start:start + rows * cols].view(rows, cols)
+
+
+class FlatWeight:
+    """One weight matrix: `weight()` is its view of the flat parameter, `grad` its view of the
+    flat gradient buffer.
+
+    `grad` is made once. `weight()` makes a new view at every call, in every forward, because
+    a view of an nn.Parameter is an autograd node, and autograd remembers the CUDA stream each
+    node was made on. A view made once, when the model is built, would tie every backward to
+    the stream the model was built on -- and a CUDA graph captures only its own stream, so
+    capture would fail ("dependency created on uncaptured work in another stream")."""
+
+    def __init__(self, params: FlatParameters, name: str):
+        self.params, self.name = params, name
+        self.grad = params.weight_grad(name)
+
+    def weight(self) -> torch.Tensor:
+        return self.params._view(self.params.flat, self.name)
 
 
 def grads_by_name(model: "GPT") -> dict[str, torch.Tensor]:
@@ -157,25 +177,23 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig, params: FlatParameters, prefix: str):
         super().__init__()
         self.n_head = config.n_head
-        self.attn_wqkv = params.weight(prefix + "attn_wqkv")  # [wq; wk; wv], (3C, C)
-        self.attn_wqkv_grad = params.weight_grad(prefix + "attn_wqkv")
-        self.attn_wo, self.attn_wo_grad = params.weight(prefix + "attn_wo"), params.weight_grad(prefix + "attn_wo")
+        self.attn_wqkv = params.matrix(prefix + "attn_wqkv")  # [wq; wk; wv], (3C, C)
+        self.attn_wo = params.matrix(prefix + "attn_wo")
 
     def forward(self, x, residual):  # (B, T, C)
-        qkv = linear(x, self.attn_wqkv, self.attn_wqkv_grad)  # (B, T, 3C)
+        qkv = linear(x, self.attn_wqkv)  # (B, T, 3C)
         y = causal_attention(qkv, self.n_head)  # (B, T, C), scaled by 1/sqrt(D)
-        return linear(y, self.attn_wo, self.attn_wo_grad, residual=residual)  # residual + y Wo^T
+        return linear(y, self.attn_wo, residual=residual)  # residual + y Wo^T
 
 
 class MLP(nn.Module):
     def __init__(self, config: GPTConfig, params: FlatParameters, prefix: str):
         super().__init__()
-        self.mlp_fc1, self.mlp_fc1_grad = params.weight(prefix + "mlp_fc1"), params.weight_grad(prefix + "mlp_fc1")
-        self.mlp_fc2, self.mlp_fc2_grad = params.weight(prefix + "mlp_fc2"), params.weight_grad(prefix + "mlp_fc2")
+        self.mlp_fc1, self.mlp_fc2 = params.matrix(prefix + "mlp_fc1"), params.matrix(prefix + "mlp_fc2")
 
     def forward(self, x, residual):  # (B, T, C)
-        h = linear(x, self.mlp_fc1, self.mlp_fc1_grad, relu=True)  # (B, T, 4C)
-        return linear(h, self.mlp_fc2, self.mlp_fc2_grad, residual=residual)  # residual + h W2^T, (B, T, C)
+        h = linear(x, self.mlp_fc1, relu=True)  # (B, T, 4C)
+        return linear(h, self.mlp_fc2, residual=residual)  # residual + h W2^T, (B, T, C)
 
 
 class Block(nn.Module):
@@ -196,16 +214,14 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         self.params = FlatParameters(config, state, dtype, device)
-        self.wte, self.wte_grad = self.params.weight("wte"), self.params.weight_grad("wte")
-        self.wpe, self.wpe_grad = self.params.weight("wpe"), self.params.weight_grad("wpe")
-        self.lm_head, self.lm_head_grad = self.params.weight("lm_head"), self.params.weight_grad("lm_head")
+        self.wte, self.wpe, self.lm_head = (self.params.matrix(name) for name in ("wte", "wpe", "lm_head"))
         self.layers = nn.ModuleList(Block(config, self.params, f"layer{i}.") for i in range(config.n_layer))
 
     def forward(self, idx, n, targets=None):  # idx (B, T) int32 token ids, padded; n (B,) int32: real rows
-        x = rmsnorm(embedding(idx, n, self.wte, self.wpe, self.wte_grad, self.wpe_grad))  # (B, T, C)
+        x = rmsnorm(embedding(idx, n, self.wte, self.wpe))  # (B, T, C)
         for block in self.layers:
             x = block(x)
-        logits = linear(x, self.lm_head, self.lm_head_grad)  # (B, T, V)
+        logits = linear(x, self.lm_head)  # (B, T, V)
         loss = None if targets is None else cross_entropy(logits, targets, n)  # over all real rows
         return logits, loss
 
@@ -283,10 +299,9 @@ class TrainStep:
             for _ in range(3):
                 self.launch()
         torch.cuda.current_stream().wait_stream(side)
-        # Open bug (4_triton/README.md): with batched kernels, capture fails on an H100 (torch
-        # 2.11, Triton 3.6) in backward ("dependency created on uncaptured work in another
-        # stream"). Until it is found, say so and launch every kernel from Python; results
-        # files record cuda_graph: false. The warm-up steps are undone below either way.
+        # If capture fails (it did on an H100 while weight views were made once, see FlatWeight;
+        # the fix is not yet run on a GPU), say so in one line and launch every kernel from
+        # Python; results files record cuda_graph: false. The warm-up steps are undone either way.
         self.graph = torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(self.graph):
@@ -294,7 +309,7 @@ class TrainStep:
         except RuntimeError as err:
             self.graph = self.graph_loss = None
             print(f"CUDA graph capture failed ({str(err).splitlines()[0]}); launching each kernel from Python "
-                  "instead (open bug, see 4_triton/README.md)", file=sys.stderr, flush=True)
+                  "instead (see 4_triton/README.md, Batches)", file=sys.stderr, flush=True)
         torch.cuda.synchronize()
         for t, s in zip(state, saved):
             t.copy_(s)

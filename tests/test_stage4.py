@@ -271,6 +271,38 @@ def test_model_gradients_equal_stage3(setup, dtype, atol, docs):
     assert model4.params.flat.grad is None  # gradients go to the flat buffer, not through autograd
 
 
+def autograd_nodes(loss) -> list:
+    """Every node of the autograd graph behind `loss`."""
+    seen, stack, nodes = set(), [loss.grad_fn], []  # (a node's metadata dict is its identity)
+    while stack:
+        node = stack.pop()
+        if node is None or id(node.metadata) in seen:
+            continue
+        seen.add(id(node.metadata))
+        nodes.append(node)
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return nodes
+
+
+def test_every_autograd_node_is_made_in_its_forward(setup):
+    """A node made before the step (e.g. a weight view made once, when the model is built)
+    remembers the CUDA stream it was made on, so a CUDA graph capture of the step fails on
+    it ("dependency created on uncaptured work in another stream", seen on an H100). Two
+    forwards, the first still alive: apart from the flat parameter's gradient accumulator,
+    which autograd keeps only while a graph holds it, they share no node."""
+    tokenizer, config, _, state = setup
+    model = stage4.GPT(config, state, torch.float64, DEVICE)
+    inputs = padded([tokenizer.encode_doc(doc) for doc in ["anna", "bob"]], config.block_size)
+    _, first = model(*inputs)
+    first_nodes = autograd_nodes(first)
+    assert len(first_nodes) > 20
+    for node in first_nodes:
+        node.metadata["first"] = True
+    _, second = model(*inputs)
+    shared = [node.name() for node in autograd_nodes(second) if node.metadata.get("first")]
+    assert shared == ["torch::autograd::AccumulateGrad"]
+
+
 def test_training_tracks_stage3_and_microgpt(spec):
     losses = trajectories.stage4_losses(spec, 20, DEVICE)
     assert [round(x, 4) for x in losses[:3]] == [3.3660, 3.4243, 3.1778]
