@@ -188,17 +188,22 @@ def runtimes_list(paths: str) -> str:
 
 
 def batches_line(path_and_stage: str) -> str:
-    """One stage's row of a batch sweep (benchmarks/scaling.py --batch-sizes) as one paragraph."""
-    path, stage = path_and_stage.split("#")
+    """One stage's row of a batch sweep as one paragraph: a CPU sweep (benchmarks/scaling.py
+    --batch-sizes), whose rows are named by stage, or a GPU sitting (benchmarks/gpu_batches.py),
+    whose rows are named by label, written with '+' for its spaces. Failed rows are left out."""
+    path, name = path_and_stage.split("#")
     sweep = load_results(REPO_ROOT / path)
-    rows = sorted((r for r in sweep["rows"] if r["stage"] == stage), key=lambda r: r["batch_size"])
+    rows = sorted((r for r in sweep["rows"] if r.get("stage", r.get("label")) == name.replace("+", " ")
+                   and "error" not in r), key=lambda r: r["batch_size"])
     env, first, last = sweep["env"], rows[0], rows[-1]
+    steps = statistics.mode(r["steps"] for r in rows)
     points = "; ".join(f"B = {r['batch_size']}: {r['median_step_ms']:.3g} ms per step, {r['names_per_s']:,.0f} names/s"
-                       for r in rows)
-    return (f"Measured in `{path}` on {env['cpu']} ({env['cpu_count']} cores, one thread), {first['steps']} "
-            f"steps each, median after warm-up: {points}. At B = {last['batch_size']} a step trains "
-            f"{last['names_per_s'] / first['names_per_s']:,.1f}x the names per second of B = "
-            f"{first['batch_size']}.\n")
+                       + ("" if r["steps"] == steps else f" ({r['steps']} steps)") for r in rows)
+    where = (f"{env['cpu']} ({env['cpu_count']} cores, one thread)" if env["device"] == "cpu" else
+             f"{env['device']} (torch {env['torch']}, Triton {env['triton']}, {env['date'][:10]})")
+    return (f"Measured in `{path}` on {where}, {steps} steps each, median after warm-up: {points}. "
+            f"At B = {last['batch_size']} a step trains {last['names_per_s'] / first['names_per_s']:,.1f}x the "
+            f"names per second of B = {first['batch_size']}.\n")
 
 
 def _render_block(m) -> str:
