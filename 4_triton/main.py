@@ -131,6 +131,9 @@ class FlatParameters(nn.Module):
     def matrix(self, name: str) -> "FlatWeight":
         return FlatWeight(self, name)
 
+    def weight(self, name: str) -> torch.Tensor:
+        return self._view(self.flat, name)
+
     def weight_grad(self, name: str) -> torch.Tensor:
         return self._view(self.flat_grad, name)
 
@@ -145,16 +148,18 @@ class FlatWeight:
 
     `grad` is made once. `weight()` makes a new view at every call, in every forward, because
     a view of an nn.Parameter is an autograd node, and autograd remembers the CUDA stream each
-    node was made on. A view made once, when the model is built, would tie every backward to
-    the stream the model was built on -- and a CUDA graph captures only its own stream, so
-    capture would fail ("dependency created on uncaptured work in another stream")."""
+    node was made on. A view made once, when the model is built, would stay in every step's
+    graph and keep the parameter's gradient accumulator alive with the stream of that moment;
+    at the end of each backward, autograd makes the step's stream wait on that stream. A CUDA
+    graph captures only its own stream, so capture would fail: "dependency created on
+    uncaptured work in another stream", the error an H100 gave (this fix is not yet run there)."""
 
     def __init__(self, params: FlatParameters, name: str):
         self.params, self.name = params, name
         self.grad = params.weight_grad(name)
 
     def weight(self) -> torch.Tensor:
-        return self.params._view(self.params.flat, self.name)
+        return self.params.weight(self.name)
 
 
 def grads_by_name(model: "GPT") -> dict[str, torch.Tensor]:
