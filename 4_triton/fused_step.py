@@ -120,8 +120,9 @@ def train_kernel(
     documents_ptr,  # (num_docs, T + 2) int32: every document of the shuffled list, [n, tokens[0..T]]
     counts_ptr,  # (steps,) int32: real target positions in each step's batch
     scalars_ptr,  # (steps, 3) per step [lr_t, 1 - beta1^(t+1), 1 - beta2^(t+1)]
-    losses_ptr,  # (num_steps,) output with one program: each step's loss; with several, (programs,):
-    #              each program's share of the step's loss
+    losses_ptr,  # output. One program: (steps,), each step's loss at its step (the whole buffer,
+    #              never a slice: a slice's alignment would pick another compiled variant). Several
+    #              programs: (programs,), each program's share of the step's loss
     first_step, num_steps,  # run steps first_step .. first_step + num_steps - 1
     num_docs, batch_size,  # step s trains documents (s * batch_size + j) mod num_docs
     beta1, beta2, eps_adam,
@@ -237,7 +238,10 @@ def train_kernel(
             at_pos = (pos[:, None] == tl.arange(0, T)[None, :]).to(DTYPE)  # (R, T)
             _store_partial(g_ptr, WPE, _dot(tl.trans(at_pos), d_x), first, ROWS=T, COLS=C, PADDED_ROWS=T)
             tl.debug_barrier()  # this tile's partial sums are in place before the next tile adds to them
-        tl.store(losses_ptr + pid * num_steps + step - first_step, tl.sum(row_losses, axis=0) / count)
+        if ADAM:
+            tl.store(losses_ptr + step, tl.sum(row_losses, axis=0) / count)
+        else:
+            tl.store(losses_ptr + pid, tl.sum(row_losses, axis=0) / count)
 
         if ADAM:  # one program has the whole step's gradient: it updates the weights itself
             tl.debug_barrier()  # every thread's gradient stores are visible before the sweep
@@ -333,7 +337,7 @@ class FusedTrainer:
         """Steps first_step .. first_step + num_steps - 1: one launch with one program (several
         steps allowed), or two launches per step with several."""
         if self.programs == 1:
-            self._train(first_step, num_steps, self.losses[first_step:], adam=True)
+            self._train(first_step, num_steps, self.losses, adam=True)
             return
         for step in range(first_step, first_step + num_steps):
             self._train(step, 1, self.loss_parts, adam=False)
