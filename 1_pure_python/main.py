@@ -12,16 +12,12 @@ Run:  python 1_pure_python/main.py            (several minutes; README.md has th
 
 import math
 import sys
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from shared import cli, dataset, results  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for shared/
+from shared import runner  # noqa: E402
 from shared.tokenizer import Tokenizer, positions  # noqa: E402
-from shared.weights import GPTConfig, init_run  # noqa: E402
-
-STAGE = "1_pure_python"
-HERE = Path(__file__).resolve().parent
+from shared.weights import GPTConfig  # noqa: E402
 
 # Optimizer (SPEC.md): Adam with bias correction and a linear learning-rate decay to zero.
 LEARNING_RATE = 0.01  # peak learning rate, decayed linearly to 0 over the run
@@ -245,40 +241,21 @@ def adam_step(params: list[Value], m: list[float], v: list[float], step: int, nu
 # Training: forward, backward, Adam, a batch of documents per step
 # ----------------------------------------------------------------------------------------
 
-def train(args) -> dict:
-    docs = dataset.load_docs(dataset.resolve_data_path(args.data))
-    tokenizer = Tokenizer.from_docs(docs)
-    config = GPTConfig(tokenizer.vocab_size, args.n_layer, args.n_embd, args.n_head, args.block_size)
-    docs, state, rng = init_run(docs, config, args.seed)
-    params = make_params(state)
+def train(run) -> dict:
+    """Train from SPEC.md's initial weights. `run` (shared/runner.py) hands out each step's
+    documents and records the step: its loss, its time, and the size of its graph."""
+    params = make_params(run.initial_weights)
     flat = flatten(params)
-    m, v = [0.0] * len(flat), [0.0] * len(flat)
-    print(f"{STAGE}: {len(docs)} docs, vocab {config.vocab_size}, {len(flat)} parameters, "
-          f"{args.steps} steps of {args.batch_size} document(s), float64", flush=True)
-
-    run = results.TrainingRun(
-        STAGE, {**config.to_dict(), "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
-                "dtype": "float64"},
-        len(flat), args.out, results.environment("cpu"),
-    )
-    with run:
-        for step in range(args.steps):
-            t0 = time.perf_counter()
-            batch = [tokenizer.encode_doc(doc) for doc in dataset.step_documents(docs, step, args.batch_size)]
-            loss = batch_loss(batch, params, config)
-            t1 = time.perf_counter()
+    m, v = [0.0] * len(flat), [0.0] * len(flat)  # Adam's two moments for every parameter
+    for step, batch in run.batches():
+        with run.phase("forward"):
+            loss = batch_loss(batch, params, run.config)
+        with run.phase("backward"):
             graph_nodes = loss.backward()
-            t2 = time.perf_counter()
-            adam_step(flat, m, v, step, args.steps)
-            t3 = time.perf_counter()
-            run.record(loss.data, t3 - t0, doc_len=sum(positions(tokens, config.block_size) for tokens in batch),
-                       graph_nodes=graph_nodes, forward_ms=(t1 - t0) * 1e3,
-                       backward_ms=(t2 - t1) * 1e3, optimizer_ms=(t3 - t2) * 1e3)
-
-    samples = [sample(params, config, tokenizer, rng, args.temperature) for _ in range(args.samples)]
-    for i, name in enumerate(samples, start=1):
-        print(f"sample {i:2d}: {name}")
-    return run.finish(samples)
+        with run.phase("optimizer"):
+            adam_step(flat, m, v, step, run.steps)
+        run.log(loss.data, graph_nodes=graph_nodes)
+    return params
 
 
 # ----------------------------------------------------------------------------------------
@@ -301,17 +278,10 @@ def sample(params: dict, config: GPTConfig, tokenizer: Tokenizer, rng, temperatu
 
 
 # ----------------------------------------------------------------------------------------
-# Command line
+# Command line: shared/runner.py reads the flags and the data, and times and records the run
 # ----------------------------------------------------------------------------------------
 
-def parse_args(argv=None):
-    parser = cli.build_parser(__doc__.splitlines()[0], HERE)
-    return cli.parse_args(parser, argv)
-
-
-def main(argv=None):
-    train(parse_args(argv))
-
+FLAGS = runner.Flags()  # SPEC.md's common flags only: float64 Python floats, on the CPU
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main))
+    runner.main(__file__, FLAGS, train, sample)

@@ -4,7 +4,7 @@ What changes from stage 1: a graph node is now an array operation, not a scalar 
 The whole document goes through the model at once as a (T, C) array; all heads attend in
 one batched matmul under a causal mask; and the ops are chosen coarse on purpose --
 rmsnorm, causal attention and cross-entropy are single nodes whose backward is derived by
-hand -- so a step builds about 20 graph nodes instead of about 50,000. Python's per-node
+hand -- so a step builds about 20 graph nodes instead of stage 1's tens of thousands. Python's per-node
 cost is paid 20 times; NumPy does the arithmetic in C. Adam updates one flat buffer that
 every parameter is a view of. Same model, same data order, same initial weights, same
 losses as stage 1 (float64 by default).
@@ -14,18 +14,14 @@ Run:  python 2_numpy/main.py                  (a few seconds)
 """
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from shared import cli, dataset, results  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for shared/
+from shared import runner  # noqa: E402
 from shared.tokenizer import Tokenizer, positions  # noqa: E402
-from shared.weights import GPTConfig, init_run, param_offsets, param_shapes  # noqa: E402
-
-STAGE = "2_numpy"
-HERE = Path(__file__).resolve().parent
+from shared.weights import GPTConfig, param_offsets, param_shapes  # noqa: E402
 
 # Optimizer (SPEC.md): Adam with bias correction and a linear learning-rate decay to zero.
 LEARNING_RATE = 0.01  # peak learning rate, decayed linearly to 0 over the run
@@ -61,10 +57,6 @@ class Tensor:
     def add_grad(self, g):
         # Never in place: a backward may hand the same array to two inputs.
         self.grad = g if self.grad is None else self.grad + g
-
-    @property
-    def shape(self):
-        return self.data.shape
 
     def __add__(self, other):  # broadcasting add
         out = Tensor(self.data + other.data, (self, other))
@@ -161,12 +153,6 @@ def flat_grad(params: dict) -> np.ndarray:
     return np.concatenate([p.grad.ravel() for p in params.values()])
 
 
-def grads_by_name(grad: np.ndarray, config: GPTConfig) -> dict[str, np.ndarray]:
-    """Split a flat gradient back into SPEC.md's named matrices (for tests and parity)."""
-    offsets = param_offsets(config)
-    return {name: view(grad, offsets[name]) for name, _ in param_shapes(config)}
-
-
 # ----------------------------------------------------------------------------------------
 # Model: microgpt's ops, each forward beside its backward, on the whole document at once
 # ----------------------------------------------------------------------------------------
@@ -230,7 +216,7 @@ def rmsnorm(x):
     return out
 
 
-_causal_masks: dict[int, np.ndarray] = {}
+_causal_masks: dict[tuple, np.ndarray] = {}
 
 
 def causal_attention(qkv, n_head):
@@ -246,11 +232,11 @@ def causal_attention(qkv, n_head):
     """
     B, T, C3 = qkv.data.shape
     D = C3 // 3 // n_head
-    scale = 1.0 / np.sqrt(D)
+    scale = 1.0 / D**0.5  # a Python float: NumPy keeps the arrays' dtype (a NumPy float64 would not)
     q, k, v = qkv.data.reshape(B, T, 3, n_head, D).transpose(2, 0, 3, 1, 4)  # each (B, H, T, D)
-    if T not in _causal_masks:
-        _causal_masks[T] = np.triu(np.full((T, T), -np.inf), k=1)  # 0 on/below diagonal
-    scores = q @ k.transpose(0, 1, 3, 2) * scale + _causal_masks[T]  # (B, H, T, T)
+    if (T, qkv.data.dtype) not in _causal_masks:  # 0 on/below the diagonal, -inf above
+        _causal_masks[T, qkv.data.dtype] = np.triu(np.full((T, T), -np.inf, dtype=qkv.data.dtype), k=1)
+    scores = q @ k.transpose(0, 1, 3, 2) * scale + _causal_masks[T, qkv.data.dtype]  # (B, H, T, T)
     scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
     probs = scores / scores.sum(axis=-1, keepdims=True)  # (B, H, T, T)
     y = probs @ v  # (B, H, T, D)
@@ -274,7 +260,7 @@ def cross_entropy(logits, targets, real):
     `real` (B, T) is True where a document has a target; padding adds nothing to the loss.
     Backward: dL/dlogits = (softmax(logits) - onehot(targets)) / n on real positions, n their count
     """
-    n = real.sum()
+    n = int(real.sum())  # a Python int, so dividing by it keeps float32 float32
     shifted = logits.data - logits.data.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
     sum_exp = exp.sum(axis=-1, keepdims=True)
@@ -330,7 +316,7 @@ def adam_step(flat: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, 
     v *= BETA2
     v += (1 - BETA2) * (grad * grad)  # v = beta2 v + (1 - beta2) g^2
     # p -= lr_t * m_hat / (sqrt(v_hat) + eps), with m_hat, v_hat corrected for starting at
-    # zero; written with out= so the update allocates only two temporaries.
+    # zero; the in-place operators reuse two temporaries instead of making one per operation.
     denominator = np.sqrt(v / (1 - BETA2 ** (step + 1)))
     denominator += EPS_ADAM
     update = m / (1 - BETA1 ** (step + 1))
@@ -343,41 +329,22 @@ def adam_step(flat: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, 
 # Training: forward, backward, Adam, a batch of documents per step
 # ----------------------------------------------------------------------------------------
 
-def train(args) -> dict:
-    docs = dataset.load_docs(dataset.resolve_data_path(args.data))
-    tokenizer = Tokenizer.from_docs(docs)
-    config = GPTConfig(tokenizer.vocab_size, args.n_layer, args.n_embd, args.n_head, args.block_size)
-    docs, state, rng = init_run(docs, config, args.seed)
-    flat, params = make_params(state, config, np.dtype(args.dtype))
-    m, v = np.zeros_like(flat), np.zeros_like(flat)
-    print(f"{STAGE}: {len(docs)} docs, vocab {config.vocab_size}, {flat.size} parameters, "
-          f"{args.steps} steps of {args.batch_size} document(s), {args.dtype}, numpy {np.__version__}", flush=True)
-
-    run = results.TrainingRun(
-        STAGE, {**config.to_dict(), "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
-                "dtype": args.dtype},
-        flat.size, args.out, results.environment("cpu"),
-    )
-    with run:
-        for step in range(args.steps):
-            t0 = time.perf_counter()
-            batch = [tokenizer.encode_doc(doc) for doc in dataset.step_documents(docs, step, args.batch_size)]
-            loss = batch_loss(batch, params, config)
-            t1 = time.perf_counter()
+def train(run) -> dict:
+    """Train from SPEC.md's initial weights. `run` (shared/runner.py) hands out each step's
+    documents and records the step: its loss, its time, and the size of its graph."""
+    flat, params = make_params(run.initial_weights, run.config, np.dtype(run.dtype))
+    m, v = np.zeros_like(flat), np.zeros_like(flat)  # Adam's two moments for every parameter
+    for step, batch in run.batches():
+        with run.phase("forward"):
+            loss = batch_loss(batch, params, run.config)
+        with run.phase("backward"):
             graph_nodes = loss.backward()
-            t2 = time.perf_counter()
-            adam_step(flat, flat_grad(params), m, v, step, args.steps)
+        with run.phase("optimizer"):
+            adam_step(flat, flat_grad(params), m, v, step, run.steps)
             for p in params.values():
                 p.grad = None
-            t3 = time.perf_counter()
-            run.record(float(loss.data), t3 - t0, doc_len=sum(positions(tokens, config.block_size) for tokens in batch),
-                       graph_nodes=graph_nodes, forward_ms=(t1 - t0) * 1e3,
-                       backward_ms=(t2 - t1) * 1e3, optimizer_ms=(t3 - t2) * 1e3)
-
-    samples = [sample(params, config, tokenizer, rng, args.temperature) for _ in range(args.samples)]
-    for i, name in enumerate(samples, start=1):
-        print(f"sample {i:2d}: {name}")
-    return run.finish(samples)
+        run.log(loss.data, graph_nodes=graph_nodes)
+    return params
 
 
 # ----------------------------------------------------------------------------------------
@@ -402,19 +369,10 @@ def sample(params: dict, config: GPTConfig, tokenizer: Tokenizer, rng, temperatu
 
 
 # ----------------------------------------------------------------------------------------
-# Command line
+# Command line: shared/runner.py reads the flags and the data, and times and records the run
 # ----------------------------------------------------------------------------------------
 
-def parse_args(argv=None):
-    parser = cli.build_parser(__doc__.splitlines()[0], HERE)
-    parser.add_argument("--dtype", choices=["float64", "float32"], default="float64",
-                        help="float64 matches stage 1 to 1e-6 per step")
-    return cli.parse_args(parser, argv)
-
-
-def main(argv=None):
-    train(parse_args(argv))
-
+FLAGS = runner.Flags(dtypes=("float64", "float32"))  # --dtype: float64 (stage 1's numbers) or float32
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main))
+    runner.main(__file__, FLAGS, train, sample)

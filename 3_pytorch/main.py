@@ -10,26 +10,21 @@ our NumPy engine did -- but the same code on a GPU, torch.compile, and scale: at
 widths the arithmetic outgrows the per-op cost, and there PyTorch's kernels win.
 
 Run:  python 3_pytorch/main.py                          (CPU, float32, 1 thread)
-      python 3_pytorch/main.py --dtype float64          (bit-for-bit the stage-2 run, to 1e-6)
+      python 3_pytorch/main.py --dtype float64          (stage 2's run, to float64 rounding)
       python 3_pytorch/main.py --device cuda --compile
 """
 
 import sys
-import time
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from shared import cli, dataset, results  # noqa: E402
-from shared.errors import UserError  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for shared/
+from shared import runner  # noqa: E402
 from shared.tokenizer import Tokenizer, positions  # noqa: E402
-from shared.weights import GPTConfig, init_run  # noqa: E402
-
-STAGE = "3_pytorch"
-HERE = Path(__file__).resolve().parent
+from shared.weights import GPTConfig  # noqa: E402
 
 # Optimizer (SPEC.md): Adam with bias correction and a linear learning-rate decay to zero.
 LEARNING_RATE = 0.01  # peak learning rate, decayed linearly to 0 over the run
@@ -72,18 +67,6 @@ def load_weights(model: "GPT", state: dict[str, list[list[float]]]) -> "GPT":
         block.mlp.mlp_fc1.weight.copy_(t(p + "mlp_fc1"))
         block.mlp.mlp_fc2.weight.copy_(t(p + "mlp_fc2"))
     return model
-
-
-def grads_by_name(model: "GPT") -> dict[str, torch.Tensor]:
-    """Gradients under SPEC.md's names (the stacked q, k, v gradient split back), for tests."""
-    grads = {"wte": model.wte.weight.grad, "wpe": model.wpe.weight.grad, "lm_head": model.lm_head.weight.grad}
-    for i, block in enumerate(model.layers):
-        p = f"layer{i}."
-        grads.update(zip((p + "attn_wq", p + "attn_wk", p + "attn_wv"), block.attn.attn_wqkv.weight.grad.chunk(3)))
-        grads[p + "attn_wo"] = block.attn.attn_wo.weight.grad
-        grads[p + "mlp_fc1"] = block.mlp.mlp_fc1.weight.grad
-        grads[p + "mlp_fc2"] = block.mlp.mlp_fc2.weight.grad
-    return grads
 
 
 # ----------------------------------------------------------------------------------------
@@ -186,101 +169,27 @@ def make_optimizer(model: nn.Module, num_steps: int, device: torch.device):
 # Training: forward, backward, optimizer step; the same loop on any device
 # ----------------------------------------------------------------------------------------
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device {name!r} is not a device name; use cpu, cuda, mps or auto") from None
-    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
-    if not available.get(device.type, False):
-        raise UserError(f"--device {name} is not available on this machine; use --device cpu or auto")
-    return device
-
-
-def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
-
-
-def compile_model(model: GPT, tokenizer: Tokenizer, docs: list[str], config: GPTConfig, device):
-    """torch.compile with a dynamic sequence length, compiled up front on two documents of
-    different length (forward and backward), so compile time is reported apart from the
-    step times. The gradients of the warm-up are discarded."""
-    compiled = torch.compile(model, dynamic=True)
-    t0 = time.perf_counter()
-    for doc in (min(docs, key=len), max(docs, key=len)):
-        inputs, targets = batch_tensors([tokenizer.encode_doc(doc)], config.block_size, device)
-        compiled(inputs, targets)[1].backward()
-    model.zero_grad(set_to_none=True)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return compiled, time.perf_counter() - t0
-
-
-def train(args) -> dict:
-    device = pick_device(args.device)
-    dtype = getattr(torch, args.dtype)
-    if device.type == "mps" and dtype == torch.float64:
-        raise UserError("--dtype float64 is not supported on mps; use --dtype float32 or --device cpu")
-    torch.set_num_threads(args.threads)
-    docs = dataset.load_docs(dataset.resolve_data_path(args.data))
-    tokenizer = Tokenizer.from_docs(docs)
-    config = GPTConfig(tokenizer.vocab_size, args.n_layer, args.n_embd, args.n_head, args.block_size)
-    docs, state, rng = init_run(docs, config, args.seed)
-    model = load_weights(GPT(config).to(dtype), state).to(device)
-    num_params = sum(p.numel() for p in model.parameters())
-    optimizer, schedule = make_optimizer(model, args.steps, device)
+def train(run) -> GPT:
+    """Train from SPEC.md's initial weights on `run.device` (a CPU, a CUDA GPU or an Apple GPU).
+    `run` (shared/runner.py) hands out each step's documents and records the step."""
+    model = load_weights(GPT(run.config).to(getattr(torch, run.dtype)), run.initial_weights).to(run.device)
+    optimizer, schedule = make_optimizer(model, run.steps, run.device)
     forward = model
-    compile_s = None
-    if args.compile:
-        forward, compile_s = compile_model(model, tokenizer, docs, config, device)
-    print(f"{STAGE}: {len(docs)} docs, vocab {config.vocab_size}, {num_params} parameters, "
-          f"{args.steps} steps of {args.batch_size} document(s), {args.dtype} on {device_name(device)}, "
-          f"torch {torch.__version__}, "
-          f"{torch.get_num_threads()} thread(s)"
-          + (f", compiled in {compile_s:.1f} s" if args.compile else ""),
-          flush=True)
-
-    env = results.environment(device_name(device), threads=torch.get_num_threads(),
-                              compile=args.compile, compile_s=compile_s)
-    run = results.TrainingRun(
-        STAGE, {**config.to_dict(), "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
-                "dtype": args.dtype},
-        num_params, args.out, env,
-    )
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    with run:
-        for step in range(args.steps):
-            t0 = time.perf_counter()
-            batch = [tokenizer.encode_doc(doc) for doc in dataset.step_documents(docs, step, args.batch_size)]
-            inputs, targets = batch_tensors(batch, config.block_size, device)
-            _, loss = forward(inputs, targets)
-            t1 = time.perf_counter()
+    if run.args.compile:  # traced and compiled at its first calls: two lengths, timed apart from the steps
+        forward = torch.compile(model, dynamic=True)
+        run.warm_up(lambda batch: forward(*batch_tensors(batch, run.config.block_size, run.device))[1].backward())
+        model.zero_grad(set_to_none=True)  # the warm-up's gradients are not a step's
+    for _, batch in run.batches():  # (the LambdaLR schedule counts the steps itself)
+        with run.phase("forward"):
+            _, loss = forward(*batch_tensors(batch, run.config.block_size, run.device))
+        with run.phase("backward"):
             loss.backward()
-            t2 = time.perf_counter()
+        with run.phase("optimizer"):
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
-            t3 = time.perf_counter()
-            loss_value = loss.item()  # the one host sync per step: the loss we print
-            sync()
-            # On a CPU every op finishes before the next line, so phase times are real; on a
-            # GPU they would only time the launches, so they are not recorded there.
-            phases = {} if device.type != "cpu" else dict(
-                forward_ms=(t1 - t0) * 1e3, backward_ms=(t2 - t1) * 1e3, optimizer_ms=(t3 - t2) * 1e3)
-            doc_len = sum(positions(tokens, config.block_size) for tokens in batch)
-            run.record(loss_value, time.perf_counter() - t0, doc_len=doc_len, **phases)
-
-    model.eval()
-    samples = [sample(model, tokenizer, rng, args.temperature, device) for _ in range(args.samples)]
-    for i, name in enumerate(samples, start=1):
-        print(f"sample {i:2d}: {name}")
-    return run.finish(samples)
+        run.log(loss)
+    return model
 
 
 # ----------------------------------------------------------------------------------------
@@ -288,13 +197,13 @@ def train(args) -> dict:
 # ----------------------------------------------------------------------------------------
 
 @torch.no_grad()
-def sample(model: GPT, tokenizer: Tokenizer, rng, temperature: float, device) -> str:
+def sample(model: GPT, config: GPTConfig, tokenizer: Tokenizer, rng, temperature: float) -> str:
     """One name: start from BOS, draw each next token, stop at BOS or block_size tokens."""
     tokens = [tokenizer.bos]
-    for _ in range(model.config.block_size):
-        logits, _ = model(torch.tensor([tokens], device=device))
+    for _ in range(config.block_size):
+        logits, _ = model(torch.tensor([tokens], device=model.lm_head.weight.device))
         probs = F.softmax(logits[0, -1].double() / temperature, dim=-1)
-        token_id = rng.choices(range(model.config.vocab_size), weights=probs.tolist())[0]
+        token_id = rng.choices(range(config.vocab_size), weights=probs.tolist())[0]
         if token_id == tokenizer.bos:
             break
         tokens.append(token_id)
@@ -302,26 +211,11 @@ def sample(model: GPT, tokenizer: Tokenizer, rng, temperature: float, device) ->
 
 
 # ----------------------------------------------------------------------------------------
-# Command line
+# Command line: shared/runner.py reads the flags and the data, and times and records the run
 # ----------------------------------------------------------------------------------------
 
-def parse_args(argv=None):
-    parser = cli.build_parser(__doc__.splitlines()[0], HERE)
-    parser.add_argument("--device", default="auto", help="cpu, cuda, mps, or auto (cuda > mps > cpu)")
-    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",
-                        help="float64 reproduces stage 2 to 1e-6 per step")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model (time reported apart)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads; with tensors this small, more threads only add overhead")
-    args = cli.parse_args(parser, argv)
-    if args.threads <= 0:
-        parser.error(f"--threads must be positive, got {args.threads}")
-    return args
-
-
-def main(argv=None):
-    train(parse_args(argv))
-
+# --dtype float32 (default) or float64; --device cpu, cuda, mps or auto; --threads; --compile
+FLAGS = runner.Flags(dtypes=("float32", "float64"), device="torch", compile=True)
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main))
+    runner.main(__file__, FLAGS, train, sample)

@@ -26,6 +26,8 @@ still run the whole run in one launch. With many programs (a GPU has 132 SMs), e
 its partial gradient to its own row of a buffer, and a second kernel adds the rows in a
 fixed order and runs Adam: the same bits on every run, which float atomics would not give.
 
+Sampling runs the same forward code as training (`_forward`), one launch per drawn token.
+
 Run:  python 4_triton/fused_step.py                       (one launch per step)
       python 4_triton/fused_step.py --launch run          (the whole run in one launch)
       python 4_triton/fused_step.py --batch-size 4096     (many programs, two launches per step)
@@ -34,21 +36,29 @@ model with power-of-two widths only. Without a CUDA GPU it runs through Triton's
 """
 
 import sys
-import time
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for shared/
 # isort: off
-import main as per_op  # stage 4's main.py, imported first: it decides TRITON_INTERPRET before Triton loads
-import torch
-import triton
-import triton.language as tl
+from kernels import INTERPRET  # noqa: E402  (first: it decides compiled or interpreted, before Triton loads)
+import torch  # noqa: E402
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
 # isort: on
 
-from kernels.adam import BLOCK as BLOCK_ADAM
-from kernels.adam import adam_update
-from kernels.rmsnorm import EPS
-from shared import cli, dataset, results
-from shared.tokenizer import Tokenizer, padded_document
-from shared.weights import GPTConfig, init_run, param_offsets
+from kernels.adam import BLOCK as BLOCK_ADAM  # noqa: E402
+from kernels.adam import adam_update  # noqa: E402
+from kernels.rmsnorm import EPS  # noqa: E402
+from shared import runner  # noqa: E402
+from shared.dataset import positions_per_step  # noqa: E402
+from shared.tokenizer import Tokenizer, padded_document  # noqa: E402
+from shared.weights import GPTConfig, param_offsets, param_shapes  # noqa: E402
+
+# Optimizer (SPEC.md): Adam with bias correction and a linear learning-rate decay to zero.
+LEARNING_RATE = 0.01  # peak learning rate, decayed linearly to 0 over the run
+BETA1 = 0.85  # decay of the first-moment (mean gradient) estimate
+BETA2 = 0.99  # decay of the second-moment (squared gradient) estimate
+EPS_ADAM = 1e-8  # keeps the update finite where the second moment is ~0
 
 
 @triton.jit
@@ -109,6 +119,50 @@ def _store_partial(ptr, offset, grad, first, ROWS: tl.constexpr, COLS: tl.conste
     _store_tile(ptr, offset, grad, ROWS=ROWS, COLS=COLS, PADDED_ROWS=PADDED_ROWS)
 
 
+@triton.jit
+def _load_weights(p_ptr, V: tl.constexpr, V_PAD: tl.constexpr, C: tl.constexpr, LM_HEAD: tl.constexpr,
+                  WQ: tl.constexpr, WK: tl.constexpr, WV: tl.constexpr, WO: tl.constexpr, FC1: tl.constexpr,
+                  FC2: tl.constexpr):
+    """Every weight matrix as a tile in registers; lm_head's rows padded to V_PAD with zeros."""
+    wq = _load_tile(p_ptr, WQ, ROWS=C, COLS=C, PADDED_ROWS=C)
+    wk = _load_tile(p_ptr, WK, ROWS=C, COLS=C, PADDED_ROWS=C)
+    wv = _load_tile(p_ptr, WV, ROWS=C, COLS=C, PADDED_ROWS=C)
+    wo = _load_tile(p_ptr, WO, ROWS=C, COLS=C, PADDED_ROWS=C)
+    fc1 = _load_tile(p_ptr, FC1, ROWS=4 * C, COLS=C, PADDED_ROWS=4 * C)
+    fc2 = _load_tile(p_ptr, FC2, ROWS=C, COLS=4 * C, PADDED_ROWS=C)
+    lm_head = _load_tile(p_ptr, LM_HEAD, ROWS=V, COLS=C, PADDED_ROWS=V_PAD)
+    return wq, wk, wv, wo, fc1, fc2, lm_head
+
+
+@triton.jit
+def _forward(p_ptr, tok, pos, causal, wq, wk, wv, wo, fc1, fc2, lm_head, R: tl.constexpr, V: tl.constexpr,
+             V_PAD: tl.constexpr, C: tl.constexpr, H: tl.constexpr, D: tl.constexpr, EPS: tl.constexpr,
+             WTE: tl.constexpr, WPE: tl.constexpr):
+    """microgpt's forward on a tile of R rows (token ids `tok`, positions `pos`, R x R `causal`
+    mask): every activation the backward needs, and the logits (R, V_PAD), -inf past V."""
+    DTYPE = p_ptr.dtype.element_ty
+    cols = tl.arange(0, C)
+    vcols = tl.arange(0, V_PAD)
+    scale = 1.0 / tl.sqrt(tl.full([1], D, DTYPE))
+    x = tl.load(p_ptr + WTE + tok[:, None] * C + cols[None, :]) + tl.load(
+        p_ptr + WPE + pos[:, None] * C + cols[None, :])
+    x0, r0 = _rmsnorm(x, C, EPS)
+    h1, r1 = _rmsnorm(x0, C, EPS)
+    q = _dot(h1, tl.trans(wq))  # (R, C)
+    k = _dot(h1, tl.trans(wk))
+    v = _dot(h1, tl.trans(wv))
+    y = tl.zeros((R, C), DTYPE)
+    for h in tl.static_range(H):
+        head = ((cols // D) == h).to(DTYPE)[None, :]  # 1 on head h's channels
+        y += _dot(_head_probabilities(q, k, head, causal, scale), v * head)  # lands in head h's channels
+    x1 = x0 + _dot(y, tl.trans(wo))
+    h2, r2 = _rmsnorm(x1, C, EPS)
+    a = tl.maximum(_dot(h2, tl.trans(fc1)), 0.0)  # (R, 4C)
+    x2 = x1 + _dot(a, tl.trans(fc2))
+    logits = tl.where(vcols[None, :] < V, _dot(x2, tl.trans(lm_head)), float("-inf"))  # (R, V_PAD)
+    return x0, r0, h1, r1, q, k, v, y, x1, h2, r2, a, x2, logits
+
+
 # Triton compiles a separate variant for integer arguments equal to 1 or divisible by 16;
 # the step range must not pick the variant, or the first real launch would compile again.
 @triton.jit(do_not_specialize=["first_step", "num_steps"])
@@ -144,17 +198,12 @@ def train_kernel(
     # key j is visible from query i: same document, and not later
     causal = (rows[None, :] // T == rows[:, None] // T) & (pos[None, :] <= pos[:, None])  # (R, R)
     DTYPE = p_ptr.dtype.element_ty  # float32 on a GPU; float64 too in the interpreter, for exact checks
-    scale = 1.0 / tl.sqrt(tl.full([1], D, DTYPE))
+    scale = 1.0 / tl.sqrt(tl.full([1], D, DTYPE))  # (the backward's attention needs it too)
 
     for step in range(first_step, first_step + num_steps):
         count = tl.load(counts_ptr + step).to(DTYPE)
-        wq = _load_tile(p_ptr, WQ, ROWS=C, COLS=C, PADDED_ROWS=C)
-        wk = _load_tile(p_ptr, WK, ROWS=C, COLS=C, PADDED_ROWS=C)
-        wv = _load_tile(p_ptr, WV, ROWS=C, COLS=C, PADDED_ROWS=C)
-        wo = _load_tile(p_ptr, WO, ROWS=C, COLS=C, PADDED_ROWS=C)
-        fc1 = _load_tile(p_ptr, FC1, ROWS=4 * C, COLS=C, PADDED_ROWS=4 * C)
-        fc2 = _load_tile(p_ptr, FC2, ROWS=C, COLS=4 * C, PADDED_ROWS=C)
-        lm_head = _load_tile(p_ptr, LM_HEAD, ROWS=V, COLS=C, PADDED_ROWS=V_PAD)
+        wq, wk, wv, wo, fc1, fc2, lm_head = _load_weights(p_ptr, V=V, V_PAD=V_PAD, C=C, LM_HEAD=LM_HEAD, WQ=WQ,
+                                                          WK=WK, WV=WV, WO=WO, FC1=FC1, FC2=FC2)
         row_losses = tl.zeros((R,), DTYPE)
         # This program's tiles of the step's batch: tile i holds documents i*DOCS .. i*DOCS+DOCS-1.
         for tile in range(pid, tl.cdiv(batch_size, DOCS), programs):
@@ -166,22 +215,9 @@ def train_kernel(
             target = tl.load(document + 2 + pos)
 
             # ------------------------------------------------------------ forward
-            x = tl.load(p_ptr + WTE + tok[:, None] * C + cols[None, :]) + tl.load(
-                p_ptr + WPE + pos[:, None] * C + cols[None, :])
-            x0, r0 = _rmsnorm(x, C, EPS)
-            h1, r1 = _rmsnorm(x0, C, EPS)
-            q = _dot(h1, tl.trans(wq))  # (R, C)
-            k = _dot(h1, tl.trans(wk))
-            v = _dot(h1, tl.trans(wv))
-            y = tl.zeros((R, C), DTYPE)
-            for h in tl.static_range(H):
-                head = ((cols // D) == h).to(DTYPE)[None, :]  # 1 on head h's channels
-                y += _dot(_head_probabilities(q, k, head, causal, scale), v * head)  # lands in head h's channels
-            x1 = x0 + _dot(y, tl.trans(wo))
-            h2, r2 = _rmsnorm(x1, C, EPS)
-            a = tl.maximum(_dot(h2, tl.trans(fc1)), 0.0)  # (R, 4C)
-            x2 = x1 + _dot(a, tl.trans(fc2))
-            logits = tl.where(vcols[None, :] < V, _dot(x2, tl.trans(lm_head)), float("-inf"))  # (R, V_PAD)
+            x0, r0, h1, r1, q, k, v, y, x1, h2, r2, a, x2, logits = _forward(
+                p_ptr, tok, pos, causal, wq, wk, wv, wo, fc1, fc2, lm_head, R=R, V=V, V_PAD=V_PAD, C=C, H=H,
+                D=D, EPS=EPS, WTE=WTE, WPE=WPE)
 
             # Cross-entropy over the real rows: loss_t = logsumexp(z_t) - z_t[target_t].
             z_max = tl.max(logits, axis=1)
@@ -282,17 +318,26 @@ def reduce_adam_kernel(
         tl.store(losses_ptr + step, loss)
 
 
-def step_counts(lengths: list[int], num_steps: int, batch_size: int) -> list[int]:
-    """Real target positions of each step's batch, documents (s * B + j) mod len(lengths)."""
-    total, prefix = sum(lengths), [0]
-    for n in lengths:
-        prefix.append(prefix[-1] + n)
-
-    def first(k):  # the positions of the first k documents of the endlessly repeated list
-        laps, rest = divmod(k, len(lengths))
-        return laps * total + prefix[rest]
-
-    return [first((s + 1) * batch_size) - first(s * batch_size) for s in range(num_steps)]
+@triton.jit
+def logits_kernel(
+    p_ptr,  # (N,) flat parameters in SPEC.md's order
+    document_ptr,  # (T + 2,) int32: one document, padded as shared/tokenizer.py's padded_document lays it out
+    logits_ptr,  # output (T, V): the logits at each of the document's T rows
+    V: tl.constexpr, V_PAD: tl.constexpr, T: tl.constexpr, C: tl.constexpr, H: tl.constexpr, D: tl.constexpr,
+    EPS: tl.constexpr, WTE: tl.constexpr, WPE: tl.constexpr, LM_HEAD: tl.constexpr, WQ: tl.constexpr,
+    WK: tl.constexpr, WV: tl.constexpr, WO: tl.constexpr, FC1: tl.constexpr, FC2: tl.constexpr,
+):
+    """The forward alone, for sampling: train_kernel's `_forward` on one document of T rows."""
+    pos = tl.arange(0, T)
+    causal = pos[None, :] <= pos[:, None]  # (T, T)
+    tok = tl.load(document_ptr + 1 + pos)
+    wq, wk, wv, wo, fc1, fc2, lm_head = _load_weights(p_ptr, V=V, V_PAD=V_PAD, C=C, LM_HEAD=LM_HEAD, WQ=WQ, WK=WK,
+                                                      WV=WV, WO=WO, FC1=FC1, FC2=FC2)
+    x0, r0, h1, r1, q, k, v, y, x1, h2, r2, a, x2, logits = _forward(  # (only the logits are used)
+        p_ptr, tok, pos, causal, wq, wk, wv, wo, fc1, fc2, lm_head, R=T, V=V, V_PAD=V_PAD, C=C, H=H, D=D, EPS=EPS,
+        WTE=WTE, WPE=WPE)
+    vcols = tl.arange(0, V_PAD)
+    tl.store(logits_ptr + pos[:, None] * V + vcols[None, :], logits, mask=vcols[None, :] < V)
 
 
 class FusedTrainer:
@@ -318,9 +363,8 @@ class FusedTrainer:
         self.partials = torch.zeros((self.programs, params.numel()), dtype=params.dtype, device=params.device)
         self.grads = self.partials[0]  # after a step: the whole batch's gradient
         steps = torch.arange(num_steps, dtype=torch.float64)
-        beta1, beta2 = per_op.BETA1, per_op.BETA2
-        self.scalars = torch.stack([per_op.LEARNING_RATE * (1 - steps / num_steps), 1 - beta1 ** (steps + 1),
-                                    1 - beta2 ** (steps + 1)], dim=1).to(params.dtype).to(params.device)
+        self.scalars = torch.stack([LEARNING_RATE * (1 - steps / num_steps), 1 - BETA1 ** (steps + 1),
+                                    1 - BETA2 ** (steps + 1)], dim=1).to(params.dtype).to(params.device)
         self.losses = torch.zeros(num_steps, dtype=params.dtype, device=params.device)
         self.loss_parts = torch.zeros(self.programs, dtype=params.dtype, device=params.device)
         self.documents = self.counts = None
@@ -330,7 +374,7 @@ class FusedTrainer:
         step s trains documents (s * B + j) mod len(documents), as SPEC.md says."""
         rows = [padded_document(tokens, self.config.block_size) for tokens in documents]
         self.documents = torch.tensor(rows, dtype=torch.int32).to(self.params.device)
-        counts = step_counts([row[0] for row in rows], self.num_steps, self.batch_size)
+        counts = positions_per_step([row[0] for row in rows], self.num_steps, self.batch_size)
         self.counts = torch.tensor(counts, dtype=torch.int32).to(self.params.device)
 
     def launch(self, first_step: int, num_steps: int):
@@ -343,26 +387,46 @@ class FusedTrainer:
             self._train(step, 1, self.loss_parts, adam=False)
             reduce_adam_kernel[(triton.cdiv(self.params.numel(), BLOCK_ADAM),)](
                 self.params, self.partials, self.m, self.v, self.scalars, self.loss_parts, self.losses, step,
-                self.programs, per_op.BETA1, per_op.BETA2, per_op.EPS_ADAM, N=self.params.numel(), BLOCK=BLOCK_ADAM)
+                self.programs, BETA1, BETA2, EPS_ADAM, N=self.params.numel(), BLOCK=BLOCK_ADAM)
 
     def _train(self, first_step: int, num_steps: int, losses: torch.Tensor, adam: bool):
-        c = self.config
-        offsets = {name.split(".")[-1]: start for name, (start, _, _) in param_offsets(c).items()}
         train_kernel[(self.programs,)](
             self.params, self.partials, self.m, self.v, self.documents, self.counts, self.scalars, losses,
-            first_step, num_steps, len(self.documents), self.batch_size, per_op.BETA1, per_op.BETA2,
-            per_op.EPS_ADAM,
-            N=self.params.numel(), V=c.vocab_size, V_PAD=max(16, triton.next_power_of_2(c.vocab_size)),
-            T=c.block_size, C=c.n_embd, H=c.n_head, D=c.n_embd // c.n_head, EPS=EPS, BLOCK_ADAM=BLOCK_ADAM,
-            DOCS=self.docs_per_tile, ADAM=adam,
-            WTE=offsets["wte"], WPE=offsets["wpe"], LM_HEAD=offsets["lm_head"], WQ=offsets["attn_wq"],
-            WK=offsets["attn_wk"], WV=offsets["attn_wv"], WO=offsets["attn_wo"], FC1=offsets["mlp_fc1"],
-            FC2=offsets["mlp_fc2"], num_warps=self.num_warps,
-        )
+            first_step, num_steps, len(self.documents), self.batch_size, BETA1, BETA2, EPS_ADAM,
+            N=self.params.numel(), BLOCK_ADAM=BLOCK_ADAM, DOCS=self.docs_per_tile, ADAM=adam,
+            num_warps=self.num_warps, **self.model_constants())
+
+    @torch.no_grad()
+    def logits(self, tokens: list[int]) -> torch.Tensor:
+        """(T, V) logits at every position of `tokens` (at most T of them) from the current weights."""
+        T = self.config.block_size
+        document = torch.tensor([len(tokens)] + tokens + [0] * (T + 1 - len(tokens)), dtype=torch.int32)
+        logits = torch.empty((T, self.config.vocab_size), dtype=self.params.dtype, device=self.params.device)
+        logits_kernel[(1,)](self.params, document.to(self.params.device), logits, num_warps=self.num_warps,
+                            **self.model_constants())
+        return logits
+
+    def model_constants(self) -> dict:
+        """The model's sizes and where each matrix starts in the flat buffer, as the kernels' constexprs."""
+        c = self.config
+        offsets = {name.split(".")[-1]: start for name, (start, _, _) in param_offsets(c).items()}
+        return dict(V=c.vocab_size, V_PAD=max(16, triton.next_power_of_2(c.vocab_size)), T=c.block_size,
+                    C=c.n_embd, H=c.n_head, D=c.n_embd // c.n_head, EPS=EPS, WTE=offsets["wte"],
+                    WPE=offsets["wpe"], LM_HEAD=offsets["lm_head"], WQ=offsets["attn_wq"], WK=offsets["attn_wk"],
+                    WV=offsets["attn_wv"], WO=offsets["attn_wo"], FC1=offsets["mlp_fc1"], FC2=offsets["mlp_fc2"])
+
+
+    def compile(self):
+        """Compile the kernels (a launch of zero steps) before any step is timed; with several
+        programs, the reduction too, on a scratch copy of the weights."""
+        self.launch(0, 0)
+        if self.programs > 1:
+            FusedTrainer(self.params.clone(), self.config, 1, self.batch_size, self.programs, self.docs_per_tile,
+                         self.num_warps).launch(0, 0)
 
 
 # ----------------------------------------------------------------------------------------
-# Command line: the same flags, log line and results file as every main.py
+# Training and sampling: the one-kernel step in a loop, or the whole run in one launch
 # ----------------------------------------------------------------------------------------
 
 PROGRAMS_PER_SM = 4  # enough resident programs to hide each other's latency
@@ -370,12 +434,62 @@ PROGRAMS_PER_SM = 4  # enough resident programs to hide each other's latency
 
 def default_programs(batch_size: int) -> int:
     """Programs for a batch: on a GPU, a few per SM; in the interpreter 4, so the reduction runs."""
-    per_device = 4 if per_op.INTERPRET else PROGRAMS_PER_SM * torch.cuda.get_device_properties(0).multi_processor_count
+    per_device = 4 if INTERPRET else PROGRAMS_PER_SM * torch.cuda.get_device_properties(0).multi_processor_count
     return min(batch_size, per_device)
 
 
-def parse_args(argv=None):
-    parser = cli.build_parser(__doc__.splitlines()[0], per_op.HERE)
+def flat_parameters(state: dict, config: GPTConfig, dtype, device) -> torch.Tensor:
+    """SPEC.md's initial weights as one flat buffer, in draw order (shared/weights.py)."""
+    return torch.cat([torch.tensor(state[name], dtype=dtype).flatten() for name, _ in param_shapes(config)]).to(device)
+
+
+def train(run) -> FusedTrainer:
+    """Train from SPEC.md's initial weights with the one-kernel step; `run` (shared/runner.py)
+    records every step."""
+    params = flat_parameters(run.initial_weights, run.config, torch.float32, run.device)
+    programs = 1 if run.args.launch == "run" else run.args.programs or default_programs(run.batch_size)
+    trainer = FusedTrainer(params, run.config, run.steps, run.batch_size, programs, run.args.docs_per_tile,
+                           run.args.warps)
+    trainer.load_documents([run.tokenizer.encode_doc(doc) for doc in run.docs])
+    with run.timed("setup"):
+        trainer.compile()
+    run.note(cuda_graph=False, fused=run.args.launch, programs=trainer.programs,
+             docs_per_tile=run.args.docs_per_tile, warps=run.args.warps)
+    if run.args.launch == "run":
+        run.describe("the fused one-kernel step, the whole run in one launch")
+        run.note(timing="the whole run is one launch: each step_ms is the run's time divided by its steps")
+
+        def whole_run() -> list[float]:
+            trainer.launch(0, run.last_step)
+            return trainer.losses[:run.last_step].tolist()  # (waits for the launch to finish)
+        run.log_launch(whole_run)
+    else:
+        run.describe("the fused one-kernel step, " + ("one launch per step" if trainer.programs == 1 else
+                     f"{trainer.programs} programs and a reduction, two launches per step"))
+        for step in run.each_step():
+            trainer.launch(step, 1)
+            run.log(trainer.losses[step])
+    return trainer
+
+
+def sample(trainer: FusedTrainer, config: GPTConfig, tokenizer: Tokenizer, rng, temperature: float) -> str:
+    """One name: start from BOS, draw each next token, stop at BOS or block_size tokens."""
+    tokens = [tokenizer.bos]
+    for _ in range(config.block_size):
+        logits = trainer.logits(tokens)[len(tokens) - 1]
+        probs = torch.softmax(logits.double().cpu() / temperature, dim=-1)
+        token_id = rng.choices(range(config.vocab_size), weights=probs.tolist())[0]
+        if token_id == tokenizer.bos:
+            break
+        tokens.append(token_id)
+    return tokenizer.decode(tokens)
+
+
+# ----------------------------------------------------------------------------------------
+# Command line: the same flags, log line and results file as every main.py, and its own
+# ----------------------------------------------------------------------------------------
+
+def add_flags(parser):
     parser.add_argument("--launch", choices=["step", "run"], default="step",
                         help="one launch per step (each waits for its loss), or the whole run in one launch "
                              "(one program: batches then run on one SM)")
@@ -385,7 +499,9 @@ def parse_args(argv=None):
     parser.add_argument("--docs-per-tile", type=int, default=1, choices=[1, 2, 4, 8],
                         help="documents a program puts through the model together, as one tile of rows")
     parser.add_argument("--warps", type=int, default=4, choices=[1, 2, 4, 8, 16], help="warps per program")
-    args = cli.parse_args(parser, argv)
+
+
+def check_flags(args, parser):
     if args.programs is not None and args.programs <= 0:
         parser.error("--programs must be positive")
     if args.launch == "run" and (args.programs or 1) != 1:
@@ -398,69 +514,9 @@ def parse_args(argv=None):
         if value < 16 or value & (value - 1):
             parser.error(f"the one-kernel step needs --{flag.replace('_', '-')} to be a power of two >= 16, "
                          f"got {value}; use 4_triton/main.py for other sizes")
-    return args
 
 
-def train(args) -> dict:
-    docs = dataset.load_docs(dataset.resolve_data_path(args.data))
-    tokenizer = Tokenizer.from_docs(docs)
-    config = GPTConfig(tokenizer.vocab_size, args.n_layer, args.n_embd, args.n_head, args.block_size)
-    docs, state, rng = init_run(docs, config, args.seed)
-    device = torch.device("cpu" if per_op.INTERPRET else "cuda")
-    model = per_op.GPT(config, state, torch.float32, device)  # for its flat parameters, and for sampling
-    t0 = time.perf_counter()
-    programs = 1 if args.launch == "run" else args.programs or default_programs(args.batch_size)
-    trainer = FusedTrainer(model.params.flat.data, config, args.steps, args.batch_size, programs,
-                           args.docs_per_tile, args.warps)
-    trainer.load_documents([tokenizer.encode_doc(doc) for doc in docs])
-    trainer.launch(0, 0)  # compiles the kernel (zero steps), so no timed step includes the compile
-    if trainer.programs > 1:  # and the reduction kernel, on a scratch copy of the weights
-        FusedTrainer(trainer.params.clone(), config, 1, args.batch_size, programs, args.docs_per_tile,
-                     args.warps).launch(0, 0)
-    setup_s = time.perf_counter() - t0
-    mode = ("the whole run in one launch" if args.launch == "run" else "one launch per step" if trainer.programs == 1
-            else f"{trainer.programs} programs and a reduction, two launches per step")
-    print(f"{per_op.STAGE}: {len(docs)} docs, vocab {config.vocab_size}, {trainer.params.numel()} parameters, "
-          f"{args.steps} steps of {args.batch_size} document{'s' if args.batch_size > 1 else ''}, float32 on "
-          f"{per_op.device_name()}, the fused one-kernel step, {mode}", flush=True)
-    if per_op.INTERPRET:
-        print("no CUDA GPU: the kernel runs in Triton's CPU interpreter (NumPy emulation) -- "
-              "right numbers, interpreter speed; the timings below measure the interpreter", flush=True)
-
-    env = results.environment(per_op.device_name(), interpreter=per_op.INTERPRET, cuda_graph=False,
-                              fused=args.launch, setup_s=setup_s, threads=torch.get_num_threads(),
-                              programs=trainer.programs, docs_per_tile=args.docs_per_tile, warps=args.warps)
-    if args.launch == "run":
-        env["timing"] = "the whole run is one launch: each step_ms is the run's time divided by its steps"
-    run = results.TrainingRun(
-        per_op.STAGE, {**config.to_dict(), "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
-                       "dtype": "float32"},
-        trainer.params.numel(), args.out, env, show_eta=per_op.INTERPRET and args.launch == "step",
-    )
-    doc_len = trainer.counts.tolist()  # real target positions per step
-    with run:
-        if args.launch == "run":
-            print(f"one launch for all {args.steps} steps: the log follows when it returns", flush=True)
-            t0 = time.perf_counter()
-            trainer.launch(0, args.steps)
-            losses = trainer.losses.tolist()  # waits for the launch to finish
-            run.record_launch(losses, time.perf_counter() - t0, doc_len=doc_len)
-        else:
-            for step in range(args.steps):
-                t0 = time.perf_counter()
-                trainer.launch(step, 1)
-                loss = trainer.losses[step].item()
-                run.record(loss, time.perf_counter() - t0, doc_len=doc_len[step])
-
-    samples = [per_op.sample(model, tokenizer, rng, args.temperature) for _ in range(args.samples)]
-    for i, name in enumerate(samples, start=1):
-        print(f"sample {i:2d}: {name}")
-    return run.finish(samples)
-
-
-def main(argv=None):
-    train(parse_args(argv))
-
+FLAGS = runner.Flags(dtypes=("float32",), device="triton", extra=add_flags, check=check_flags)
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main))
+    runner.main(__file__, FLAGS, train, sample)

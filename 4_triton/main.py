@@ -6,20 +6,19 @@ causal attention, cross-entropy (its gradient made in forward), Adam -- wrapped 
 torch.autograd.Functions, in the same nn.Modules as stage 3. A 4k-parameter model on a GPU
 is not limited by arithmetic or memory but by how many kernels are launched and how much
 Python runs per launch, so the design is about launches: fusion cuts the step to 29
-kernels, and on a GPU the whole step (forward, backward, Adam) is captured once as a CUDA
-graph and replayed, so Python launches one graph per step. (The whole step as a single
-kernel is the next move: fused_step.py.)
+kernels at SPEC.md's one layer (kernels_per_step in kernels/__init__.py counts them), all
+parameters live in one flat buffer so Adam is one launch, and on a GPU the whole step
+(forward, backward, Adam) is captured once as a CUDA graph and replayed, so Python launches
+one graph per step. (The whole step as a single kernel is the next move: fused_step.py.)
 
 Batches: activations are (B, T, C) as in stage 3; every kernel's grid has the batch in it
 (rows, or one program per document), each document's length is read from device memory,
 and weight gradients are summed over the batch inside each program in a fixed order -- no
-atomics, so a run gives the same bits every time. One CUDA graph serves every step of a B.
-(On an H100 the first batched version failed to capture; the cause is fixed in FlatWeight
-below, but the fix is not yet run on a GPU, so a failed capture still falls back to running
-kernel by kernel: 4_triton/README.md.)
+atomics, so a run gives the same bits every time.
 
-Without a CUDA GPU, the same kernels run in Triton's interpreter (TRITON_INTERPRET=1),
-which emulates every program with NumPy: right for checking numbers, useless for speed.
+Without a CUDA GPU, the same kernels run in Triton's interpreter (kernels/__init__.py
+decides), which emulates every program with NumPy: right for checking numbers, useless for
+speed.
 
 Run:  python 4_triton/main.py                    (CUDA: compiled, CUDA graph)
       python 4_triton/main.py --no-cuda-graph    (CUDA: one Python launch per kernel)
@@ -27,49 +26,29 @@ Run:  python 4_triton/main.py                    (CUDA: compiled, CUDA graph)
       python 4_triton/main.py --batch-size 64    (64 names per step)
 """
 
-import os
 import sys
-import time
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-# Triton reads TRITON_INTERPRET when it is first imported: decide before the kernels load.
-# Without a CUDA GPU the interpreter runs them, unless TRITON_INTERPRET=0 asks to compile only.
-REQUESTED = os.environ.get("TRITON_INTERPRET", "")
-INTERPRET = REQUESTED == "1" if REQUESTED in ("0", "1") else not torch.cuda.is_available()
-os.environ["TRITON_INTERPRET"] = "1" if INTERPRET else "0"
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
-try:
-    import triton  # noqa: F401  (first imported here, after TRITON_INTERPRET is decided)
-except ImportError:
-    from kernels import triton_missing
-
-    sys.exit(triton_missing())
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for shared/
+from kernels import kernels_per_step  # noqa: E402  (first: it decides compiled or interpreted)
 from kernels.adam import adam_step  # noqa: E402
 from kernels.attention import CausalAttention  # noqa: E402
 from kernels.cross_entropy import CrossEntropy  # noqa: E402
 from kernels.embedding import Embedding  # noqa: E402
 from kernels.linear import Linear  # noqa: E402
 from kernels.rmsnorm import RMSNorm, RMSNormWithResidual  # noqa: E402
-from shared import cli, dataset, results  # noqa: E402
-from shared.errors import UserError  # noqa: E402
-from shared.tokenizer import Tokenizer, padded_document, positions  # noqa: E402
-from shared.weights import GPTConfig, init_run, param_offsets, param_shapes  # noqa: E402
-
-STAGE = "4_triton"
+from shared import runner  # noqa: E402
+from shared.tokenizer import Tokenizer, padded_document  # noqa: E402
+from shared.weights import GPTConfig, param_offsets, param_shapes  # noqa: E402
 
 # Optimizer (SPEC.md): Adam with bias correction and a linear learning-rate decay to zero.
 LEARNING_RATE = 0.01  # peak learning rate, decayed linearly to 0 over the run
 BETA1 = 0.85  # decay of the first-moment (mean gradient) estimate
 BETA2 = 0.99  # decay of the second-moment (squared gradient) estimate
 EPS_ADAM = 1e-8  # keeps the update finite where the second moment is ~0
-
-KERNELS_PER_STEP = 29  # 12 forward, 16 backward, 1 Adam at SPEC.md's size (a test counts them)
 
 # Shapes in comments: B documents per step, T = block_size rows each (a document's n real
 # tokens, then padding), C = n_embd, H heads, D = head_dim = C / H, V = vocab_size.
@@ -146,13 +125,10 @@ class FlatWeight:
     """One weight matrix: `weight()` is its view of the flat parameter, `grad` its view of the
     flat gradient buffer.
 
-    `grad` is made once. `weight()` makes a new view at every call, in every forward, because
-    a view of an nn.Parameter is an autograd node, and autograd remembers the CUDA stream each
-    node was made on. A view made once, when the model is built, would stay in every step's
-    graph and keep the parameter's gradient accumulator alive with the stream of that moment;
-    at the end of each backward, autograd makes the step's stream wait on that stream. A CUDA
-    graph captures only its own stream, so capture would fail: "dependency created on
-    uncaptured work in another stream", the error an H100 gave (this fix is not yet run there)."""
+    `grad` is made once. `weight()` makes a new view in every forward: a view of an
+    nn.Parameter is an autograd node, and a node made once would stay in every step's graph,
+    made outside the CUDA graph that captures the step (tests/test_stage4.py checks that no
+    node outlives its forward)."""
 
     def __init__(self, params: FlatParameters, name: str):
         self.params, self.name = params, name
@@ -160,11 +136,6 @@ class FlatWeight:
 
     def weight(self) -> torch.Tensor:
         return self.params.weight(self.name)
-
-
-def grads_by_name(model: "GPT") -> dict[str, torch.Tensor]:
-    """Gradients under SPEC.md's names, views of the flat gradient buffer, for tests."""
-    return {name: model.params.weight_grad(name) for name, _ in param_shapes(model.config)}
 
 
 # ----------------------------------------------------------------------------------------
@@ -251,7 +222,8 @@ class Adam:
     def load(self, step: int):
         """Write this step's lr_t, 1 - beta1^(step+1), 1 - beta2^(step+1) to the device. `step` is 0-based."""
         lr_t = LEARNING_RATE * (1 - step / self.num_steps)  # linear decay to zero
-        self.scalars_host.copy_(torch.tensor([lr_t, 1 - BETA1 ** (step + 1), 1 - BETA2 ** (step + 1)]))
+        scalars = [lr_t, 1 - BETA1 ** (step + 1), 1 - BETA2 ** (step + 1)]
+        self.scalars_host.copy_(torch.tensor(scalars, dtype=self.scalars_host.dtype))  # in the weights' dtype
         self.scalars.copy_(self.scalars_host, non_blocking=True)
 
     def step(self):
@@ -294,7 +266,8 @@ class TrainStep:
         return loss.detach()
 
     def capture(self):
-        """Compile every kernel with a few warm-up steps (then undo them), capture the graph."""
+        """Compile every kernel with a few warm-up steps on a side stream (then undo them), and
+        capture one step into a CUDA graph: from then on a replay launches all of it."""
         state = (self.model.params.flat.data, self.optimizer.m, self.optimizer.v)
         saved = [t.clone() for t in state]
         self.load([[0, 1, 2, 0]] * self.batch_size, 0)
@@ -304,19 +277,10 @@ class TrainStep:
             for _ in range(3):
                 self.launch()
         torch.cuda.current_stream().wait_stream(side)
-        # If capture fails (it did on an H100 while weight views were made once, see FlatWeight;
-        # the fix is not yet run on a GPU), say so in one line and launch every kernel from
-        # Python; results files record cuda_graph: false. The warm-up steps are undone either way.
         self.graph = torch.cuda.CUDAGraph()
-        try:
-            with torch.cuda.graph(self.graph):
-                self.graph_loss = self.launch()
-        except RuntimeError as err:
-            self.graph = self.graph_loss = None
-            print(f"CUDA graph capture failed ({str(err).splitlines()[0]}); launching each kernel from Python "
-                  "instead (see 4_triton/README.md, Batches)", file=sys.stderr, flush=True)
-        torch.cuda.synchronize()
-        for t, s in zip(state, saved):
+        with torch.cuda.graph(self.graph):
+            self.graph_loss = self.launch()
+        for t, s in zip(state, saved):  # (queued after the warm-up, on the stream that waited for it)
             t.copy_(s)
 
     def load(self, batch: list[list[int]], step: int):
@@ -335,54 +299,17 @@ class TrainStep:
         return self.launch().item()
 
 
-def device_name() -> str:
-    return "cpu" if INTERPRET else torch.cuda.get_device_name()
-
-
-def train(args) -> dict:
-    device = torch.device("cpu" if INTERPRET else "cuda")
-    if args.dtype == "float64" and not INTERPRET:
-        raise UserError("--dtype float64 runs only through the interpreter; use float32 on a GPU "
-                        "or set TRITON_INTERPRET=1")
-    docs = dataset.load_docs(dataset.resolve_data_path(args.data))
-    tokenizer = Tokenizer.from_docs(docs)
-    config = GPTConfig(tokenizer.vocab_size, args.n_layer, args.n_embd, args.n_head, args.block_size)
-    docs, state, rng = init_run(docs, config, args.seed)
-    model = GPT(config, state, getattr(torch, args.dtype), device)
-    num_params = model.params.flat.numel()
-    cuda_graph = not INTERPRET and not args.no_cuda_graph
-    t0 = time.perf_counter()
-    step_fn = TrainStep(model, args.steps, cuda_graph, args.batch_size)
-    setup_s = time.perf_counter() - t0
-    cuda_graph = step_fn.graph is not None  # (False if capture failed)
-    print(f"{STAGE}: {len(docs)} docs, vocab {config.vocab_size}, {num_params} parameters, "
-          f"{args.steps} steps of {args.batch_size} document{'s' if args.batch_size > 1 else ''}, "
-          f"{args.dtype} on {device_name()}, {KERNELS_PER_STEP} kernels per step"
-          + (", replayed as one CUDA graph" if cuda_graph else ""), flush=True)
-    if INTERPRET:
-        print("no CUDA GPU: every kernel runs in Triton's CPU interpreter (NumPy emulation) -- "
-              "right numbers, interpreter speed; the timings below measure the interpreter", flush=True)
-
-    env = results.environment(device_name(), interpreter=INTERPRET, cuda_graph=cuda_graph, fused=None,
-                              kernels_per_step=KERNELS_PER_STEP,
-                              setup_s=setup_s, threads=torch.get_num_threads())
-    run = results.TrainingRun(
-        STAGE, {**config.to_dict(), "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
-                "dtype": args.dtype},
-        num_params, args.out, env, show_eta=INTERPRET,
-    )
-    with run:
-        for step in range(args.steps):
-            t0 = time.perf_counter()
-            batch = [tokenizer.encode_doc(doc) for doc in dataset.step_documents(docs, step, args.batch_size)]
-            loss = step_fn(batch, step)
-            run.record(loss, time.perf_counter() - t0, doc_len=sum(positions(tokens, config.block_size)
-                                                                   for tokens in batch))
-
-    samples = [sample(model, tokenizer, rng, args.temperature) for _ in range(args.samples)]
-    for i, name in enumerate(samples, start=1):
-        print(f"sample {i:2d}: {name}")
-    return run.finish(samples)
+def train(run) -> GPT:
+    """Train from SPEC.md's initial weights, on a CUDA GPU or through the interpreter.
+    `run` (shared/runner.py) hands out each step's documents and records the step."""
+    model = GPT(run.config, run.initial_weights, getattr(torch, run.dtype), run.device)
+    cuda_graph = run.device.type == "cuda" and not run.args.no_cuda_graph
+    with run.timed("setup"):  # on a GPU: compile every kernel and capture the step
+        step_fn = TrainStep(model, run.steps, cuda_graph, run.batch_size)
+    run.note(cuda_graph=cuda_graph, kernels_per_step=kernels_per_step(run.config.n_layer))
+    for step, batch in run.batches():
+        run.log(step_fn(batch, step))
+    return model
 
 
 # ----------------------------------------------------------------------------------------
@@ -390,9 +317,9 @@ def train(args) -> dict:
 # ----------------------------------------------------------------------------------------
 
 @torch.no_grad()
-def sample(model: GPT, tokenizer: Tokenizer, rng, temperature: float) -> str:
+def sample(model: GPT, config: GPTConfig, tokenizer: Tokenizer, rng, temperature: float) -> str:
     """One name: start from BOS, draw each next token, stop at BOS or block_size tokens."""
-    block_size, device = model.config.block_size, model.params.flat.device
+    block_size, device = config.block_size, model.params.flat.device
     tokens = [tokenizer.bos]
     for _ in range(block_size):
         padded = torch.zeros((1, block_size), dtype=torch.int32)  # a batch of one
@@ -400,7 +327,7 @@ def sample(model: GPT, tokenizer: Tokenizer, rng, temperature: float) -> str:
         n = torch.tensor([len(tokens)], dtype=torch.int32, device=device)
         logits, _ = model(padded.to(device), n)
         probs = torch.softmax(logits[0, len(tokens) - 1].double().cpu() / temperature, dim=-1)
-        token_id = rng.choices(range(model.config.vocab_size), weights=probs.tolist())[0]
+        token_id = rng.choices(range(config.vocab_size), weights=probs.tolist())[0]
         if token_id == tokenizer.bos:
             break
         tokens.append(token_id)
@@ -408,21 +335,11 @@ def sample(model: GPT, tokenizer: Tokenizer, rng, temperature: float) -> str:
 
 
 # ----------------------------------------------------------------------------------------
-# Command line
+# Command line: shared/runner.py reads the flags and the data, and times and records the run
 # ----------------------------------------------------------------------------------------
 
-def parse_args(argv=None):
-    parser = cli.build_parser(__doc__.splitlines()[0], HERE)
-    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",
-                        help="float64 only through the interpreter (for exact checks)")
-    parser.add_argument("--no-cuda-graph", action="store_true",
-                        help="on a GPU, launch every kernel from Python instead of replaying one graph")
-    return cli.parse_args(parser, argv)
-
-
-def main(argv=None):
-    train(parse_args(argv))
-
+# --dtype float32 (default) or float64 (interpreter only); --no-cuda-graph
+FLAGS = runner.Flags(dtypes=("float32", "float64"), device="triton", cuda_graph=True)
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main))
+    runner.main(__file__, FLAGS, train, sample)

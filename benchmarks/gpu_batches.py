@@ -63,14 +63,13 @@ def spec_run():
 def load_fused(batch_size: int, steps: int, **settings):
     """A one-kernel trainer on SPEC.md's run, on the GPU, with every document loaded."""
     sys.path.insert(0, str(REPO_ROOT / "4_triton"))
-    import main as per_op
     import torch
 
     import fused_step
 
     config, state, documents = spec_run()
-    model = per_op.GPT(config, state, torch.float32, "cuda")
-    trainer = fused_step.FusedTrainer(model.params.flat.data, config, steps, batch_size, **settings)
+    params = fused_step.flat_parameters(state, config, torch.float32, "cuda")
+    trainer = fused_step.FusedTrainer(params, config, steps, batch_size, **settings)
     trainer.load_documents(documents)
     return trainer
 

@@ -3,9 +3,9 @@ and each stage-4 kernel against its naive PyTorch version.
 
     python benchmarks/gpu_profile.py --out benchmarks/results/gpu_profile.json
 
-Launches are counted with torch.profiler (CUPTI) over a few steps after warm-up; stage 4
-is profiled without its CUDA graph so every kernel is a separate launch from Python, which
-is what the graph then replaces with one.
+Launches are counted with torch.profiler (CUPTI) over ten steps of each stage's own training
+loop, after ten unprofiled ones; stage 4 is profiled without its CUDA graph so every kernel
+is a separate launch from Python, which is what the graph then replaces with one.
 """
 
 import argparse
@@ -18,9 +18,8 @@ from torch.profiler import ProfilerActivity, profile
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
-from shared import dataset, results  # noqa: E402
-from shared.tokenizer import Tokenizer  # noqa: E402
-from shared.weights import GPTConfig, init_run  # noqa: E402
+sys.path.insert(0, str(REPO_ROOT / "4_triton"))
+from shared import results, runner  # noqa: E402
 
 
 def load(stage):
@@ -31,48 +30,35 @@ def load(stage):
     return module
 
 
-def kernels_per_step(step, steps=5) -> dict:
-    """Run `step(i)` a few times under the profiler; count GPU kernels per step, by name."""
-    for i in range(5):
-        step(i)
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for i in range(5, 5 + steps):
-            step(i)
-        torch.cuda.synchronize()
-    names = {}
-    for event in prof.events():
-        if event.device_type == torch.autograd.DeviceType.CUDA:
-            names[event.name] = names.get(event.name, 0) + 1
-    return {"per_step": sum(names.values()) / steps, "kernels": {k: v / steps for k, v in sorted(names.items())}}
+def kernels_per_step(stage, argv: list[str], steps: int = 10) -> dict:
+    """GPU kernels per step of the stage's own training loop, by name: the profiler counts the
+    kernels of a run of `steps` steps and of one of 2 x `steps`, and the difference over
+    `steps` is one step's, with the set-up both runs share (weights, buffers, compiling) gone."""
+    module = load(stage)
+    counts = []
+    for length in (steps, 2 * steps):
+        run = runner.start(module.__file__, module.FLAGS, ["--steps", "1000", *argv], max_steps=length)
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            module.train(run)
+            torch.cuda.synchronize()
+        names = {}
+        for event in prof.events():
+            if event.device_type == torch.autograd.DeviceType.CUDA:
+                names[event.name] = names.get(event.name, 0) + 1
+        counts.append(names)
+    per_name = {name: (counts[1].get(name, 0) - counts[0].get(name, 0)) / steps for name in sorted(counts[1])}
+    kernels = {name: n for name, n in per_name.items() if n and not name.startswith(("Memcpy", "Memset"))}
+    return {"per_step": sum(kernels.values()), "kernels": kernels,
+            "copies": {name: n for name, n in per_name.items() if n and name not in kernels}}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    stage3, stage4 = load("3_pytorch"), load("4_triton")
-    docs = dataset.load_docs(dataset.resolve_data_path())
-    tokenizer = Tokenizer.from_docs(docs)
-    config = GPTConfig(vocab_size=tokenizer.vocab_size)
-    docs, state, _ = init_run(docs, config, 42)
-    cuda = torch.device("cuda")
-
-    model3 = stage3.load_weights(stage3.GPT(config), state).to(cuda)
-    optimizer, schedule = stage3.make_optimizer(model3, 1000, cuda)
-
-    def step3(i):
-        _, loss = model3(*stage3.batch_tensors([tokenizer.encode_doc(docs[i])], config.block_size, cuda))
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        return loss.item()
-
-    step4 = stage4.TrainStep(stage4.GPT(config, state, device=cuda), 1000, cuda_graph=False)
     report = {
-        "stage3_eager": kernels_per_step(step3),
-        "stage4_per_kernel": kernels_per_step(lambda i: step4(tokenizer.encode_doc(docs[i]), i)),
+        "stage3_eager": kernels_per_step("3_pytorch", ["--device", "cuda"]),
+        "stage4_per_kernel": kernels_per_step("4_triton", ["--no-cuda-graph"]),
         "kernel_bench_us": {},
         "env": results.environment(torch.cuda.get_device_name(), torch_cuda=torch.version.cuda),
     }

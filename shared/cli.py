@@ -52,11 +52,33 @@ def build_parser(description: str, stage_dir: Path) -> argparse.ArgumentParser:
     return parser
 
 
+def add_stage_flags(parser: argparse.ArgumentParser, dtypes: tuple[str, ...], device: str, compile: bool,
+                    cuda_graph: bool) -> None:
+    """The flags a stage adds to the common ones (shared/runner.py's `Flags` says which).
+
+    --dtype when a stage offers more than one (the first is the default); --device and
+    --threads for PyTorch's devices; --compile for torch.compile; --no-cuda-graph where a
+    step is captured as a CUDA graph."""
+    if len(dtypes) > 1:
+        parser.add_argument("--dtype", choices=list(dtypes), default=dtypes[0],
+                            help="float64 reproduces stage 1's run to float64 rounding")
+    if device == "torch":
+        parser.add_argument("--device", default="auto", help="cpu, cuda, mps, or auto (cuda > mps > cpu)")
+        parser.add_argument("--threads", type=int, default=1,
+                            help="CPU threads; with tensors this small, more threads only add overhead")
+    if compile:
+        parser.add_argument("--compile", action="store_true",
+                            help="torch.compile the model (its compile time is reported apart)")
+    if cuda_graph:
+        parser.add_argument("--no-cuda-graph", action="store_true",
+                            help="on a GPU, launch every kernel from Python instead of replaying one graph")
+
+
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
     """Parse and validate; a bad value ends the program with a usage line and status 2."""
     args = parser.parse_args(argv)
-    for flag in ("steps", "batch_size", "n_layer", "n_embd", "n_head", "block_size"):
-        if getattr(args, flag) <= 0:
+    for flag in ("steps", "batch_size", "n_layer", "n_embd", "n_head", "block_size", "threads"):
+        if getattr(args, flag, 1) <= 0:
             parser.error(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
     if args.samples < 0:
         parser.error(f"--samples must be zero or more, got {args.samples}")

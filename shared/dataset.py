@@ -64,3 +64,18 @@ def step_documents(docs: list[str], step: int, batch_size: int = 1) -> list[str]
     """The documents step `step` (0-based) trains on: positions step*B .. step*B + B - 1 of the
     shuffled list, wrapping around at its end (SPEC.md, "Training"). B = 1 is microgpt's run."""
     return [docs[(step * batch_size + j) % len(docs)] for j in range(batch_size)]
+
+
+def positions_per_step(lengths: list[int], num_steps: int, batch_size: int = 1) -> list[int]:
+    """The target positions each step trains, summed over its batch, when document i of the
+    shuffled list has lengths[i] of them: step s takes documents (s*B + j) mod len(lengths).
+    Prefix sums over the endlessly repeated list, so no step's batch is built to count it."""
+    total, prefix = sum(lengths), [0]
+    for n in lengths:
+        prefix.append(prefix[-1] + n)
+
+    def first(k):  # the positions of the first k documents of the repeated list
+        laps, rest = divmod(k, len(lengths))
+        return laps * total + prefix[rest]
+
+    return [first((s + 1) * batch_size) - first(s * batch_size) for s in range(num_steps)]

@@ -190,10 +190,19 @@ class TrainingRun:
         results.update(self.series)
         return results
 
-    def finish(self, samples: list[str]) -> dict:
-        """Write the complete results file and print the two headline numbers."""
+    def restart_clock(self) -> None:
+        """The run's total time counts from here (after set-up such as compiling)."""
+        self.started = time.perf_counter()
+
+    def write(self, samples: list[str]) -> dict:
+        """Write the complete results file (with the samples drawn so far)."""
         results = self.results(samples)
         write_json_atomic(self.out, results)
+        return results
+
+    def finish(self, samples: list[str]) -> dict:
+        """Write the complete results file and print the two headline numbers."""
+        results = self.write(samples)
         summary = summarize(results)
         tokens = f", {summary['tokens_per_s']:,.0f} tokens/s" if summary["tokens_per_s"] else ""
         print(

@@ -3,7 +3,8 @@
 The interpreter runs kernels with NumPy and accepts things a GPU compiler rejects (tl.dot
 on tiles below 16, K < 8 for float32, a variable whose shape differs between branches, ...).
 This script runs real training steps of stage 4 -- the per-op step at SPEC.md's width and
-at a wider model, and the one-kernel step, each with one document and with a batch of 64 --
+at a wider model, and the one-kernel step, each with one document and with a batch of 64,
+and the one-kernel program's sampling forward --
 with Triton's launch intercepted, so it records exactly the arguments, constexprs and
 options the launchers pass, and nothing is re-derived here. Then it asks Triton for PTX and
 a cubin of each distinct launch.
@@ -22,7 +23,7 @@ sys.path.insert(0, str(REPO_ROOT / "4_triton"))
 sys.path.insert(0, str(REPO_ROOT))
 
 # isort: off
-import main as stage4  # noqa: E402  (first: it decides TRITON_INTERPRET before Triton loads)
+import main as stage4  # noqa: E402  (its kernels package reads TRITON_INTERPRET before Triton loads)
 import fused_step  # noqa: E402
 import torch  # noqa: E402
 import triton  # noqa: E402
@@ -80,6 +81,7 @@ def model_launches(n_embd: int, batch_size: int) -> list[tuple]:
             trainer = fused_step.FusedTrainer(model.params.flat.data, config, 2, batch_size, programs, docs_per_tile)
             trainer.load_documents([[26, 1, 2, 26]] * 2)
             launches += record_launches(functools.partial(trainer.launch, 0, 2))
+        launches += record_launches(functools.partial(trainer.logits, [26, 1, 2]))  # sampling's forward
     return launches
 
 

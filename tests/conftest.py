@@ -2,7 +2,11 @@
 
 Triton must see TRITON_INTERPRET=1 before it is first imported, so it is set here, at the
 top of the first file pytest loads. Stage folders start with a digit, so their main.py is
-imported by path.
+imported by path; stage 4's folder is put on the path, so `kernels` and `fused_step` are
+imported once, by name, like the programs import them.
+
+`train_stage` runs a stage's own `train` (the loop a reader runs) on a run from
+shared/runner.py, in-process: no test writes a training loop of its own.
 """
 
 import importlib.util
@@ -16,8 +20,9 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "4_triton"))
 
-from shared import dataset  # noqa: E402
+from shared import dataset, runner  # noqa: E402
 from shared.errors import UserError  # noqa: E402
 from shared.tokenizer import Tokenizer  # noqa: E402
 from shared.weights import GPTConfig, init_run  # noqa: E402
@@ -34,6 +39,24 @@ def load_stage(stage: str):
         spec.loader.exec_module(module)
         _stages[stage] = module
     return _stages[stage]
+
+
+SCHEDULE = 1000  # a run's length: trajectories stop early in microgpt's 1000-step schedule
+
+
+def train_stage(stage: str, *argv: str, max_steps: int | None = None, program: str = "main.py"):
+    """(run, trained) of `stage`'s own train() from its command line `argv`, in-process, stopped
+    after `max_steps` of a SCHEDULE-step schedule. Writes nothing."""
+    module = load_stage(stage) if program == "main.py" else importlib.import_module(Path(program).stem)
+    run = runner.start(module.__file__, module.FLAGS, ["--steps", str(SCHEDULE), "--samples", "0", *argv],
+                       max_steps=max_steps)
+    return run, module.train(run)
+
+
+def stage_losses(stage: str, steps: int, *argv: str, program: str = "main.py") -> list[float]:
+    """The first `steps` losses of `stage`'s training run with flags `argv`."""
+    run, _ = train_stage(stage, *argv, max_steps=steps, program=program)
+    return run.losses
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
-"""Bad input through the real command line of every stage: one line, non-zero exit,
-no traceback, nothing written. And Ctrl-C keeps the steps done so far."""
+"""Bad input through the real command line: one line, non-zero exit, no traceback, nothing
+written -- every case through the runner the programs share, and a smoke case per program.
+And Ctrl-C keeps the steps done so far."""
 
 import json
 import signal
@@ -13,11 +14,6 @@ from shared import dataset
 from shared.weights import GPTConfig, init_run
 
 STAGES = ["1_pure_python", "2_numpy", "3_pytorch", "4_triton"]
-
-
-def run_stage(stage, *argv, **kwargs):
-    return subprocess.run([sys.executable, str(REPO_ROOT / stage / "main.py"), *argv],
-                          capture_output=True, text=True, timeout=120, **kwargs)
 
 
 def bad_inputs(tmp_path, names_path):
@@ -51,20 +47,32 @@ CASES = ["missing file", "empty file", "blank-only file", "unreadable line",
          "out in a missing directory", "out is a directory", "out under a file"]
 
 
-@pytest.mark.parametrize("stage", STAGES)
-@pytest.mark.parametrize("case", CASES)
-def test_bad_input_gives_one_line_and_nonzero_exit(stage, case, tmp_path, names_path):
+def check_bad_input(script, case, tmp_path, names_path):
     argv, code, message = bad_inputs(tmp_path, names_path)[case]
     out = tmp_path / "results.json"
     if "--out" not in argv:
         argv = [*argv, "--out", str(out)]
     before = sorted(p.name for p in tmp_path.rglob("*"))
-    proc = run_stage(stage, *argv)
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / script), *argv], capture_output=True, text=True,
+                          timeout=120)
     assert proc.returncode == code, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert message in lines[0] and "Traceback" not in proc.stderr
     assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_gives_one_line_and_nonzero_exit(case, tmp_path, names_path):
+    """Every case once, through the runner that every program shares (stage 1 starts fastest)."""
+    check_bad_input("1_pure_python/main.py", case, tmp_path, names_path)
+
+
+@pytest.mark.parametrize("case", ["missing file", "n_embd not divisible by n_head"])
+@pytest.mark.parametrize("script", [*(f"{stage}/main.py" for stage in STAGES[1:]), "4_triton/fused_step.py"])
+def test_every_program_refuses_bad_input_through_the_runner(script, case, tmp_path, names_path):
+    """A smoke case of each kind (bad input, usage error) per program: each goes through the runner."""
+    check_bad_input(script, case, tmp_path, names_path)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -90,6 +98,7 @@ def test_stage4_without_triton_says_where_it_runs(platform, message, tmp_path, n
     """No Triton (macOS has no build): one line naming the way on, exit 1, nothing written.
     torch loads first, as in main.py; then the platform is faked and triton made unimportable."""
     script = (f"import runpy, sys, torch\nsys.modules['triton'] = None\nsys.platform = {platform!r}\n"
+              f"sys.path.insert(0, {str(REPO_ROOT / '4_triton')!r})  # as `python 4_triton/main.py` does\n"
               f"sys.argv = ['main.py', '--data', {str(names_path)!r}, '--out', {str(tmp_path / 'r.json')!r}]\n"
               f"runpy.run_path({str(REPO_ROOT / '4_triton' / 'main.py')!r}, run_name='__main__')")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)

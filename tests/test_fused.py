@@ -4,41 +4,64 @@ launch per step, a batch split among programs and reduced equals one program doi
 and its committed full run ends where microgpt's does."""
 
 import json
+import random
 
 import numpy as np
 import pytest
 import torch
 
-import trajectories
-from conftest import REPO_ROOT, load_stage
+from conftest import REPO_ROOT, load_stage, stage_losses, train_stage
+from fused_step import FusedTrainer, flat_parameters
+from kernels import INTERPRET
 from shared.weights import GPTConfig
 
 stage4 = load_stage("4_triton")
-from fused_step import FusedTrainer  # noqa: E402
-
-DEVICE = torch.device("cpu") if stage4.INTERPRET else torch.device("cuda")
+DEVICE = torch.device("cpu") if INTERPRET else torch.device("cuda")
 
 
 def trainer(setup, steps, batch_size=1, programs=1, docs_per_tile=1):
     tokenizer, config, docs, state = setup
-    model = stage4.GPT(config, state, device=DEVICE)
-    fused = FusedTrainer(model.params.flat.data, config, 1000, batch_size, programs, docs_per_tile)
+    fused = FusedTrainer(flat_parameters(state, config, torch.float32, DEVICE), config, 1000, batch_size, programs,
+                         docs_per_tile)
     fused.load_documents([tokenizer.encode_doc(doc) for doc in docs[:steps * batch_size]])
     return fused
 
 
 @pytest.fixture(scope="module")
-def stage3_losses(spec):
-    return trajectories.stage3_losses(spec, 20)
+def stage3_losses():
+    return stage_losses("3_pytorch", 20, "--device", "cpu")
 
 
-def test_one_launch_per_step_follows_stage3(setup, stage3_losses):
-    fused = trainer(setup, 20)
-    for step in range(20):
-        fused.launch(step, 1)
-    losses = fused.losses[:20].tolist()
+def test_one_launch_per_step_follows_stage3(stage3_losses):
+    """fused_step.py's own loop (one launch per step) against stage 3's own loop."""
+    losses = stage_losses("4_triton", 20, program="fused_step.py")
     assert [round(x, 4) for x in losses[:3]] == [3.3660, 3.4243, 3.1778]
     np.testing.assert_allclose(losses, stage3_losses, rtol=0, atol=1e-4)
+
+
+def test_whole_run_launch_follows_stage3(stage3_losses):
+    """fused_step.py --launch run: the first 8 steps in one launch, through the runner."""
+    run, _ = train_stage("4_triton", "--launch", "run", max_steps=8, program="fused_step.py")
+    np.testing.assert_allclose(run.losses, stage3_losses[:8], rtol=0, atol=1e-4)
+
+
+def test_sampling_runs_the_training_forward(setup):
+    """The one-kernel program samples with its own forward (logits_kernel on _forward): from the
+    same weights and the same random stream it draws what the per-op model draws."""
+    tokenizer, config, _, state = setup
+    fused = trainer(setup, 1)
+    model4 = stage4.GPT(config, state, device=DEVICE)
+    tokens = tokenizer.encode_doc("emma")[:-1]
+    per_op_logits, _ = model4(torch.tensor([tokens + [0] * (16 - len(tokens))], dtype=torch.int32, device=DEVICE),
+                              torch.tensor([len(tokens)], dtype=torch.int32, device=DEVICE))
+    torch.testing.assert_close(fused.logits(tokens)[:len(tokens)], per_op_logits[0, :len(tokens)],
+                               rtol=1e-5, atol=1e-5)
+    from fused_step import sample
+
+    rng_fused, rng_per_op = random.Random(7), random.Random(7)
+    names = [sample(fused, config, tokenizer, rng_fused, 0.5) for _ in range(5)]
+    assert names == [stage4.sample(model4, config, tokenizer, rng_per_op, 0.5) for _ in range(5)]
+    assert len(set(names)) > 1
 
 
 def test_whole_run_in_one_launch_equals_one_launch_per_step(setup, stage3_losses):
@@ -52,11 +75,11 @@ def test_whole_run_in_one_launch_equals_one_launch_per_step(setup, stage3_losses
 
 
 def test_weights_after_steps_match_the_per_op_kernels(setup):
-    """Five steps of the fused kernel leave the same weights as five steps of the 28 kernels."""
+    """Five steps of the fused kernel leave the same weights as five steps of the per-op kernels."""
     tokenizer, config, docs, state = setup
     fused = trainer(setup, 5)
     fused.launch(0, 5)
-    step_fn = stage4.TrainStep(stage4.GPT(config, state, device=DEVICE), 1000, cuda_graph=False)
+    step_fn = stage4.TrainStep(stage4.GPT(config, state, device=DEVICE), 1000, cuda_graph=False)  # (main.py's)
     for step in range(5):
         step_fn([tokenizer.encode_doc(docs[step])], step)
     torch.testing.assert_close(fused.params, step_fn.model.params.flat.data, rtol=0, atol=2e-6)
@@ -80,14 +103,6 @@ def test_a_batch_split_among_programs_equals_one_program(setup, programs, docs_p
     torch.testing.assert_close(runs[0].losses[:4], alone.losses[:4], rtol=0, atol=2e-6)
     torch.testing.assert_close(runs[0].params, alone.params, rtol=0, atol=2e-6)
     assert torch.equal(runs[0].params, runs[1].params) and torch.equal(runs[0].losses, runs[1].losses)
-
-
-def test_step_counts_follow_the_wrapped_batches():
-    from fused_step import step_counts
-
-    lengths = [3, 5, 2]  # real positions of three documents; batches of 5 wrap around the list
-    assert step_counts(lengths, 3, 5) == [3 + 5 + 2 + 3 + 5, 2 + 3 + 5 + 2 + 3, 5 + 2 + 3 + 5 + 2]
-    assert step_counts(lengths, 2, 1) == [3, 5]
 
 
 def test_fused_refuses_models_it_does_not_implement(setup):

@@ -5,6 +5,7 @@ committed results are full runs of SPEC.md's configuration."""
 import ast
 import json
 import re
+import subprocess
 import sys
 
 import pytest
@@ -38,8 +39,10 @@ def test_readme_figures_match_results_files():
 
 
 def _imported_modules(path):
+    """What a module imports when it loads (its top level; an import inside a function runs only
+    when that function does, e.g. the runner's torch for the torch stages)."""
     tree = ast.parse(path.read_text())
-    for node in ast.walk(tree):
+    for node in tree.body:
         if isinstance(node, ast.Import):
             yield from (alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
@@ -52,6 +55,16 @@ def test_standard_library_only(path):
     outside = {m for m in _imported_modules(REPO_ROOT / path)
                if m not in sys.stdlib_module_names and m != "shared"}
     assert not outside, f"{path} imports {outside}"
+
+
+def test_stage1_trains_without_numpy_or_torch(tmp_path):
+    """Stage 1, through the runner, with numpy and torch made unimportable: standard library only."""
+    script = ("import runpy, sys\nsys.modules['numpy'] = sys.modules['torch'] = None\n"
+              f"sys.argv = ['main.py', '--steps', '2', '--samples', '1', '--out', {str(tmp_path / 'r.json')!r}]\n"
+              f"runpy.run_path({str(REPO_ROOT / '1_pure_python' / 'main.py')!r}, run_name='__main__')")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "loss 3.3660" in proc.stdout and json.loads((tmp_path / "r.json").read_text())["samples"]
 
 
 RESULTS_FILES = ["1_pure_python/results.json", "2_numpy/results.json", "3_pytorch/results.json",
@@ -148,3 +161,20 @@ def test_every_stage_has_the_same_sections_in_the_order_the_readme_states():
     assert expected[0] == "Autograd" and len(expected) == 7
     for stage in STAGES:
         assert section_titles(REPO_ROOT / stage / "main.py") == expected, stage
+
+
+PLUMBING = re.compile(r"time\.perf_counter|TrainingRun|results\.environment|argparse|torch\.cuda\.synchronize|"
+                      r"grads_by_name|\bprint\(|sys\.exit|UserError")
+
+
+@pytest.mark.parametrize("program", [*(f"{stage}/main.py" for stage in STAGES), "4_triton/fused_step.py"])
+def test_a_program_holds_its_lesson_and_the_runner_the_plumbing(program):
+    """No timers, results file, environment capture, argument parsing, device syncs, prints,
+    exits or error handling in a chapter's program: shared/runner.py owns them. Each program
+    hands the runner a train(run) and a sample(...)."""
+    source = (REPO_ROOT / program).read_text()
+    assert not PLUMBING.findall(source), PLUMBING.findall(source)
+    tree = ast.parse(source)
+    functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    assert {"train", "sample"} <= functions
+    assert "runner.main(__file__, FLAGS, train, sample)" in source

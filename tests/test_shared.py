@@ -239,3 +239,9 @@ def test_interrupt_writes_partial_results_and_keeps_old_file_until_then(tmp_path
     data = json.loads(out.read_text())
     assert data["partial"] is True and data["losses"] == [3.0]
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temporary left behind
+
+
+def test_positions_per_step_follow_the_wrapped_batches():
+    lengths = [3, 5, 2]  # real positions of three documents; batches of 5 wrap around the list
+    assert dataset.positions_per_step(lengths, 3, 5) == [3 + 5 + 2 + 3 + 5, 2 + 3 + 5 + 2 + 3, 5 + 2 + 3 + 5 + 2]
+    assert dataset.positions_per_step(lengths, 2, 1) == [3, 5]

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import trajectories
-from conftest import REPO_ROOT, load_stage
+import named_grads
+from conftest import REPO_ROOT, load_stage, stage_losses
 from reference import rmsnorm as torch_rmsnorm
 
 stage1 = load_stage("1_pure_python")
@@ -116,23 +116,48 @@ def test_model_gradients_equal_stage1(setup):
         loss2 = stage2.batch_loss([tokens], p2, config)
         loss2.backward()
         assert float(loss2.data) == pytest.approx(loss1.data, abs=1e-12)
-        grads2 = stage2.grads_by_name(stage2.flat_grad(p2), config)
-        for name, matrix in p1.items():
-            np.testing.assert_allclose(grads2[name], [[p.grad for p in row] for row in matrix],
-                                       rtol=0, atol=1e-10, err_msg=name)
+        grads2 = named_grads.from_flat(stage2.flat_grad(p2), config)
+        for name, grads1 in named_grads.stage1(p1).items():
+            np.testing.assert_allclose(grads2[name], grads1, rtol=0, atol=1e-10, err_msg=name)
 
 
-def test_first_three_losses_match_microgpt(spec):
-    assert [round(x, 4) for x in trajectories.stage2_losses(spec, 3)] == [3.3660, 3.4243, 3.1778]
-
-
-def test_1000_steps_equal_stage1_run_at_every_step(spec):
+def test_1000_steps_equal_stage1_run_at_every_step():
+    """Stage 2's own training loop, float64, against stage 1's committed run: microgpt's
+    losses at every step, ending at its published 2.6497."""
     stage1_losses = json.loads((REPO_ROOT / "1_pure_python" / "results.json").read_text())["losses"]
-    losses = trajectories.stage2_losses(spec, 1000)
+    losses = stage_losses("2_numpy", 1000, "--dtype", "float64")
+    assert [round(x, 4) for x in losses[:3]] == [3.3660, 3.4243, 3.1778]
     np.testing.assert_allclose(losses, stage1_losses, rtol=0, atol=1e-6)
     assert round(losses[-1], 4) == 2.6497
 
 
-def test_float32_run_ends_near_float64(spec):
-    losses = trajectories.stage2_losses(spec, 1000, np.float32)
+def test_float32_run_ends_near_float64():
+    losses = stage_losses("2_numpy", 1000, "--dtype", "float32")
     assert abs(losses[-1] - 2.6497) < 0.01
+
+
+def graph_nodes(root) -> list:
+    seen, stack = {id(root): root}, [root]
+    while stack:
+        for child in stack.pop()._children:
+            if id(child) not in seen:
+                seen[id(child)] = child
+                stack.append(child)
+    return list(seen.values())
+
+
+def test_float32_step_stays_float32(setup):
+    """--dtype float32 means float32: every array of a step's graph, every gradient, and Adam's
+    state (NumPy 2 promotes a float32 array to float64 when it meets a NumPy float64 scalar, an
+    int64 count or a float64 mask)."""
+    tokenizer, config, docs, state = setup
+    flat, params = stage2.make_params(state, config, np.float32)
+    loss = stage2.batch_loss([tokenizer.encode_doc(doc) for doc in docs[:3]], params, config)
+    loss.backward()
+    nodes = graph_nodes(loss)
+    assert len(nodes) > 20
+    assert {str(node.data.dtype) for node in nodes} == {"float32"}
+    assert {str(node.grad.dtype) for node in nodes} == {"float32"}
+    m, v = np.zeros_like(flat), np.zeros_like(flat)
+    stage2.adam_step(flat, stage2.flat_grad(params), m, v, 0, 1000)
+    assert flat.dtype == m.dtype == v.dtype == np.float32

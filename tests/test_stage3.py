@@ -1,6 +1,6 @@
-"""Stage 3: the nn.Module model equals stage 2 (gradients to 1e-10 in float64, the whole
-1000-step trajectory to 1e-6), float32 stays within 0.01 of microgpt's final loss, and
---compile trains on a CPU."""
+"""Stage 3: the nn.Module model equals stage 2 (gradients to 1e-10 in float64), its own training
+loop follows stage 1's 1000-step run to 1e-6 in float64, float32 stays within 0.01 of
+microgpt's final loss, and --compile trains on a CPU."""
 
 import json
 
@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-import trajectories
-from conftest import REPO_ROOT, load_stage
+import named_grads
+from conftest import REPO_ROOT, load_stage, stage_losses
+from shared import runner
 
 stage2 = load_stage("2_numpy")
 stage3 = load_stage("3_pytorch")
@@ -30,39 +31,39 @@ def test_float64_gradients_equal_stage2(setup, doc_index, doc):
     _, p2 = stage2.make_params(state, config)
     loss2 = stage2.batch_loss([tokens], p2, config)
     loss2.backward()
-    grads2 = stage2.grads_by_name(stage2.flat_grad(p2), config)
+    grads2 = named_grads.from_flat(stage2.flat_grad(p2), config)
     model = stage3.load_weights(stage3.GPT(config).double(), state)
     _, loss3 = model(*stage3.batch_tensors([tokens], config.block_size, CPU))
     loss3.backward()
     assert loss3.item() == pytest.approx(float(loss2.data), abs=1e-12)
-    for name, grad in stage3.grads_by_name(model).items():
-        np.testing.assert_allclose(grad.numpy(), grads2[name], rtol=0, atol=1e-10, err_msg=name)
+    for name, grad in named_grads.stage3(model).items():
+        np.testing.assert_allclose(grad, grads2[name], rtol=0, atol=1e-10, err_msg=name)
 
 
-def test_first_three_losses_match_microgpt(spec):
-    assert [round(x, 4) for x in trajectories.stage3_losses(spec, 3)] == [3.3660, 3.4243, 3.1778]
+def test_float64_1000_steps_equal_stage1_run():
+    """Stage 3's own training loop, float64, against the reference run (stage 1's committed file)."""
+    stage1_losses = json.loads((REPO_ROOT / "1_pure_python" / "results.json").read_text())["losses"]
+    losses = stage_losses("3_pytorch", 1000, "--device", "cpu", "--dtype", "float64")
+    assert [round(x, 4) for x in losses[:3]] == [3.3660, 3.4243, 3.1778]
+    np.testing.assert_allclose(losses, stage1_losses, rtol=0, atol=1e-6)
 
 
-def test_float64_1000_steps_equal_stage2_run(spec):
-    stage2_losses = json.loads((REPO_ROOT / "2_numpy" / "results.json").read_text())["losses"]
-    losses = trajectories.stage3_losses(spec, 1000, torch.float64)
-    np.testing.assert_allclose(losses, stage2_losses, rtol=0, atol=1e-6)
-
-
-def test_float32_run_ends_within_0_01_of_microgpt(spec):
-    losses = trajectories.stage3_losses(spec, 1000, torch.float32)
+def test_float32_run_ends_within_0_01_of_microgpt():
+    losses = stage_losses("3_pytorch", 1000, "--device", "cpu", "--dtype", "float32")
     assert abs(losses[-1] - 2.6497) < 0.01
 
 
-def test_compile_trains_on_cpu_like_eager(spec):
-    eager = trajectories.stage3_losses(spec, 5, torch.float32)
-    compiled = trajectories.stage3_losses(spec, 5, torch.float32, compile=True)
+def test_compile_trains_on_cpu_like_eager():
+    eager = stage_losses("3_pytorch", 5, "--device", "cpu")
+    compiled = stage_losses("3_pytorch", 5, "--device", "cpu", "--compile")
     np.testing.assert_allclose(compiled, eager, rtol=0, atol=1e-5)
 
 
-def test_compile_flag_through_cli_reports_compile_time(tmp_path, names_path):
+def test_compile_flag_reports_compile_time(tmp_path, names_path):
     out = tmp_path / "r.json"
-    stage3.main(["--data", str(names_path), "--steps", "3", "--samples", "1", "--compile", "--out", str(out)])
+    runner.train_and_sample(stage3.__file__, stage3.FLAGS, stage3.train, stage3.sample,
+                            ["--data", str(names_path), "--steps", "3", "--samples", "1", "--compile",
+                             "--device", "cpu", "--out", str(out)])
     res = json.loads(out.read_text())
     assert res["env"]["compile"] is True and res["env"]["compile_s"] > 0
     assert round(res["losses"][0], 4) == 3.3660

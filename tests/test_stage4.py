@@ -15,16 +15,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import trajectories
-from conftest import REPO_ROOT, load_stage
+import named_grads
+from conftest import REPO_ROOT, load_stage, stage_losses
+from kernels import INTERPRET, adam, attention, cross_entropy, embedding, kernels_per_step, linear, rmsnorm
 from shared.tokenizer import padded_document
+from shared.weights import GPTConfig, param_shapes
 
 stage3 = load_stage("3_pytorch")
 stage4 = load_stage("4_triton")
-from kernels import adam, attention, cross_entropy, embedding, linear, rmsnorm  # noqa: E402
 
 CPU = torch.device("cpu")
-DEVICE = CPU if stage4.INTERPRET else torch.device("cuda")
+DEVICE = CPU if INTERPRET else torch.device("cuda")
 TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.float64: dict(rtol=1e-12, atol=1e-12)}
 
 
@@ -265,9 +266,9 @@ def test_model_gradients_equal_stage3(setup, dtype, atol, docs):
     _, loss3 = model3(*stage3.batch_tensors(batch, config.block_size, CPU))
     loss3.backward()
     assert loss4.item() == pytest.approx(loss3.item(), abs=atol)
-    grads3 = stage3.grads_by_name(model3)
-    for name, grad in stage4.grads_by_name(model4).items():
-        torch.testing.assert_close(grad.cpu(), grads3[name], rtol=0, atol=atol, msg=name)
+    grads3 = named_grads.stage3(model3)
+    for name, grad in named_grads.stage4(model4).items():
+        np.testing.assert_allclose(grad, grads3[name], rtol=0, atol=atol, err_msg=name)
     assert model4.params.flat.grad is None  # gradients go to the flat buffer, not through autograd
 
 
@@ -307,10 +308,11 @@ def test_every_autograd_node_is_made_in_its_forward(setup):
     assert [node.name() for node in nodes if node.metadata.get("earlier")] == []
 
 
-def test_training_tracks_stage3_and_microgpt(spec):
-    losses = trajectories.stage4_losses(spec, 20, DEVICE)
+def test_training_tracks_stage3_and_microgpt():
+    """Stage 4's own training loop against stage 3's, 20 steps of microgpt's run."""
+    losses = stage_losses("4_triton", 20)
     assert [round(x, 4) for x in losses[:3]] == [3.3660, 3.4243, 3.1778]
-    np.testing.assert_allclose(losses, trajectories.stage3_losses(spec, 20), rtol=0, atol=1e-4)
+    np.testing.assert_allclose(losses, stage_losses("3_pytorch", 20, "--device", "cpu"), rtol=0, atol=1e-4)
 
 
 def test_sampling_after_training_matches_stage3(setup):
@@ -318,11 +320,12 @@ def test_sampling_after_training_matches_stage3(setup):
     import random
 
     tokenizer, config, _, state = setup
-    model3 = stage3.load_weights(stage3.GPT(config), state).eval()
+    model3 = stage3.load_weights(stage3.GPT(config), state)
     model4 = stage4.GPT(config, state, device=DEVICE)
-    names3 = [stage3.sample(model3, tokenizer, random.Random(7), 0.5, CPU) for _ in range(3)]
-    names4 = [stage4.sample(model4, tokenizer, random.Random(7), 0.5) for _ in range(3)]
-    assert names4 == names3
+    rng3, rng4 = random.Random(7), random.Random(7)
+    names3 = [stage3.sample(model3, config, tokenizer, rng3, 0.5) for _ in range(5)]
+    names4 = [stage4.sample(model4, config, tokenizer, rng4, 0.5) for _ in range(5)]
+    assert names4 == names3 and len(set(names3)) > 1
 
 
 def defined_kernels() -> set[str]:
@@ -370,17 +373,21 @@ NO_KERNEL_OPS = {"aten.empty.memory_format", "aten.empty_like.default", "aten.vi
                  "aten.slice.Tensor", "aten.select.int", "aten.detach.default", "aten.alias.default"}
 
 
-@pytest.mark.skipif(not stage4.INTERPRET, reason="counts launches through the interpreter; on a GPU, "
+@pytest.mark.skipif(not INTERPRET, reason="counts launches through the interpreter; on a GPU, "
                     "benchmarks/gpu_profile.py counts them with the CUDA profiler")
-@pytest.mark.parametrize("batch_size", [1, 3])
-def test_a_step_is_29_of_our_kernels_and_no_torch_compute(setup, monkeypatch, batch_size):
+@pytest.mark.parametrize("n_layer, batch_size, count", [(1, 1, 29), (1, 3, 29), (2, 3, 47)])
+def test_a_step_is_our_kernels_and_no_torch_compute(setup, monkeypatch, n_layer, batch_size, count):
     """Every op of the training step is one of our kernels, at any batch size: record what the
     step asks of PyTorch (muted inside our kernel launches, where the interpreter moves data)
-    and count the launches: 12 forward, 16 backward, 1 Adam at SPEC.md's size."""
+    and count the launches: 29 at SPEC.md's one layer (12 forward, 16 backward, 1 Adam), 18
+    more per layer, as kernels_per_step says and the results files record."""
     from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
     from triton.runtime.interpreter import GridExecutor
 
-    tokenizer, config, docs, state = setup
+    tokenizer, _, docs, _ = setup
+    config = GPTConfig(vocab_size=tokenizer.vocab_size, n_layer=n_layer)
+    state = {name: [[0.01 * ((r + c) % 7) for c in range(cols)] for r in range(rows)]
+             for name, (rows, cols) in param_shapes(config)}
     launches = []
     run_kernel = GridExecutor.__call__
 
@@ -404,5 +411,5 @@ def test_a_step_is_29_of_our_kernels_and_no_torch_compute(setup, monkeypatch, ba
     with RecordOps() as record:
         step_fn.launch()
     assert record.ops <= NO_KERNEL_OPS, record.ops - NO_KERNEL_OPS
-    assert len(launches) == stage4.KERNELS_PER_STEP == 29, launches
-    assert launches.count("linear_fwd_kernel") == 5 and launches[-1] == "adam_kernel"
+    assert len(launches) == kernels_per_step(n_layer) == count, launches
+    assert launches.count("linear_fwd_kernel") == 1 + 4 * n_layer and launches[-1] == "adam_kernel"

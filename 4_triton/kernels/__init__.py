@@ -4,19 +4,43 @@ Each file reads in the order of the Triton tutorials: a naive PyTorch reference 
 its memory traffic is), the forward kernel, the backward kernel with its derivation above
 it, the launcher, a `torch.autograd.Function`, and a benchmark.
 
-Shapes: activations are (T, C) buffers whose T rows are padded to a power of two (the
-padded rows hold finite filler and receive zero gradient); the number of real rows `n` is
-read from device memory, so one compiled kernel, and one captured CUDA graph, serves every
-document length.
+Shapes: activations are (B, T, C): B documents of T = block_size rows each, a document's n
+real rows first and padding after. Each document's n is read from device memory, so one
+compiled kernel, and one captured CUDA graph, serves every batch of every length. Padded
+rows hold finite filler and receive zero gradient.
 
 Weights are views of one flat parameter buffer and their gradients views of one flat
 gradient buffer. Each backward kernel *writes* its weight's gradient straight into that
 buffer (every weight is used once per step, so there is nothing to add to) and hands
 autograd `None` for it -- the "gradient accumulation fusion" of Megatron-LM -- so Adam can
 update all 4,192 parameters in one launch with no copies.
+
+Importing this package decides how the kernels run. Triton reads TRITON_INTERPRET once,
+when it is first imported, so the choice is made here, before any kernel file imports it:
+compiled for the GPU where there is a CUDA GPU, else through Triton's CPU interpreter
+(which emulates every program with NumPy). TRITON_INTERPRET=1 or 0 in the environment
+overrides the choice.
 """
 
+import os
 import sys
+
+import torch
+
+REQUESTED = os.environ.get("TRITON_INTERPRET", "")
+INTERPRET = REQUESTED == "1" if REQUESTED in ("0", "1") else not torch.cuda.is_available()
+os.environ["TRITON_INTERPRET"] = "1" if INTERPRET else "0"
+
+
+def kernels_per_step(n_layer: int) -> int:
+    """Launches in one training step of main.py's model (tests/test_stage4.py counts them).
+
+    Per layer 18: forward 7 (two rmsnorms that pass the residual on, the q/k/v, output, fc1
+    and fc2 matmuls, attention) and backward 11 (two for each matmul, dx and dW; attention;
+    the two rmsnorms). Once per step 11: forward 5 (embedding, the first rmsnorm, lm_head,
+    cross-entropy and the batch mean of its losses), backward 5 (cross-entropy's scaling,
+    lm_head's dx and dW, the first rmsnorm, embedding) and Adam."""
+    return 11 + 18 * n_layer
 
 
 def triton_missing() -> str:
@@ -51,3 +75,9 @@ def run_on_its_own(name: str, check, bench, tolerance: float = 1e-5) -> int:
         line += f"; one call, launch included: ours {times['triton_us']:.1f} µs, PyTorch {theirs:.1f} µs"
     print(line)
     return 0 if ok else 1
+
+
+try:
+    import triton  # noqa: F401  (the first import of Triton: TRITON_INTERPRET is decided above)
+except ImportError:
+    sys.exit(triton_missing())
