@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for shared/
-from shared import runner  # noqa: E402
+from shared import runner  # noqa: E402  (first: a package missing or a Ctrl-C while loading is one line)
 from shared.tokenizer import Tokenizer, positions  # noqa: E402
 from shared.weights import GPTConfig  # noqa: E402
 

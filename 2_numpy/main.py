@@ -16,12 +16,13 @@ Run:  python 2_numpy/main.py                  (a few seconds)
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for shared/
-from shared import runner  # noqa: E402
+from shared import runner  # noqa: E402  (first: a package missing or a Ctrl-C while loading is one line)
 from shared.tokenizer import Tokenizer, positions  # noqa: E402
 from shared.weights import GPTConfig, param_offsets, param_shapes  # noqa: E402
+
+# isort: split
+import numpy as np  # noqa: E402
 
 # Optimizer (SPEC.md): Adam with bias correction and a linear learning-rate decay to zero.
 LEARNING_RATE = 0.01  # peak learning rate, decayed linearly to 0 over the run
@@ -372,7 +373,7 @@ def sample(params: dict, config: GPTConfig, tokenizer: Tokenizer, rng, temperatu
 # Command line: shared/runner.py reads the flags and the data, and times and records the run
 # ----------------------------------------------------------------------------------------
 
-FLAGS = runner.Flags(dtypes=("float64", "float32"))  # --dtype: float64 (stage 1's numbers) or float32
+FLAGS = runner.Flags(dtypes=("float64", "float32"), engine="numpy")  # --dtype: float64 (stage 1's numbers) or float32
 
 if __name__ == "__main__":
     runner.main(__file__, FLAGS, train, sample)

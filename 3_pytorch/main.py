@@ -17,14 +17,15 @@ Run:  python 3_pytorch/main.py                          (CPU, float32, 1 thread)
 import sys
 from pathlib import Path
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for shared/
-from shared import runner  # noqa: E402
+from shared import runner  # noqa: E402  (first: a package missing or a Ctrl-C while loading is one line)
 from shared.tokenizer import Tokenizer, positions  # noqa: E402
 from shared.weights import GPTConfig  # noqa: E402
+
+# isort: split
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 # Optimizer (SPEC.md): Adam with bias correction and a linear learning-rate decay to zero.
 LEARNING_RATE = 0.01  # peak learning rate, decayed linearly to 0 over the run
@@ -215,7 +216,7 @@ def sample(model: GPT, config: GPTConfig, tokenizer: Tokenizer, rng, temperature
 # ----------------------------------------------------------------------------------------
 
 # --dtype float32 (default) or float64; --device cpu, cuda, mps or auto; --threads; --compile
-FLAGS = runner.Flags(dtypes=("float32", "float64"), device="torch", compile=True)
+FLAGS = runner.Flags(dtypes=("float32", "float64"), engine="torch", compile=True)
 
 if __name__ == "__main__":
     runner.main(__file__, FLAGS, train, sample)

@@ -31,16 +31,22 @@ Sampling runs the same forward code as training (`_forward`), one launch per dra
 Run:  python 4_triton/fused_step.py                       (one launch per step)
       python 4_triton/fused_step.py --launch run          (the whole run in one launch)
       python 4_triton/fused_step.py --batch-size 4096     (many programs, two launches per step)
-Same flags, log line and results file as every main.py; float32 and SPEC.md's one-layer
-model with power-of-two widths only. Without a CUDA GPU it runs through Triton's interpreter.
+Same flags, log line and results file as every main.py; SPEC.md's one-layer model with
+power-of-two widths only. Without a CUDA GPU it runs through Triton's interpreter (there,
+--dtype float64 too, for exact checks).
 """
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for shared/
+from shared import runner  # noqa: E402  (first: a package missing or a Ctrl-C while loading is one line)
+from shared.dataset import positions_per_step  # noqa: E402
+from shared.tokenizer import Tokenizer, padded_document  # noqa: E402
+from shared.weights import GPTConfig, param_offsets, param_shapes  # noqa: E402
+
 # isort: off
-from kernels import INTERPRET  # noqa: E402  (first: it decides compiled or interpreted, before Triton loads)
+from kernels import INTERPRET  # noqa: E402  (first of kernels/: it decides compiled or interpreted, before Triton loads)
 import torch  # noqa: E402
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
@@ -49,10 +55,6 @@ import triton.language as tl  # noqa: E402
 from kernels.adam import BLOCK as BLOCK_ADAM  # noqa: E402
 from kernels.adam import adam_update  # noqa: E402
 from kernels.rmsnorm import EPS  # noqa: E402
-from shared import runner  # noqa: E402
-from shared.dataset import positions_per_step  # noqa: E402
-from shared.tokenizer import Tokenizer, padded_document  # noqa: E402
-from shared.weights import GPTConfig, param_offsets, param_shapes  # noqa: E402
 
 # Optimizer (SPEC.md): Adam with bias correction and a linear learning-rate decay to zero.
 LEARNING_RATE = 0.01  # peak learning rate, decayed linearly to 0 over the run
@@ -446,7 +448,7 @@ def flat_parameters(state: dict, config: GPTConfig, dtype, device) -> torch.Tens
 def train(run) -> FusedTrainer:
     """Train from SPEC.md's initial weights with the one-kernel step; `run` (shared/runner.py)
     records every step."""
-    params = flat_parameters(run.initial_weights, run.config, torch.float32, run.device)
+    params = flat_parameters(run.initial_weights, run.config, getattr(torch, run.dtype), run.device)
     programs = 1 if run.args.launch == "run" else run.args.programs or default_programs(run.batch_size)
     trainer = FusedTrainer(params, run.config, run.steps, run.batch_size, programs, run.args.docs_per_tile,
                            run.args.warps)
@@ -509,6 +511,9 @@ def check_flags(args, parser):
     if args.n_layer != 1:
         parser.error("the one-kernel step implements SPEC.md's one-layer model; use 4_triton/main.py "
                      "for --n-layer > 1")
+    if args.steps * args.batch_size >= 2**31:
+        parser.error(f"the one-kernel step counts a run's documents with 32-bit integers: --steps x --batch-size "
+                     f"must stay below 2^31, got {args.steps * args.batch_size:,}")
     for flag in ("n_embd", "block_size"):
         value = getattr(args, flag)
         if value < 16 or value & (value - 1):
@@ -516,7 +521,8 @@ def check_flags(args, parser):
                          f"got {value}; use 4_triton/main.py for other sizes")
 
 
-FLAGS = runner.Flags(dtypes=("float32",), device="triton", extra=add_flags, check=check_flags)
+FLAGS = runner.Flags(dtypes=("float32", "float64"), engine="triton", activations=False, extra=add_flags,
+                     check=check_flags)
 
 if __name__ == "__main__":
     runner.main(__file__, FLAGS, train, sample)

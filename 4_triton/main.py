@@ -29,20 +29,22 @@ Run:  python 4_triton/main.py                    (CUDA: compiled, CUDA graph)
 import sys
 from pathlib import Path
 
-import torch
-import torch.nn as nn
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for shared/
-from kernels import kernels_per_step  # noqa: E402  (first: it decides compiled or interpreted)
+from shared import runner  # noqa: E402  (first: a package missing or a Ctrl-C while loading is one line)
+from shared.tokenizer import Tokenizer, padded_document  # noqa: E402
+from shared.weights import GPTConfig, param_offsets, param_shapes  # noqa: E402
+
+# isort: split
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+
+from kernels import check_sizes, kernels_per_step  # noqa: E402  (first of kernels/: it decides compiled or interpreted)
 from kernels.adam import adam_step  # noqa: E402
 from kernels.attention import CausalAttention  # noqa: E402
 from kernels.cross_entropy import CrossEntropy  # noqa: E402
 from kernels.embedding import Embedding  # noqa: E402
 from kernels.linear import Linear  # noqa: E402
 from kernels.rmsnorm import RMSNorm, RMSNormWithResidual  # noqa: E402
-from shared import runner  # noqa: E402
-from shared.tokenizer import Tokenizer, padded_document  # noqa: E402
-from shared.weights import GPTConfig, param_offsets, param_shapes  # noqa: E402
 
 # Optimizer (SPEC.md): Adam with bias correction and a linear learning-rate decay to zero.
 LEARNING_RATE = 0.01  # peak learning rate, decayed linearly to 0 over the run
@@ -338,8 +340,8 @@ def sample(model: GPT, config: GPTConfig, tokenizer: Tokenizer, rng, temperature
 # Command line: shared/runner.py reads the flags and the data, and times and records the run
 # ----------------------------------------------------------------------------------------
 
-# --dtype float32 (default) or float64 (interpreter only); --no-cuda-graph
-FLAGS = runner.Flags(dtypes=("float32", "float64"), device="triton", cuda_graph=True)
+# --dtype float32 (default) or float64 (interpreter only); --no-cuda-graph; sizes our kernels can hold
+FLAGS = runner.Flags(dtypes=("float32", "float64"), engine="triton", cuda_graph=True, check=check_sizes)
 
 if __name__ == "__main__":
     runner.main(__file__, FLAGS, train, sample)

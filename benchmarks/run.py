@@ -20,7 +20,7 @@ table beside it; benchmarks/plots.py draws the figures from that file. --quick w
 benchmarks/results/quick/ instead, which git ignores.
 """
 
-import argparse
+import contextlib
 import datetime
 import os
 import re
@@ -33,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from shared import results  # noqa: E402
+from shared.cli import Parser  # noqa: E402
 from shared.report import benchmark_markdown  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -107,19 +108,37 @@ def run_once(run: dict, progress: str) -> dict:
                "--out", str(out), *run["args"]]
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        tail = []
-        for line in proc.stdout:
-            tail = (tail + [line])[-20:]
-            match = re.match(r"step\s+(\d+) /\s*(\d+)", line)
-            if match and (int(match.group(1)) % max(1, int(match.group(2)) // 20) == 0):
-                done, total = int(match.group(1)), int(match.group(2))
-                elapsed = time.perf_counter() - started
-                eta = elapsed / done * (total - done)
-                print(f"\r{progress} {run['label']}: step {done}/{total}, eta {eta:5.0f} s ", end="", flush=True)
+        with stopped_with_us(proc):
+            tail = follow(proc, run, progress, started)
         if proc.wait() != 0:
             raise SystemExit(f"\n{run['label']} failed:\n{''.join(tail)}")
         print()
         return results.load_results(out)
+
+
+@contextlib.contextmanager
+def stopped_with_us(proc):
+    """If the harness stops (Ctrl-C), the run it started stops too, rather than train on unseen."""
+    try:
+        yield
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait()
+
+
+def follow(proc, run: dict, progress: str, started: float) -> list[str]:
+    """Show the run's progress on one line; return the last lines of its output."""
+    tail = []
+    for line in proc.stdout:
+        tail = (tail + [line])[-20:]
+        match = re.match(r"step\s+(\d+) /\s*(\d+)", line)
+        if match and (int(match.group(1)) % max(1, int(match.group(2)) // 20) == 0):
+            done, total = int(match.group(1)), int(match.group(2))
+            elapsed = time.perf_counter() - started
+            eta = elapsed / done * (total - done)
+            print(f"\r{progress} {run['label']}: step {done}/{total}, eta {eta:5.0f} s ", end="", flush=True)
+    return tail
 
 
 def machine_name(env: dict) -> str:
@@ -160,7 +179,7 @@ def summarize_runs(plan_rows: list[dict], repeats: list[list[dict]]) -> list[dic
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])  # a usage mistake is one line
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=list(STAGES))
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=1, help="interleaved repeats; medians of medians")
@@ -174,22 +193,31 @@ def main(argv=None) -> int:
     if args.steps <= 0 or args.repeats <= 0:
         parser.error("--steps and --repeats must be positive")
     steps = 20 if args.quick else args.steps
+    out_dir = Path(args.out_dir or (QUICK_DIR if args.quick else RESULTS_DIR))
+    for folder, flag in ((out_dir, "--out-dir"), (args.stage_files and Path(args.stage_files), "--stage-files")):
+        if folder:  # checked before any run, not after all of them
+            check_folder(parser, folder, flag, create=flag == "--out-dir")
     gpu = cuda_available()
     runs = plan(args.stages, steps, gpu)
     print(f"{len(runs)} runs x {args.repeats} repeat(s), {steps} steps each, every thread pool pinned to 1 thread"
           + (", GPU rows on CUDA" if gpu else ", stage 4 through the interpreter (short, labelled)"), flush=True)
-    repeats = [[] for _ in runs]
-    for r in range(args.repeats):
-        for i, run in enumerate(runs):
-            repeats[i].append(run_once(run, f"[repeat {r + 1}/{args.repeats}, run {i + 1}/{len(runs)}]"))
-    rows = summarize_runs(runs, repeats)
     env = results.environment("cuda" if gpu else "cpu", threads_pinned=1)
+    stem = f"{machine_name(env)}-{datetime.date.today().isoformat()}" + ("-quick" if args.quick else "")
+    repeats = [[] for _ in runs]
+    try:
+        for r in range(args.repeats):
+            for i, run in enumerate(runs):
+                repeats[i].append(run_once(run, f"[repeat {r + 1}/{args.repeats}, run {i + 1}/{len(runs)}]"))
+    except KeyboardInterrupt:  # keep every finished run
+        done = {run["label"]: tries for run, tries in zip(runs, repeats) if tries}
+        where = results.write_json_atomic(out_dir / f"{stem}.partial.json", {
+            "runs": done, "steps": steps, "repeats": args.repeats, "quick": args.quick, "env": env, "partial": True})
+        print(f"\ninterrupted; the {sum(map(len, done.values()))} finished run(s) are in {where}", file=sys.stderr)
+        return 130
+    rows = summarize_runs(runs, repeats)
     env["device"] = next((r["device"] for r in rows if r["chain"] == "gpu"), "cpu")
     report = {"rows": rows, "runs": {run["label"]: tries for run, tries in zip(runs, repeats)},
               "steps": steps, "repeats": args.repeats, "quick": args.quick, "env": env}
-    out_dir = Path(args.out_dir or (QUICK_DIR if args.quick else RESULTS_DIR))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{machine_name(env)}-{datetime.date.today().isoformat()}" + ("-quick" if args.quick else "")
     results.write_json_atomic(out_dir / f"{stem}.json", report)
     markdown = benchmark_markdown(report)
     (out_dir / f"{stem}.md").write_text(markdown)
@@ -200,6 +228,23 @@ def main(argv=None) -> int:
     print(markdown)
     print(f"-> {out_dir / stem}.json")
     return 0
+
+
+def check_folder(parser, folder: Path, flag: str, create: bool) -> None:
+    """A folder the sitting will write into: it is one (or, for --out-dir, can be made) and takes a file."""
+    if folder.exists() and not folder.is_dir():
+        parser.error(f"{flag} {folder} is a file, not a folder; give a folder")
+    if create:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            parser.error(f"{flag} {folder} cannot be made ({err.strerror}); give another folder")
+    if not folder.is_dir():
+        parser.error(f"{flag} {folder} does not exist; create it or give another folder")
+    try:
+        tempfile.NamedTemporaryFile(dir=folder).close()
+    except OSError as err:
+        parser.error(f"{flag} {folder} cannot be written ({err.strerror}); give another folder")
 
 
 if __name__ == "__main__":

@@ -10,12 +10,14 @@ Usage mistakes exit with argparse's status 2; other bad input raises `UserError`
 
 import argparse
 import os
+import signal
+import stat
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from shared.errors import UserError
+from shared.errors import Terminated, UserError
 
 
 class Parser(argparse.ArgumentParser):
@@ -25,6 +27,7 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+MIN_TEMPERATURE = 0.001  # logits / temperature must stay finite in float32
 RUN_FILE = "last_run.json"  # a reader's own run; the committed results*.json are benchmark sittings
 
 
@@ -82,8 +85,12 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -
             parser.error(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
     if args.samples < 0:
         parser.error(f"--samples must be zero or more, got {args.samples}")
-    if not args.temperature > 0:
-        parser.error(f"--temperature must be positive, got {args.temperature}")
+    if args.seed < 0:
+        parser.error(f"--seed must be zero or more, got {args.seed} (random.Random({args.seed}) would repeat "
+                     f"--seed {-args.seed}'s run)")
+    if not args.temperature >= MIN_TEMPERATURE:
+        parser.error(f"--temperature must be at least {MIN_TEMPERATURE}, got {args.temperature} (at "
+                     f"{MIN_TEMPERATURE} sampling already picks the likeliest character almost always)")
     if args.n_embd % args.n_head:
         parser.error(
             f"--n-embd {args.n_embd} is not divisible by --n-head {args.n_head}; "
@@ -94,13 +101,21 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -
 
 
 def check_writable(path: str) -> None:
-    """Fail before training, not after it, if the results file cannot be written."""
-    out = Path(path)
+    """Fail before training, not after it, if the results file cannot be written.
+
+    --out must name a regular file or a new one. A symlink is written through: the file it
+    points to gets the results, and the link stays. A device, a pipe or a directory is refused."""
+    if path.endswith(("/", os.sep)):
+        raise UserError(f"--out {path} names a directory; give a file path such as {Path(path) / 'results.json'}")
+    out = Path(os.path.realpath(path))  # through a symlink, to the file it points to
     if out.is_dir():
-        raise UserError(f"--out {out} is a directory; give a file path such as {out / 'results.json'}")
-    parent = out.parent if str(out.parent) else Path(".")
+        raise UserError(f"--out {path} is a directory; give a file path such as {Path(path) / 'results.json'}")
+    if out.exists() and not out.is_file():
+        raise UserError(f"--out {path} is not a regular file ({file_kind(out)}); give a path for a results file, "
+                        f"such as results.json")
+    parent = out.parent
     if not parent.is_dir():
-        raise UserError(f"--out directory {parent} does not exist; create it or choose another path")
+        raise UserError(f"--out directory {Path(path).parent} does not exist; create it or choose another path")
     try:
         fd, probe = tempfile.mkstemp(dir=parent, prefix=".write-check-")
     except OSError as err:
@@ -109,14 +124,32 @@ def check_writable(path: str) -> None:
     os.unlink(probe)
 
 
+def file_kind(path: Path) -> str:
+    mode = path.stat().st_mode
+    for test, kind in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a pipe"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def run(main: Callable[[], object]) -> int:
-    """Call `main`, turning bad input into one line on stderr and a non-zero status."""
+    """Call `main`, turning bad input into one line on stderr and a non-zero status; Ctrl-C
+    exits with 130 and SIGTERM, taken like Ctrl-C, with 143."""
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         main()
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except Terminated as err:
+        print(str(err) or "terminated", file=sys.stderr)
+        return 143
+    except KeyboardInterrupt as err:
+        print(str(err) or "interrupted", file=sys.stderr)
         return 130
     return 0

@@ -7,7 +7,9 @@ so a fresh clone trains with no network. The file is found in this order, first 
 2. the environment variable `MICROGPT_DATA`;
 3. `data/names.txt` at the top of this repository.
 
-A document is one non-empty line with surrounding whitespace stripped (SPEC.md, "Data").
+A document is one non-empty line with surrounding whitespace stripped (SPEC.md, "Data"); a
+UTF-8 byte-order mark at the start of the file is dropped. The file must be a regular file
+of at most 256 MiB.
 """
 
 import os
@@ -18,6 +20,7 @@ from shared.errors import UserError
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NAMES_PATH = REPO_ROOT / "data" / "names.txt"
 ENV_VAR = "MICROGPT_DATA"
+MAX_DATA_BYTES = 256 * 2**20  # a larger data file is refused, before it is read
 # SHA-256 of makemore's names.txt; a test holds the committed copy to it.
 NAMES_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"
 
@@ -41,10 +44,17 @@ def load_docs(path: str | os.PathLike) -> list[str]:
         raise UserError(f"data file {path} does not exist; pass --data with a path to names.txt")
     if path.is_dir():
         raise UserError(f"data path {path} is a directory; pass --data with a path to names.txt")
+    if not path.is_file():
+        raise UserError(f"data path {path} is not a regular file; pass --data with a path to a text file of names")
+    if path.stat().st_size > MAX_DATA_BYTES:
+        raise UserError(f"data file {path} is {path.stat().st_size / 2**20:,.0f} MiB, over the "
+                        f"{MAX_DATA_BYTES // 2**20} MiB this tutorial reads (names.txt is 0.2 MiB); "
+                        f"give a smaller file")
     try:
         raw = path.read_bytes()
     except OSError as err:
         raise UserError(f"cannot read data file {path} ({err.strerror}); check its permissions") from None
+    raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark is not a character of the first name
     docs = []
     for lineno, line in enumerate(raw.split(b"\n"), start=1):
         try:

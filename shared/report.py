@@ -21,6 +21,7 @@ import statistics
 import sys
 from pathlib import Path
 
+from shared.errors import UserError
 from shared.results import LOSS_WINDOW, WARMUP_STEPS, load_results, summarize
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -235,7 +236,11 @@ def main(argv: list[str]) -> int:
     stale = []
     for path in readmes():
         text = path.read_text()
-        new = render(text)
+        try:
+            new = render(text)
+        except UserError as err:  # a results file the README quotes is missing or cut short
+            print(f"error: {path.relative_to(REPO_ROOT)}: {err}", file=sys.stderr)
+            return 1
         if new != text:
             stale.append(path.relative_to(REPO_ROOT))
             if "--check" not in argv:

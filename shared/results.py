@@ -12,19 +12,22 @@ Readers see: step time = median of step_ms after the first 10 steps (warm-up);
 loss = mean of the last 100 losses (at batch size 1 one step's loss is one name: noise).
 """
 
+import contextlib
 import datetime
 import importlib.metadata
 import json
 import math
 import os
 import platform
+import signal
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
-from shared.errors import UserError
+from shared.errors import UserError, stopped
 
 WARMUP_STEPS = 10
 LOSS_WINDOW = 100
@@ -112,23 +115,86 @@ def environment(device: str = "cpu", interpreter: bool = False, **extra) -> dict
     return env
 
 
-def write_json_atomic(path: str | os.PathLike, obj: dict) -> None:
-    """Write `obj` to a temporary file beside `path`, then rename: never a half file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def write_json_atomic(path: str | os.PathLike, obj: dict) -> Path:
+    """Write `obj` to a temporary file beside `path`, then rename: never a half file.
+
+    Through a symlink, the file it points to is written (the link stays). The file gets the
+    permissions a new file gets under the umask. Ctrl-C and SIGTERM wait until the rename is
+    done. Returns the path written."""
+    path = Path(os.path.realpath(path))
+    with signals_held():
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(obj, f, indent=1)
+                f.write("\n")
+            os.chmod(tmp, 0o666 & ~current_umask())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return path
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def signals_held():
+    """Hold Ctrl-C and SIGTERM while a file is written: they take effect when it is on disk."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+
+
+def say(line: str = "", **kwargs) -> None:
+    """print(), except that a closed stdout (`| head`) does not stop the run: from then on the
+    log goes nowhere, and the results file still gets every step."""
+    global stdout_closed
+    if stdout_closed:
+        return
+    try:
+        print(line, flush=True, **kwargs)
+    except BrokenPipeError:
+        stdout_closed = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the flush at exit does not fail again
+        os.close(devnull)
+
+
+stdout_closed = False
+
+
+def partial_path(out: Path) -> Path:
+    """Where an interrupted run's steps go: `out` itself, unless it holds a complete run, which
+    is kept; then beside it, `<name>.partial.json`."""
+    try:
+        complete = "partial" not in json.loads(Path(out).read_text())
+    except (OSError, ValueError):
+        complete = Path(out).exists()
+    return out.with_name(f"{out.stem}.partial{out.suffix or '.json'}") if complete else out
 
 
 def load_results(path: str | os.PathLike) -> dict:
-    with open(path) as f:
-        return json.load(f)
+    """A results file; a missing, unreadable or truncated one is a UserError naming it."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except OSError as err:
+        raise UserError(f"cannot read results file {path} ({err.strerror}); restore it "
+                        f"(git checkout -- {path}) or rerun the run that writes it") from None
+    except ValueError as err:
+        raise UserError(f"results file {path} is not complete JSON ({err}); restore it "
+                        f"(git checkout -- {path}) or rerun the run that writes it") from None
 
 
 class TrainingRun:
@@ -165,7 +231,7 @@ class TrainingRun:
         if self.show_eta:
             remaining = self.total_s / step * (self.config["steps"] - step)
             line += f" | eta {remaining // 60:.0f}m{remaining % 60:02.0f}s"
-        print(line, flush=True)
+        say(line)
 
     def record_launch(self, losses: list[float], seconds: float, **series: list) -> None:
         """Many steps run by one launch that took `seconds`: each step is logged with an equal
@@ -205,12 +271,12 @@ class TrainingRun:
         results = self.write(samples)
         summary = summarize(results)
         tokens = f", {summary['tokens_per_s']:,.0f} tokens/s" if summary["tokens_per_s"] else ""
-        print(
-            f"{self.stage}: median {summary['median_step_ms']:.2f} ms/step after warm-up "
-            f"({summary['names_per_s']:,.0f} names/s{tokens}), total {summary['total_s']:.1f} s, "
-            f"mean loss of last {LOSS_WINDOW} steps {summary['final_loss']:.4f} -> {self.out}",
-            flush=True,
-        )
+        steps = len(self.losses)
+        timed = (f"median {summary['median_step_ms']:.2f} ms/step after warm-up" if steps > WARMUP_STEPS else
+                 f"median {summary['median_step_ms']:.2f} ms/step over all {steps} steps (no warm-up left out)")
+        say(f"{self.stage}: {timed} ({summary['names_per_s']:,.0f} names/s{tokens}), total "
+            f"{summary['total_s']:.1f} s, mean loss of the last {min(steps, LOSS_WINDOW)} steps "
+            f"{summary['final_loss']:.4f} -> {self.out}")
         return results
 
     def __enter__(self) -> "TrainingRun":
@@ -218,8 +284,8 @@ class TrainingRun:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc_type is KeyboardInterrupt and self.losses:
-            write_json_atomic(self.out, self.results(samples=[], partial=True))
-            print(f"\ninterrupted after {len(self.losses)} steps; partial results in {self.out}",
-                  file=sys.stderr, flush=True)
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt) and self.losses:
+            # (write_json_atomic holds a second Ctrl-C until the steps are on disk)
+            where = write_json_atomic(partial_path(self.out), self.results(samples=[], partial=True))
+            raise stopped(exc_type, f"after {len(self.losses)} steps; partial results in {where}") from None
         return False

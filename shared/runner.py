@@ -32,39 +32,44 @@ import ast
 import contextlib
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from shared import cli, dataset, results
-from shared.errors import UserError
+from shared.errors import UserError, stopped
 from shared.tokenizer import Tokenizer, positions
 from shared.weights import GPTConfig, init_run, param_shapes
 
 
 @dataclass(frozen=True)
 class Flags:
-    """What a stage's command line offers beyond SPEC.md's common flags.
+    """What a program's command line offers beyond SPEC.md's common flags, and what it runs on.
 
     dtypes: the number types it trains in, the default first (one: no --dtype flag).
-    device: "cpu" (NumPy or plain Python), "torch" (--device and --threads: PyTorch picks a
-        CPU, CUDA or Apple GPU), or "triton" (a CUDA GPU, else Triton's CPU interpreter).
+    engine: "python" (scalar Values, stage 1), "numpy" (stage 2), "torch" (--device and
+        --threads: PyTorch picks a CPU, CUDA or Apple GPU), or "triton" (a CUDA GPU, else
+        Triton's CPU interpreter).
     compile: --compile (torch.compile).  cuda_graph: --no-cuda-graph.
+    activations: whether a step keeps its activations in memory (the one-kernel step keeps
+        them in registers); the memory estimate counts them.
     extra, check: a program's own flags (`extra(parser)`) and their checks (`check(args, parser)`).
     """
 
     dtypes: tuple[str, ...] = ("float64",)
-    device: str = "cpu"
+    engine: str = "python"
     compile: bool = False
     cuda_graph: bool = False
+    activations: bool = True
     extra: Callable | None = None
     check: Callable | None = None
 
 
 def parse(stage_dir: Path, flags: Flags, argv: list[str] | None, description: str):
     parser = cli.build_parser(description, stage_dir)
-    cli.add_stage_flags(parser, flags.dtypes, flags.device, flags.compile, flags.cuda_graph)
+    cli.add_stage_flags(parser, flags.dtypes, flags.engine, flags.compile, flags.cuda_graph)
     if flags.extra:
         flags.extra(parser)
     args = cli.parse_args(parser, argv)
@@ -77,11 +82,11 @@ def parse(stage_dir: Path, flags: Flags, argv: list[str] | None, description: st
 
 def pick_device(flags: Flags, args) -> tuple[object, str, bool]:
     """(device, its name for humans and results files, whether Triton's interpreter runs the kernels)."""
-    if flags.device == "cpu":
+    if flags.engine in ("python", "numpy"):
         return "cpu", "cpu", False
     import torch
 
-    if flags.device == "torch":
+    if flags.engine == "torch":
         device = torch_device(args.device)
         if device.type == "mps" and args.dtype == "float64":
             raise UserError("--dtype float64 is not supported on mps; use --dtype float32 or --device cpu")
@@ -131,17 +136,20 @@ class Run:
 
     def __init__(self, stage: str, args, flags: Flags, max_steps: int | None = None):
         self.stage, self.args = stage, args
-        docs = dataset.load_docs(dataset.resolve_data_path(args.data))
+        data = dataset.resolve_data_path(args.data)
+        check_not_the_data(args.out, data)
+        docs = dataset.load_docs(data)
         self.tokenizer = Tokenizer.from_docs(docs)
         self.config = GPTConfig(self.tokenizer.vocab_size, args.n_layer, args.n_embd, args.n_head, args.block_size)
         self.device, device_name, self.interpreter = pick_device(flags, args)
+        check_memory(flags, self.config, args.batch_size, args.dtype, self.device)
         self.docs, self.initial_weights, self.rng = init_run(docs, self.config, args.seed)
         self.steps, self.batch_size, self.dtype = args.steps, args.batch_size, args.dtype
         self.last_step = min(self.steps, max_steps or self.steps)  # tests may stop early in a long schedule
         lengths = [positions(self.tokenizer.encode_doc(doc), self.config.block_size) for doc in self.docs]
         self.doc_len = dataset.positions_per_step(lengths, self.last_step, self.batch_size)
         env = {"interpreter": self.interpreter}
-        if flags.device != "cpu":
+        if flags.engine in ("torch", "triton"):
             import torch
 
             env["threads"] = torch.get_num_threads()
@@ -208,10 +216,10 @@ class Run:
         if self.started:
             return
         self.started = True
-        print(self.banner(), flush=True)
+        results.say(self.banner())
         if self.interpreter:
-            print("no CUDA GPU: every kernel runs in Triton's CPU interpreter (NumPy emulation) -- "
-                  "right numbers, interpreter speed; the timings below measure the interpreter", flush=True)
+            results.say("no CUDA GPU: every kernel runs in Triton's CPU interpreter (NumPy emulation) -- "
+                        "right numbers, interpreter speed; the timings below measure the interpreter")
         self.record.restart_clock()
 
     def each_step(self) -> Iterator[int]:
@@ -253,7 +261,7 @@ class Run:
         """The whole run in one call: `launch()` trains every step and returns their losses.
         Each step is logged with an equal share of its time."""
         self.begin()
-        print(f"one launch for all {self.last_step} steps: the log follows when it returns", flush=True)
+        results.say(f"one launch for all {self.last_step} steps: the log follows when it returns")
         started = time.perf_counter()
         losses = launch()
         self.record.record_launch(losses, time.perf_counter() - started, doc_len=self.doc_len[:len(losses)])
@@ -275,20 +283,133 @@ def start(stage_file: str | os.PathLike, flags: Flags, argv: list[str] | None = 
 def train_and_sample(stage_file, flags: Flags, train: Callable, sample: Callable, argv=None) -> dict:
     """Train, write the results file, sample, write it again with the names; return the results.
 
-    `train(run)` returns what `sample(trained, config, tokenizer, rng, temperature)` draws from."""
+    `train(run)` returns what `sample(trained, config, tokenizer, rng, temperature)` draws from.
+    The trained run is on disk before sampling starts, so nothing after training can lose it."""
     run = start(stage_file, flags, argv)
-    with run.record:  # Ctrl-C: the steps done so far, marked partial
+    with run.record:  # Ctrl-C or SIGTERM: the steps done so far, marked partial
         trained = train(run)
     if len(run.losses) != run.last_step:
         raise RuntimeError(f"train() logged {len(run.losses)} of {run.last_step} steps")
-    run.record.write([])  # the trained run is on disk before sampling starts
-    names = [sample(trained, run.config, run.tokenizer, run.rng, run.args.temperature)
-             for _ in range(run.args.samples)]
-    for i, name in enumerate(names, start=1):
-        print(f"sample {i:2d}: {name}")
-    return run.record.finish(names)
+    where = save(run, [])
+    names = []
+    try:
+        for i in range(run.args.samples):
+            names.append(sample(trained, run.config, run.tokenizer, run.rng, run.args.temperature))
+            results.say(f"sample {i + 1:2d}: {names[-1]}")
+    except KeyboardInterrupt as stop:
+        save(run, names)
+        raise stopped(type(stop), f"while sampling; the trained run is in {where}, with {len(names)} of "
+                                  f"{run.args.samples} samples") from None
+    except Exception as err:  # noqa: BLE001  (whatever sampling hit, the trained run is kept)
+        save(run, names)
+        raise UserError(f"sampling failed ({type(err).__name__}: {err}); the trained run is in {where} "
+                        f"with {len(names)} samples") from None
+    finished = save(run, names, summary=True)
+    if results.stdout_closed:
+        print(f"the log's reader closed it early (broken pipe); the run went on and is in {finished['path']}",
+              file=sys.stderr, flush=True)
+    return finished
+
+
+def save(run: Run, names: list[str], summary: bool = False):
+    """Write the results file; if that fails (a full disk, a vanished folder), write it to the
+    temporary folder instead and say so in one line. Returns the path (with `summary`, the results)."""
+    try:
+        if summary:
+            return {**run.record.finish(names), "path": str(Path(os.path.realpath(run.record.out)))}
+        return results.write_json_atomic(run.record.out, run.record.results(names))
+    except OSError as err:
+        rescue = Path(tempfile.gettempdir()) / f"microgpt-{run.stage}-{os.getpid()}.json"
+        try:
+            results.write_json_atomic(rescue, run.record.results(names))
+        except OSError:
+            raise UserError(f"cannot write the results to {run.record.out} ({err.strerror}), nor to {rescue}; "
+                            f"free some space and train again") from None
+        raise UserError(f"cannot write the results to {run.record.out} ({err.strerror}); the trained run is "
+                        f"saved in {rescue} instead") from None
 
 
 def main(stage_file, flags: Flags, train: Callable, sample: Callable) -> None:
     """The program: train_and_sample from sys.argv, bad input as one line, then exit."""
     sys.exit(cli.run(lambda: train_and_sample(stage_file, flags, train, sample)))
+
+
+# ---------------------------------------------------------------------------- checks before a run
+
+def check_not_the_data(out: str, data: Path) -> None:
+    """--out must not be the data file, under any name: the results would replace the names."""
+    if Path(out).exists() and data.exists() and os.path.samefile(out, data):
+        raise UserError(f"--out {out} is the data file {data}; writing the results there would replace the "
+                        f"names; choose another --out path")
+
+
+GIB = 2**30
+BYTES_PER_VALUE = 250  # a stage-1 Value: the object, its float, its two tuples (measured with tracemalloc)
+
+
+def memory_needed(flags: Flags, config: GPTConfig, batch_size: int, dtype: str) -> int:
+    """A generous estimate of the bytes a training step holds at once, from the sizes alone.
+
+    Every engine keeps the initial weights as Python floats (shared/weights.py). Stage 1 makes
+    a Value for every multiply and add: per position about 24 C^2 per layer, 4 T C + 5 H T for
+    attention, 2 V C for the logits. The array engines keep each position's activations and
+    their gradients (about 40 C + 8 H T numbers per layer, 8 V for the logits) and the
+    parameters, their gradients and Adam's two moments."""
+    C, T, H, V, L = config.n_embd, config.block_size, config.n_head, config.vocab_size, config.n_layer
+    params = sum(rows * cols for _, (rows, cols) in param_shapes(config))
+    initial = params * 32  # a float object and its list slot
+    positions = batch_size * T  # at most
+    if flags.engine == "python":
+        nodes = L * (24 * C * C + 4 * T * C + 5 * H * T + 8 * C) + 2 * V * C + 5 * V
+        return initial + (params + positions * nodes) * BYTES_PER_VALUE
+    itemsize = 8 if dtype == "float64" else 4
+    per_position = L * (40 * C + 8 * H * T) + 8 * V if flags.activations else 0
+    return initial + 8 * params * itemsize + 2 * positions * per_position * itemsize
+
+
+def memory_available(device) -> tuple[int | None, str]:
+    """(bytes free, where) on the device a run allocates on: the GPU's free memory, else the
+    host's available memory (None where the system does not say)."""
+    if getattr(device, "type", "cpu") == "cuda":
+        import torch
+
+        return torch.cuda.mem_get_info(device)[0], "free on the GPU"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024, "available on this machine"
+    except OSError:
+        pass
+    return None, ""
+
+
+def check_memory(flags: Flags, config: GPTConfig, batch_size: int, dtype: str, device) -> None:
+    """Refuse, before allocating anything, a run that cannot fit (SPEC.md, Bad input)."""
+    needed = memory_needed(flags, config, batch_size, dtype)
+    free, where = memory_available(device)
+    if free is not None and needed > free:
+        raise UserError(f"this run needs about {needed / GIB:,.1f} GiB ({config.n_layer} layer(s) of width "
+                        f"{config.n_embd}, {batch_size} document(s) per step, block size {config.block_size}) and "
+                        f"{free / GIB:,.1f} GiB are {where}; use a smaller --batch-size, --n-embd, --n-layer or "
+                        f"--block-size")
+
+
+# ---------------------------------------------------------------------------- before a program runs
+
+def one_line_on_load(exc_type, exc, tb):
+    """An exception while a program is still loading its packages: a missing package (the system
+    Python instead of the project's venv) or Ctrl-C during `import torch` is one line."""
+    if issubclass(exc_type, KeyboardInterrupt):
+        print("interrupted", file=sys.stderr, flush=True)
+        os._exit(130)
+    if issubclass(exc_type, ModuleNotFoundError) and (exc.name or "").split(".")[0] in PACKAGES:
+        print(f"error: {Path(sys.argv[0]).name} needs {exc.name.split('.')[0]}, which {sys.executable} does not "
+              f"have; run it with the project's Python, .venv/bin/python (README.md, Quick start), or "
+              f"pip install -r requirements.txt into this one", file=sys.stderr, flush=True)
+        return
+    sys.__excepthook__(exc_type, exc, tb)
+
+
+PACKAGES = ("numpy", "torch", "matplotlib")  # (Triton has its own message: 4_triton/kernels/__init__.py)
+if Path(sys.argv[0]).name in ("main.py", "fused_step.py"):
+    sys.excepthook = one_line_on_load

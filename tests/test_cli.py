@@ -39,12 +39,16 @@ def bad_inputs(tmp_path, names_path):
         "out in a missing directory": ([*data, "--out", str(tmp_path / "no" / "r.json")], 1, "does not exist"),
         "out is a directory": ([*data, "--out", str(tmp_path)], 1, "is a directory"),
         "out under a file": ([*data, "--out", str(not_a_dir / "r.json")], 1, "does not exist"),
+        "negative seed": ([*data, "--seed", "-7"], 2, "--seed must be zero or more"),
+        "temperature that overflows": ([*data, "--temperature", "5e-324"], 2, "--temperature must be at least"),
+        "data that never ends": (["--data", "/dev/zero"], 1, "is not a regular file"),
     }
 
 
 CASES = ["missing file", "empty file", "blank-only file", "unreadable line",
          "n_embd not divisible by n_head", "zero steps", "negative steps", "zero batch size", "negative batch size",
-         "out in a missing directory", "out is a directory", "out under a file"]
+         "out in a missing directory", "out is a directory", "out under a file", "negative seed",
+         "temperature that overflows", "data that never ends"]
 
 
 def check_bad_input(script, case, tmp_path, names_path):
@@ -135,14 +139,15 @@ def test_ctrl_c_writes_partial_results(stage, tmp_path, names_path):
     proc = subprocess.Popen(
         [sys.executable, str(REPO_ROOT / stage / "main.py"), "--data", str(names_path),
          "--steps", "1000", "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # even when pytest runs as `pytest &`
     for line in proc.stdout:
         if line.startswith("step    3 /"):
             break
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
-    assert "Traceback" not in stderr and "partial results" in stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1 and "partial results" in stderr
     data = json.loads(out.read_text())
     assert data["partial"] is True and len(data["losses"]) >= 3
     assert round(data["losses"][0], 4) == 3.3660

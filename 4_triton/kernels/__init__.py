@@ -43,6 +43,25 @@ def kernels_per_step(n_layer: int) -> int:
     return 11 + 18 * n_layer
 
 
+MAX_TILE = 2**20  # Triton's limit on the numbers in one tensor of a program
+
+
+def check_sizes(args, parser) -> None:
+    """Refuse, as a usage error, sizes a kernel cannot hold. The attention kernels keep a head's
+    (T, T, head_dim) products in one program, T and head_dim padded to powers of two; and every
+    kernel indexes its activations with 32-bit integers."""
+    head_dim = args.n_embd // args.n_head
+    T, D = 1 << (args.block_size - 1).bit_length(), 1 << (head_dim - 1).bit_length()
+    if T * T * D > MAX_TILE:
+        parser.error(f"stage 4's attention kernel holds a head's T x T x head_dim products in one program, here "
+                     f"{T} x {T} x {D} (padded to powers of two), and Triton allows {MAX_TILE:,}; use a shorter "
+                     f"--block-size or a smaller head_dim (--n-embd / --n-head)")
+    largest = args.batch_size * args.block_size * max(4 * args.n_embd, 32)  # fc1's output, or the logits
+    if largest >= 2**31:
+        parser.error(f"stage 4's kernels index activations with 32-bit integers, and --batch-size "
+                     f"{args.batch_size} makes one of {largest:,} numbers (over 2^31); use a smaller --batch-size")
+
+
 def triton_missing() -> str:
     """One line for a machine without Triton: why, and where each stage runs instead.
     (This package's kernel files import Triton; this module does not, so it can say so.)"""
