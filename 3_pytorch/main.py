@@ -9,7 +9,7 @@ weights, so float64 reproduces stage 2's losses. What PyTorch buys is not speed 
 our NumPy engine did -- but the same code on a GPU, torch.compile, and scale: at larger
 widths the arithmetic outgrows the per-op cost, and there PyTorch's kernels win.
 
-Run:  python 3_pytorch/main.py                          (CPU, float32, 1 thread)
+Run:  python 3_pytorch/main.py                          (--device auto: cuda, else mps, else cpu; float32)
       python 3_pytorch/main.py --dtype float64          (stage 2's run, to float64 rounding)
       python 3_pytorch/main.py --device cuda --compile
 """
@@ -176,8 +176,12 @@ def train(run) -> GPT:
     model = load_weights(GPT(run.config).to(getattr(torch, run.dtype)), run.initial_weights).to(run.device)
     optimizer, schedule = make_optimizer(model, run.steps, run.device)
     forward = model
-    if run.args.compile:  # traced and compiled at its first calls: two lengths, timed apart from the steps
-        forward = torch.compile(model, dynamic=True)
+    if run.args.compile:  # traced and compiled at its first calls; on a GPU its steps replay as CUDA graphs
+        compiled = torch.compile(model, dynamic=True, mode="reduce-overhead" if run.device.type == "cuda" else None)
+
+        def forward(inputs, targets):
+            torch.compiler.cudagraph_mark_step_begin()  # a new step: the last step's graph outputs may be reused
+            return compiled(inputs, targets)
         run.warm_up(lambda batch: forward(*batch_tensors(batch, run.config.block_size, run.device))[1].backward())
         model.zero_grad(set_to_none=True)  # the warm-up's gradients are not a step's
     for _, batch in run.batches():  # (the LambdaLR schedule counts the steps itself)

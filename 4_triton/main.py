@@ -13,7 +13,8 @@ one graph per step. (The whole step as a single kernel is the next move: fused_s
 
 Batches: activations are (B, T, C) as in stage 3; every kernel's grid has the batch in it
 (rows, or one program per document), each document's length is read from device memory,
-and weight gradients are summed over the batch inside each program in a fixed order -- no
+and weight gradients are summed over the batch in a fixed order -- a large batch's rows
+shared among programs whose partial sums are added in order (kernels/partials.py) -- with no
 atomics, so a run gives the same bits every time.
 
 Without a CUDA GPU, the same kernels run in Triton's interpreter (kernels/__init__.py
@@ -308,7 +309,8 @@ def train(run) -> GPT:
     cuda_graph = run.device.type == "cuda" and not run.args.no_cuda_graph
     with run.timed("setup"):  # on a GPU: compile every kernel and capture the step
         step_fn = TrainStep(model, run.steps, cuda_graph, run.batch_size)
-    run.note(cuda_graph=cuda_graph, kernels_per_step=kernels_per_step(run.config.n_layer))
+    run.note(cuda_graph=cuda_graph,
+             kernels_per_step=kernels_per_step(run.config.n_layer, run.batch_size, run.config.block_size))
     for step, batch in run.batches():
         run.log(step_fn(batch, step))
     return model

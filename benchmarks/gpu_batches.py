@@ -2,22 +2,30 @@
 torch.compile) and stage 4 (per-op kernels as one CUDA graph, and the one-kernel step).
 
     python benchmarks/gpu_batches.py --out benchmarks/results/gpu-batches-h100-DATE.json
+    python benchmarks/gpu_batches.py --rehearse --out /tmp/b.json    # on a CPU: the same code, tiny, interpreted
 
-Three phases, all written to the one results file:
+Three phases, all written to the one results file, which is rewritten after every row (a
+sitting cut short keeps what it measured):
 
 1. Tuning (in this process): for each batch size, the one-kernel step is timed over a few
    steps at every (documents per tile, warps, programs) in TUNING; the fastest is what the
    run in phase 2 uses, and every tried setting is kept.
 2. Runs: each row runs as a reader runs it -- its own main.py or fused_step.py, a fresh
    process, the flags recorded -- and its full results file (losses and step times) is kept.
+   A row that fails is recorded with its last line, and the rest run. The one-kernel row goes
+   on doubling B past the last batch size while its names/s still rise.
 3. Where the time goes, at the one-kernel step's best batch size: the profiler's kernel times
    (the share spent reducing the programs' gradients and in Adam), and FLOP/s against the
    GPU's float32 peak (SMs x 128 lanes x 2 x the SM clock nvidia-smi reports).
+
+--rehearse runs every phase on the CPU through Triton's interpreter, with two batch sizes and
+a few steps, so the sitting's code cannot rot between GPUs (tests/test_benchmarks.py).
 """
 
 import argparse
 import functools
 import itertools
+import os
 import statistics
 import subprocess
 import sys
@@ -35,12 +43,33 @@ ROWS = {  # label: (script, flags)
     "4_triton per-op, CUDA graph": ("4_triton/main.py", []),
     "4_triton one kernel": ("4_triton/fused_step.py", []),  # + the tuned flags
 }
-TUNING = {"docs_per_tile": [1, 2, 4], "warps": [4, 8], "programs_per_sm": [2, 4, 8]}
+COMPILE_BATCHES = (16, 4096)  # torch.compile compiles anew in every process: a few rows, not all
+TUNING = {"docs_per_tile": [1, 2], "warps": [4], "programs_per_sm": [2, 4]}
 LAST = 100  # the loss column: mean of the last 100 steps
+REHEARSE = False  # --rehearse: the CPU through the interpreter, tiny
 
 
 def steps_for(batch_size: int) -> int:
-    return 1000 if batch_size <= 4096 else 200
+    if REHEARSE:
+        return 3
+    return 300 if batch_size <= 256 else 100 if batch_size <= 4096 else 30
+
+
+def device() -> str:
+    return "cpu" if REHEARSE else "cuda"
+
+
+def sync() -> None:
+    import torch
+
+    if not REHEARSE:
+        torch.cuda.synchronize()
+
+
+def sm_count() -> int:
+    import torch
+
+    return 1 if REHEARSE else torch.cuda.get_device_properties(0).multi_processor_count
 
 
 # ---------------------------------------------------------------------------- phase 1
@@ -68,7 +97,7 @@ def load_fused(batch_size: int, steps: int, **settings):
     import fused_step
 
     config, state, documents = spec_run()
-    params = fused_step.flat_parameters(state, config, torch.float32, "cuda")
+    params = fused_step.flat_parameters(state, config, torch.float32, device())
     trainer = fused_step.FusedTrainer(params, config, steps, batch_size, **settings)
     trainer.load_documents(documents)
     return trainer
@@ -76,20 +105,16 @@ def load_fused(batch_size: int, steps: int, **settings):
 
 def time_fused(trainer, steps: int = 20) -> float:
     """Milliseconds per step over `steps` steps after two warm-up steps, one sync at the end."""
-    import torch
-
     trainer.launch(0, 2)
-    torch.cuda.synchronize()
+    sync()
     start = time.perf_counter()
     trainer.launch(2, steps)
-    torch.cuda.synchronize()
+    sync()
     return (time.perf_counter() - start) * 1000 / steps
 
 
 def tune(batch_sizes: list[int]) -> dict:
-    import torch
-
-    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    sms = sm_count()
     out = {}
     for batch_size in batch_sizes:
         tried = []
@@ -97,7 +122,7 @@ def tune(batch_sizes: list[int]) -> dict:
             if batch_size == 1 and (docs, per_sm) != (1, 2):
                 continue  # one document: one program, one tile; only the warps to choose
             trainer = load_fused(batch_size, 40, programs=per_sm * sms, docs_per_tile=docs, num_warps=warps)
-            ms = time_fused(trainer)
+            ms = time_fused(trainer, 2 if REHEARSE else 20)
             tried.append({"docs_per_tile": docs, "warps": warps, "programs": trainer.programs, "ms": ms})
             print(f"tune B={batch_size:6d} docs/tile {docs} warps {warps} programs {trainer.programs:5d}: "
                   f"{ms:8.4f} ms/step", flush=True)
@@ -112,15 +137,18 @@ def run_row(label: str, batch_size: int, extra: list[str], timeout: int) -> dict
     script, flags = ROWS[label]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "r.json"
+        flags = [f.replace("cuda", "cpu") for f in flags] if REHEARSE else flags
         cmd = [sys.executable, str(REPO_ROOT / script), "--steps", str(steps_for(batch_size)), "--samples",
                "20" if batch_size == 1 else "0", "--batch-size", str(batch_size), "--out", str(out), *flags, *extra]
+        env = {**os.environ, "TRITON_INTERPRET": "1"} if REHEARSE else None
         started = time.perf_counter()
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
         except subprocess.TimeoutExpired:
             return {"label": label, "batch_size": batch_size, "error": f"timed out after {timeout} s"}
         if proc.returncode != 0:
-            return {"label": label, "batch_size": batch_size, "error": proc.stderr[-1500:]}
+            return {"label": label, "batch_size": batch_size, "error": proc.stderr[-1500:],
+                    "wall_s": time.perf_counter() - started}
         res = results.load_results(out)
     summary = results.summarize(res)
     return {
@@ -158,6 +186,8 @@ def model_flops(res: dict, C=16, V=27, H=4) -> float:
 def peak_flops() -> dict:
     import torch
 
+    if REHEARSE:
+        return {"sms": 1, "max_sm_clock_mhz": None, "fp32_peak_flops": None}
     props = torch.cuda.get_device_properties(0)
     clock = subprocess.run(["nvidia-smi", "--query-gpu=clocks.max.sm", "--format=csv,noheader,nounits"],
                            capture_output=True, text=True).stdout.split()[0]
@@ -166,21 +196,25 @@ def peak_flops() -> dict:
 
 
 def profile_fused(batch_size: int, best: dict) -> dict:
-    """Kernel time per step by kernel, from torch.profiler, over 10 steps after warm-up."""
-    import torch
+    """Kernel time per step by kernel, from torch.profiler, over 10 steps after warm-up (in a
+    rehearsal, the CPU time of the interpreted launches)."""
     from torch.profiler import ProfilerActivity, profile
 
     trainer = load_fused(batch_size, 40, programs=best["programs"], docs_per_tile=best["docs_per_tile"],
                          num_warps=best["warps"])
     trainer.launch(0, 3)
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        trainer.launch(3, 10)
-        torch.cuda.synchronize()
+    sync()
+    steps = 2 if REHEARSE else 10
+    with profile(activities=[ProfilerActivity.CPU if REHEARSE else ProfilerActivity.CUDA]) as prof:
+        trainer.launch(3, steps)
+        sync()
     per_kernel = {}
+    kind = "CPU" if REHEARSE else "CUDA"
     for event in prof.key_averages():
-        if event.device_type.name == "CUDA" and event.count:
-            per_kernel[event.key] = getattr(event, "device_time_total", getattr(event, "cuda_time_total", 0)) / 10
+        if event.device_type.name == kind and event.count and (not REHEARSE or "kernel" in event.key):
+            per_kernel[event.key] = getattr(event, "device_time_total", getattr(event, "cuda_time_total", 0)) / steps
+            if REHEARSE:
+                per_kernel[event.key] = event.self_cpu_time_total / steps
     total = sum(per_kernel.values())
     reduce_us = sum(us for name, us in per_kernel.items() if "reduce" in name)
     return {"batch_size": batch_size, "kernel_us_per_step": per_kernel, "total_kernel_us_per_step": total,
@@ -188,52 +222,75 @@ def profile_fused(batch_size: int, best: dict) -> dict:
 
 
 def main(argv=None) -> int:
+    global REHEARSE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 16, 256, 4096, 32768])
-    parser.add_argument("--per-op-max", type=int, default=4096, help="largest B for the per-op row")
-    parser.add_argument("--timeout", type=int, default=150, help="seconds per run")
+    parser.add_argument("--per-op-max", type=int, default=32768, help="largest B for the per-op row")
+    parser.add_argument("--timeout", type=int, default=120, help="seconds per run")
+    parser.add_argument("--rehearse", action="store_true", help="on a CPU, tiny, through the interpreter")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    REHEARSE = args.rehearse
     import torch
 
-    if not torch.cuda.is_available():
-        parser.error("this sitting needs a CUDA GPU")
+    if REHEARSE:
+        args.batch_sizes = [1, 2]
+    elif not torch.cuda.is_available():
+        parser.error("this sitting needs a CUDA GPU (or --rehearse, on a CPU)")
     t0 = time.perf_counter()
-    env = results.environment(torch.cuda.get_device_name(), cuda=torch.version.cuda)
+    env = results.environment("cpu" if REHEARSE else torch.cuda.get_device_name(), cuda=torch.version.cuda,
+                              interpreter=REHEARSE)
     tuning = tune(args.batch_sizes)
     rows = []
 
     def write(**more):  # after every row: a sitting cut short still leaves what it measured
         report = {"rows": rows, "tuning": {str(b): t for b, t in tuning.items()}, "env": env,
-                  "sitting_s": time.perf_counter() - t0, **more}
+                  "sitting_s": time.perf_counter() - t0, "rehearsal": REHEARSE, **more}
         results.write_json_atomic(args.out, report)
         return report
 
+    def measure(label, batch_size, extra=()):
+        row = run_row(label, batch_size, list(extra), args.timeout)
+        rows.append(row)
+        shown = (f"{row['median_step_ms']:9.4f} ms/step {row['names_per_s']:14,.0f} names/s "
+                 f"{row['us_per_name']:9.4f} us/name loss {row['last100_loss']:.4f}" if "error" not in row
+                 else "FAILED " + (row["error"].strip().splitlines() or ["(no output)"])[-1][:200])
+        print(f"B={batch_size:6d} {label:30s} {shown}", flush=True)
+        write(complete=False)
+        return row
+
+    def fused_flags(best):
+        return ["--programs", str(best["programs"]), "--docs-per-tile", str(best["docs_per_tile"]),
+                "--warps", str(best["warps"])]
+
     for batch_size in args.batch_sizes:
-        best = tuning[batch_size]["best"]
         for label in ROWS:
             if label.startswith("4_triton per-op") and batch_size > args.per_op_max:
                 continue
-            extra = ([] if label != "4_triton one kernel" else
-                     ["--programs", str(best["programs"]), "--docs-per-tile", str(best["docs_per_tile"]),
-                      "--warps", str(best["warps"])])
-            row = run_row(label, batch_size, extra, args.timeout)
-            rows.append(row)
-            shown = (f"{row['median_step_ms']:9.4f} ms/step {row['names_per_s']:14,.0f} names/s "
-                     f"{row['us_per_name']:9.4f} us/name loss {row['last100_loss']:.4f}" if "error" not in row
-                     else "FAILED " + row["error"].strip().splitlines()[-1][:200])
-            print(f"B={batch_size:6d} {label:30s} {shown}", flush=True)
-            write(complete=False)
-    # the batched stage 4 trajectories against stage 3 eager's on this GPU, per batch size
+            if label.endswith("compile") and batch_size not in ((2,) if REHEARSE else COMPILE_BATCHES):
+                continue
+            measure(label, batch_size, fused_flags(tuning[batch_size]["best"]) if label.endswith("one kernel") else [])
+    fused = [r for r in rows if r["label"] == "4_triton one kernel" and "error" not in r]
+    batch_size = args.batch_sizes[-1]
+    while not REHEARSE and len(fused) >= 2 and fused[-1]["names_per_s"] > fused[-2]["names_per_s"]:
+        batch_size *= 2  # names/s still rising: one more doubling, with the last tuned settings
+        row = measure("4_triton one kernel", batch_size, fused_flags(tuning[args.batch_sizes[-1]]["best"]))
+        if "error" in row:
+            break
+        fused.append(row)
+    # the batched stage 4 and compile trajectories against stage 3 eager's on this GPU, per batch size
     for row in rows:
         base = next((r for r in rows if r["label"] == "3_pytorch eager" and r["batch_size"] == row["batch_size"]
                      and "error" not in r), None)
         if base and "error" not in row and row is not base:
             row["max_abs_dloss_vs_eager"] = max(abs(a - b) for a, b in zip(row["results"]["losses"],
                                                                            base["results"]["losses"]))
-    fused = [r for r in rows if r["label"] == "4_triton one kernel" and "error" not in r]
+    if not fused:
+        write(complete=False, profile=None)
+        print("no one-kernel row succeeded: no profile")
+        return 1
     top = max(fused, key=lambda r: r["names_per_s"])
-    best = tuning[top["batch_size"]]["best"]
+    best = tuning.get(top["batch_size"], tuning[args.batch_sizes[-1]])["best"]
     where = profile_fused(top["batch_size"], best)
     peak = peak_flops()
     seconds = top["median_step_ms"] / 1000
@@ -241,12 +298,14 @@ def main(argv=None) -> int:
                  model_flops_per_step=model_flops(top["results"]))
     where["executed_flop_per_s"] = where["executed_flops_per_step"] / seconds
     where["model_flop_per_s"] = where["model_flops_per_step"] / seconds
-    where["executed_share_of_peak"] = where["executed_flop_per_s"] / peak["fp32_peak_flops"]
+    where["executed_share_of_peak"] = (where["executed_flop_per_s"] / peak["fp32_peak_flops"]
+                                       if peak["fp32_peak_flops"] else None)
     print(f"profile at B={top['batch_size']}: {where['total_kernel_us_per_step']:.1f} us of kernels per step, "
           f"reduce+Adam {100 * (where['reduce_and_adam_share'] or 0):.1f}%; executed "
-          f"{where['executed_flop_per_s'] / 1e12:.2f} TFLOP/s = {100 * where['executed_share_of_peak']:.1f}% of "
-          f"{peak['fp32_peak_flops'] / 1e12:.1f} TFLOP/s fp32 peak; model {where['model_flop_per_s'] / 1e12:.2f} "
-          f"TFLOP/s", flush=True)
+          f"{where['executed_flop_per_s'] / 1e12:.4f} TFLOP/s"
+          + (f" = {100 * where['executed_share_of_peak']:.1f}% of {peak['fp32_peak_flops'] / 1e12:.1f} TFLOP/s "
+             "fp32 peak" if where["executed_share_of_peak"] else "")
+          + f"; model {where['model_flop_per_s'] / 1e12:.4f} TFLOP/s", flush=True)
     report = write(profile=where, complete=True)
     print(f"-> {args.out} ({report['sitting_s']:.0f} s)")
     return 0

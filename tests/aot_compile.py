@@ -9,7 +9,8 @@ with Triton's launch intercepted, so it records exactly the arguments, constexpr
 options the launchers pass, and nothing is re-derived here. Then it asks Triton for PTX and
 a cubin of each distinct launch.
 
-    python tests/aot_compile.py 80 90     (prints one line per kernel variant and target)
+    python tests/aot_compile.py           (every target in TARGETS; one line per kernel variant and target)
+    python tests/aot_compile.py 80 90     (just these)
 """
 
 import functools
@@ -33,6 +34,10 @@ from triton.runtime.jit import JITFunction  # noqa: E402
 
 from shared.weights import GPTConfig, param_shapes  # noqa: E402
 
+# The GPUs learners have, by compute capability: sm_75 Turing (T4, the free notebook GPU), sm_80
+# Ampere (A100), sm_86 Ampere (RTX 30 series), sm_89 Ada (RTX 40 series, L4), sm_90 Hopper
+# (H100, H200), sm_120 Blackwell (RTX 50 series).
+TARGETS = (75, 80, 86, 89, 90, 120)
 WIDTHS = (16, 64)  # SPEC.md's n_embd, and a wider model
 BATCH_SIZES = (1, 64)  # microgpt's one document per step, and a batch
 POINTER_TYPES = {torch.float32: "*fp32", torch.float64: "*fp64", torch.int32: "*i32", torch.int64: "*i64"}
@@ -111,5 +116,5 @@ def compile_all(capabilities: list[int]) -> list[str]:
 
 
 if __name__ == "__main__":
-    for line in compile_all([int(c) for c in sys.argv[1:]] or [80, 90]):
+    for line in compile_all([int(c) for c in sys.argv[1:]] or list(TARGETS)):
         print(line, flush=True)

@@ -66,3 +66,28 @@ def test_batch_sweep_records_names_per_second(tmp_path, names_path, monkeypatch)
     for row in rows:
         assert row["names_per_s"] == pytest.approx(row["batch_size"] * 1000 / row["median_step_ms"])
         assert row["tokens_per_s"] > row["names_per_s"]  # a name has at least one target position
+
+
+def test_the_gpu_sitting_rehearses_end_to_end_on_the_cpu(tmp_path, names_path, monkeypatch):
+    """benchmarks/gpu_sitting.py --rehearse: every part of the GPU sitting -- tests on the kernels,
+    the capture check, the reruns, the batch sweep with its tuning and profile -- in a tiny form
+    through the interpreter, so the script a GPU session runs cannot rot. And its plan fits the
+    sitting's eight minutes."""
+    monkeypatch.setenv("MICROGPT_DATA", str(names_path))
+    plan = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "gpu_sitting.py"), "--plan"],
+                          capture_output=True, text=True, timeout=60)
+    assert plan.returncode == 0 and "estimated" in plan.stdout
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "gpu_sitting.py"), "--rehearse",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=900)
+    (record_path,) = tmp_path.glob("gpu-sitting-*.json")
+    record = json.loads(record_path.read_text())
+    parts = {part["name"]: part for part in record["parts"]}
+    assert list(parts) == ["environment", "tests", "capture", "reruns", "launches", "batches"]
+    assert all(part["ok"] for part in parts.values()), {n: p["tail"][-500:] for n, p in parts.items() if not p["ok"]}
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert parts["tests"]["counts"]["passed"] > 0
+    batches = json.loads((tmp_path / "gpu-batches.json").read_text())
+    labels = {(row["label"], row["batch_size"]) for row in batches["rows"]}
+    assert {("3_pytorch eager", 2), ("3_pytorch torch.compile", 2), ("4_triton per-op, CUDA graph", 2),
+            ("4_triton one kernel", 2)} <= labels
+    assert batches["profile"]["total_kernel_us_per_step"] > 0 and batches["rehearsal"] is True

@@ -1,6 +1,6 @@
 """Stage 4: every kernel against PyTorch in float32 with odd shapes and padding, gradcheck
 in float64, the whole model against stage 3, and an ahead-of-time compile of every kernel
-for sm_80 and sm_90.
+for every GPU target from sm_75 (T4) to sm_120 (RTX 50 series).
 
 In CI this runs on the CPU through Triton's interpreter (conftest sets TRITON_INTERPRET=1
 before triton loads). On a CUDA machine, `TRITON_INTERPRET=0 pytest tests/test_stage4.py`
@@ -340,23 +340,39 @@ def defined_kernels() -> set[str]:
     return names
 
 
-def test_every_kernel_compiles_for_sm80_and_sm90():
+def test_every_kernel_compiles_for_every_gpu_target():
     """Ahead-of-time compile (PTX and cubin) without a GPU of every launch a real training step
-    makes, at two widths: catches what the interpreter lets through. Every kernel is among them."""
+    makes, at two widths, for every target in tests/aot_compile.py (T4 to RTX 50 series): catches
+    what the interpreter lets through. Every kernel is among them."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    proc = subprocess.run([sys.executable, str(REPO_ROOT / "tests" / "aot_compile.py"), "80", "90"],
-                          capture_output=True, text=True, timeout=900, env=env)
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "tests" / "aot_compile.py")],
+                          capture_output=True, text=True, timeout=1500, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     assert lines and all(line.startswith("ok sm_") for line in lines)
     compiled = {line.split()[3].split("(")[0] for line in lines}
     assert compiled == defined_kernels()
+    per_target = {target: sum(line.startswith(f"ok sm_{target} ") for line in lines)
+                  for target in (75, 80, 86, 89, 90, 120)}
+    assert len(set(per_target.values())) == 1, per_target  # every variant for every target
     for width in ("C=16", "C=64"):
-        assert sum(width in line and "sm_80" in line for line in lines) == sum(
-            width in line and "sm_90" in line for line in lines) > 10
+        assert sum(width in line and "sm_90" in line for line in lines) > 10
 
 
-@pytest.mark.parametrize("name", ["embedding", "rmsnorm", "linear", "attention", "cross_entropy", "adam"])
+def test_the_triton_3_6_compile_log_covers_every_kernel_and_target():
+    """The GPU machine runs Triton 3.6: the committed log of tests/aot_compile.py under 3.6.0
+    names every kernel, compiled for every target."""
+    import re
+
+    targets = re.search(r"^TARGETS = \((.*?)\)", (REPO_ROOT / "tests" / "aot_compile.py").read_text(), re.M).group(1)
+    lines = (REPO_ROOT / "benchmarks" / "results" / "aot-compile-triton-3.6.0.log").read_text().splitlines()
+    assert "Triton 3.6.0" in lines[0]
+    for target in (int(t) for t in targets.split(",")):
+        compiled = {line.split()[3].split("(")[0] for line in lines[1:] if line.startswith(f"ok sm_{target} ")}
+        assert compiled == defined_kernels(), target
+
+
+@pytest.mark.parametrize("name", ["embedding", "rmsnorm", "linear", "attention", "cross_entropy", "adam", "partials"])
 def test_each_kernel_file_runs_on_its_own(name):
     """`python 4_triton/kernels/<name>.py` checks its forward and backward against PyTorch and
     says so in one line (through the interpreter here; on a GPU it also times itself)."""
@@ -375,12 +391,13 @@ NO_KERNEL_OPS = {"aten.empty.memory_format", "aten.empty_like.default", "aten.vi
 
 @pytest.mark.skipif(not INTERPRET, reason="counts launches through the interpreter; on a GPU, "
                     "benchmarks/gpu_profile.py counts them with the CUDA profiler")
-@pytest.mark.parametrize("n_layer, batch_size, count", [(1, 1, 29), (1, 3, 29), (2, 3, 47)])
+@pytest.mark.parametrize("n_layer, batch_size, count", [(1, 1, 29), (1, 3, 29), (2, 3, 47), (1, 17, 35)])
 def test_a_step_is_our_kernels_and_no_torch_compute(setup, monkeypatch, n_layer, batch_size, count):
     """Every op of the training step is one of our kernels, at any batch size: record what the
     step asks of PyTorch (muted inside our kernel launches, where the interpreter moves data)
     and count the launches: 29 at SPEC.md's one layer (12 forward, 16 backward, 1 Adam), 18
-    more per layer, as kernels_per_step says and the results files record."""
+    more per layer, and 6 ordered sums of partials at one layer once a batch's rows (17 x 16)
+    are shared among programs, as kernels_per_step says and the results files record."""
     from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
     from triton.runtime.interpreter import GridExecutor
 
@@ -411,5 +428,39 @@ def test_a_step_is_our_kernels_and_no_torch_compute(setup, monkeypatch, n_layer,
     with RecordOps() as record:
         step_fn.launch()
     assert record.ops <= NO_KERNEL_OPS, record.ops - NO_KERNEL_OPS
-    assert len(launches) == kernels_per_step(n_layer) == count, launches
+    assert len(launches) == kernels_per_step(n_layer, batch_size, config.block_size) == count, launches
     assert launches.count("linear_fwd_kernel") == 1 + 4 * n_layer and launches[-1] == "adam_kernel"
+
+
+# ---------------------------------------------------------------------------- a batch shared among programs
+
+
+def test_a_large_batch_is_summed_in_parts_the_same_every_time(monkeypatch):
+    """Weight gradients over more rows than one program sums (kernels/partials.py): the rows
+    are split among programs whose partial sums are added in order. Against PyTorch, against
+    one program doing all the rows (to float32 rounding), and twice (the same bits)."""
+    from kernels import partials
+
+    B, T, C, V, N = 45, 16, 16, 27, 64  # 720 rows: 3 programs of 256
+    assert partials.split(B * T) == 3
+    lengths = [(5 * b) % T + 1 for b in range(B)]
+    tokens = ints([[(3 * i + 7 * b) % V for i in range(T)] for b in range(B)])
+    wte, wpe, w = randn(V, C), randn(T, C, seed=1), randn(N, C, seed=2)
+    x, g_x, g_y = randn(B, T, C, seed=3), randn(B, T, C, seed=4), randn(B, T, N, seed=5)
+
+    def gradients():
+        d_wte, d_wpe, dw = torch.full_like(wte, 7.0), torch.full_like(wpe, 7.0), torch.full_like(w, 7.0)
+        embedding.embedding_backward(tokens, ints(lengths), g_x, d_wte, d_wpe)
+        linear.linear_backward(g_y, x, w, torch.ones_like(g_y), dw)
+        return d_wte, d_wpe, dw
+
+    split_once, split_twice = gradients(), gradients()
+    ref_wte, ref_wpe, ref_w = wte.clone().requires_grad_(), wpe.clone().requires_grad_(), w.clone().requires_grad_()
+    embedding.embedding_reference(tokens.long(), ref_wte, ref_wpe).backward(g_x * real_rows(lengths, T))
+    (x @ ref_w.T).backward(g_y)
+    for ours, ref in zip(split_once, (ref_wte.grad, ref_wpe.grad, ref_w.grad)):
+        torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
+    assert all(torch.equal(a, b) for a, b in zip(split_once, split_twice))
+    monkeypatch.setattr(partials, "ROWS_PER_PROGRAM", 10**6)  # one program walks every row
+    for whole, parts in zip(gradients(), split_once):
+        torch.testing.assert_close(parts, whole, rtol=1e-5, atol=1e-5)

@@ -32,15 +32,20 @@ INTERPRET = REQUESTED == "1" if REQUESTED in ("0", "1") else not torch.cuda.is_a
 os.environ["TRITON_INTERPRET"] = "1" if INTERPRET else "0"
 
 
-def kernels_per_step(n_layer: int) -> int:
+def kernels_per_step(n_layer: int, batch_size: int = 1, block_size: int = 16) -> int:
     """Launches in one training step of main.py's model (tests/test_stage4.py counts them).
 
     Per layer 18: forward 7 (two rmsnorms that pass the residual on, the q/k/v, output, fc1
     and fc2 matmuls, attention) and backward 11 (two for each matmul, dx and dW; attention;
     the two rmsnorms). Once per step 11: forward 5 (embedding, the first rmsnorm, lm_head,
     cross-entropy and the batch mean of its losses), backward 5 (cross-entropy's scaling,
-    lm_head's dx and dW, the first rmsnorm, embedding) and Adam."""
-    return 11 + 18 * n_layer
+    lm_head's dx and dW, the first rmsnorm, embedding) and Adam. A batch of more rows than
+    one program sums (kernels/partials.py) adds an ordered sum of partials after each weight
+    gradient that sums over the rows: every matmul's dW and the embedding's, 4 per layer + 2."""
+    from kernels.partials import split
+
+    reductions = 4 * n_layer + 2 if split(batch_size * block_size) > 1 else 0
+    return 11 + 18 * n_layer + reductions
 
 
 MAX_TILE = 2**20  # Triton's limit on the numbers in one tensor of a program

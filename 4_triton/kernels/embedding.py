@@ -5,8 +5,9 @@ temporary, then an add that reads it back with the positions and writes x: three
 through memory where one suffices. The fused kernel reads each needed row once and writes
 x once. Its backward is a scatter-add; the usual way is atomics into a zeroed gradient,
 which is nondeterministic in float (the order of the adds changes from run to run). Here
-each program owns one row of the gradient and sums, in a fixed order, the positions of the
-whole batch that picked it, so there are no atomics and no zeroing.
+each program owns one row of the gradient and sums, in a fixed order, the positions of its
+share of the batch that picked it (a large batch is shared among several programs, whose
+partial sums are then added in order), so there are no atomics and no zeroing.
 """
 
 import os
@@ -19,6 +20,10 @@ if __name__ == "__main__" and not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")  # run on its own without a GPU: through Triton's interpreter
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
+
+if __package__ in (None, ""):  # run on its own: `python 4_triton/kernels/embedding.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from kernels.partials import split, sum_partials  # noqa: E402
 
 
 def embedding_reference(tokens, wte, wpe):
@@ -52,43 +57,40 @@ def embedding_fwd_kernel(
 # batch, counting only real rows (t < n_b, document b's length):
 #     d_wte[v] = sum over real (b, t) with tokens[b, t] == v of g[b, t]      (a scatter-add)
 #     d_wpe[t] = sum over documents b with t < n_b of g[b, t]
-# Program p < V computes row p of d_wte, program V + t row t of d_wpe, each by a loop over
-# the batch in a fixed order: no atomics, so the sums are the same bits on every run, and
-# every row of both gradients is written, so neither buffer needs zeroing first.
+# Program (j, p) computes row j of [d_wte; d_wpe] -- j < V: token j, else position j - V --
+# over rows chunk p of the batch, each in a fixed order: no atomics, so the sums are the same
+# bits on every run, and every row of both gradients is written, so neither buffer needs
+# zeroing first. A large batch has several chunks; their partial sums are then added in
+# order (kernels/partials.py).
 @triton.jit
 def embedding_bwd_kernel(
     tokens_ptr,  # (M,) int32 token ids, M = B * T
     n_ptr,  # (B,) int32: document b's rows t < n_b are real, the rest padding
     g_ptr,  # (M, C) gradient of the loss with respect to x
-    d_wte_ptr,  # (V, C) output: gradient of wte
-    d_wpe_ptr,  # (block_size, C) output: gradient of wpe
-    M, T, C, V, B,
-    BLOCK_M: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_C: tl.constexpr,
+    d_wte_ptr,  # (V, C) output: gradient of wte (with several chunks: (S, V + block_size, C) partials)
+    d_wpe_ptr,  # (block_size, C) output: gradient of wpe (with several chunks: unused)
+    M, T, C, V, ROWS,  # this program sums rows p * ROWS .. p * ROWS + ROWS - 1
+    PARTIALS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    pid = tl.program_id(0)
+    j, chunk = tl.program_id(0), tl.program_id(1)
     cols = tl.arange(0, BLOCK_C)
     acc = tl.zeros((BLOCK_C,), dtype=d_wte_ptr.dtype.element_ty)
-    if pid < V:
-        for m0 in range(0, M, BLOCK_M):
-            rows = m0 + tl.arange(0, BLOCK_M)
-            n = tl.load(n_ptr + rows // T, mask=rows < M, other=0)
-            live = (rows < M) & (rows % T < n)
-            tok = tl.load(tokens_ptr + rows, mask=live, other=-1)
-            pick = live & (tok == pid)
-            g_rows = tl.load(g_ptr + rows[:, None] * C + cols[None, :], mask=pick[:, None] & (cols[None, :] < C),
-                             other=0.0)
-            acc += tl.sum(g_rows, axis=0)
-        tl.store(d_wte_ptr + pid * C + cols, acc, mask=cols < C)
+    first = chunk * ROWS
+    for m0 in range(first, tl.minimum(first + ROWS, M), BLOCK_M):
+        rows = m0 + tl.arange(0, BLOCK_M)
+        n = tl.load(n_ptr + rows // T, mask=rows < M, other=0)
+        live = (rows < M) & (rows % T < n)
+        tok = tl.load(tokens_ptr + rows, mask=live, other=-1)
+        pick = live & tl.where(j < V, tok == j, rows % T == j - V)  # token j, or position j - V
+        g_rows = tl.load(g_ptr + rows[:, None] * C + cols[None, :], mask=pick[:, None] & (cols[None, :] < C),
+                         other=0.0)
+        acc += tl.sum(g_rows, axis=0)
+    if PARTIALS:  # row j of this chunk's slice of the partials
+        tl.store(d_wte_ptr + (chunk * tl.num_programs(0) + j) * C + cols, acc, mask=cols < C)
+    elif j < V:
+        tl.store(d_wte_ptr + j * C + cols, acc, mask=cols < C)
     else:
-        t = pid - V  # (names differ from the branch above: on a GPU a name keeps one shape across both)
-        for b0 in range(0, B, BLOCK_B):
-            docs = b0 + tl.arange(0, BLOCK_B)
-            n_b = tl.load(n_ptr + docs, mask=docs < B, other=0)
-            reached = (docs < B) & (t < n_b) & (t < T)
-            g_t = tl.load(g_ptr + (docs * T + t)[:, None] * C + cols[None, :],
-                          mask=reached[:, None] & (cols[None, :] < C), other=0.0)
-            acc += tl.sum(g_t, axis=0)
-        tl.store(d_wpe_ptr + t * C + cols, acc, mask=cols < C)
+        tl.store(d_wpe_ptr + (j - V) * C + cols, acc, mask=cols < C)
 
 
 def embedding_forward(tokens, wte, wpe):
@@ -102,11 +104,19 @@ def embedding_forward(tokens, wte, wpe):
 
 def embedding_backward(tokens, n, g, d_wte, d_wpe):
     """n: (B,) int32 lengths, one per document. Writes d_wte and d_wpe."""
+    assert all(t.is_contiguous() for t in (tokens, n, g, d_wte, d_wpe)), "the kernel indexes contiguous memory"
     M, T, C = tokens.numel(), tokens.shape[-1], g.shape[-1]
-    V, block_size, B = d_wte.shape[0], d_wpe.shape[0], M // T
-    embedding_bwd_kernel[(V + block_size,)](tokens, n, g, d_wte, d_wpe, M, T, C, V, B,
-                                            BLOCK_M=_rows(M), BLOCK_B=min(64, triton.next_power_of_2(B)),
-                                            BLOCK_C=triton.next_power_of_2(C))
+    V, block_size = d_wte.shape[0], d_wpe.shape[0]
+    programs = split(M)
+    block_m = _rows(M)
+    rows = triton.cdiv(triton.cdiv(M, programs), block_m) * block_m  # whole row tiles per program
+    programs = triton.cdiv(M, rows)
+    partials = None if programs == 1 else torch.empty((programs, V + block_size, C), device=g.device, dtype=g.dtype)
+    embedding_bwd_kernel[(V + block_size, programs)](
+        tokens, n, g, d_wte if partials is None else partials, d_wpe, M, T, C, V, rows,
+        PARTIALS=partials is not None, BLOCK_M=block_m, BLOCK_C=triton.next_power_of_2(C))
+    if partials is not None:
+        sum_partials(partials, d_wte, d_wpe)
 
 
 class Embedding(torch.autograd.Function):

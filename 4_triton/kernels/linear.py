@@ -24,6 +24,10 @@ if __name__ == "__main__" and not torch.cuda.is_available():
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
+if __package__ in (None, ""):  # run on its own: `python 4_triton/kernels/linear.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from kernels.partials import split, sum_partials  # noqa: E402
+
 
 def linear_reference(x, w, residual=None, relu=False):
     y = x @ w.T
@@ -66,8 +70,10 @@ def linear_fwd_kernel(
 #     dL/dx = g' W        (M, N) @ (N, K)     -- this kernel, one program per (M, K) tile
 #     dL/dW = g'^T x      (N, M) @ (M, K)     -- the next one, one program per (N, K) tile
 # and dL/dresidual = g. dL/dW sums over all M rows, every document of the batch: each
-# program walks the rows in a fixed order, so no two programs add into the same number and
-# the sum is the same bits on every run (atomics would add in whatever order they land).
+# program walks its rows in a fixed order, a large batch's rows split among programs whose
+# partial sums are added in order (kernels/partials.py), so no two programs add into the same
+# number and the sum is the same bits on every run (atomics would add in whatever order they
+# land).
 @triton.jit
 def _load_grad(g_ptr, y_ptr, rows, ns, M, N, RELU: tl.constexpr):
     """The (rows, ns) tile of g = dL/dy, and with the ReLU, g * (y > 0): zero where the ReLU was off."""
@@ -104,19 +110,21 @@ def linear_bwd_dw_kernel(
     g_ptr,  # (M, N) gradient of the loss with respect to y
     y_ptr,  # (M, N) forward output, for the ReLU mask (if RELU)
     x_ptr,  # (M, K) forward input
-    dw_ptr,  # (N, K) output: the weight's gradient, written in place in the flat buffer
-    M, N, K,
+    dw_ptr,  # (S, N, K) output: program p's sum over its rows (S = 1: the weight's gradient, in place)
+    M, N, K, ROWS,  # this program sums rows p * ROWS .. p * ROWS + ROWS - 1
     RELU: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     ns = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     ks = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
+    first = tl.program_id(2) * ROWS
     dw = tl.zeros((BLOCK_N, BLOCK_K), dtype=dw_ptr.dtype.element_ty)
-    for m0 in range(0, M, BLOCK_M):  # every row of the batch, in order
+    for m0 in range(first, tl.minimum(first + ROWS, M), BLOCK_M):  # this program's rows, in order
         rows = m0 + tl.arange(0, BLOCK_M)
         g = _load_grad(g_ptr, y_ptr, rows, ns, M, N, RELU)
         x = tl.load(x_ptr + rows[:, None] * K + ks[None, :], mask=(rows[:, None] < M) & (ks[None, :] < K), other=0.0)
         dw += tl.dot(tl.trans(g), x, input_precision="ieee")  # (BLOCK_N, BLOCK_K)
-    tl.store(dw_ptr + ns[:, None] * K + ks[None, :], dw, mask=(ns[:, None] < N) & (ks[None, :] < K))
+    out = dw_ptr + tl.program_id(2) * N * K
+    tl.store(out + ns[:, None] * K + ks[None, :], dw, mask=(ns[:, None] < N) & (ks[None, :] < K))
 
 
 def _tiles(M, N, K):
@@ -142,14 +150,23 @@ def linear_forward(x, w, residual=None, relu=False):
 
 def linear_backward(g, x, w, y, dw, relu=False):
     """dL/dx (returned) and dL/dW (written into `dw`)."""
+    assert all(t.is_contiguous() for t in (g, x, w, y, dw)), "the kernels index rows as contiguous memory"
     K, N = x.shape[-1], w.shape[0]
     M = x.numel() // K
     dx = torch.empty_like(x)
     block_m, block_n, block_k = _tiles(M, N, K)
     linear_bwd_dx_kernel[(triton.cdiv(M, block_m), triton.cdiv(K, block_k))](
         g, y, w, dx, M, N, K, RELU=relu, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k)
-    linear_bwd_dw_kernel[(triton.cdiv(N, block_n), triton.cdiv(K, block_k))](
-        g, y, x, dw, M, N, K, RELU=relu, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k)
+    # dW sums all M rows: one program per (N, K) tile while M fits ROWS_PER_PROGRAM, else S
+    # programs per tile, each over its own rows, and an ordered sum of their partials.
+    programs = split(M)
+    rows = triton.cdiv(triton.cdiv(M, programs), block_m) * block_m  # whole row tiles per program
+    programs = triton.cdiv(M, rows)
+    partials = dw if programs == 1 else torch.empty((programs, *dw.shape), device=dw.device, dtype=dw.dtype)
+    linear_bwd_dw_kernel[(triton.cdiv(N, block_n), triton.cdiv(K, block_k), programs)](
+        g, y, x, partials, M, N, K, rows, RELU=relu, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k)
+    if programs > 1:
+        sum_partials(partials, dw)
     return dx
 
 

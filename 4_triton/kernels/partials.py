@@ -1,0 +1,89 @@
+"""Sums over a batch split among programs: partial sums, then one ordered reduction.
+
+A weight's gradient is a sum over every row of the batch (B * T of them). One program per
+gradient tile walking all the rows is fine at B = 1 (16 rows), but at B = 4096 a single
+program walks 65,536 rows while the rest of the GPU waits. So the launchers split the rows
+into chunks of ROWS_PER_PROGRAM: program p sums chunk p into its own slice of a partials
+buffer, and `sum_partials_kernel` adds the slices in order 0, 1, 2, ... -- no atomics, so the
+sum is the same bits on every run (the pattern of Triton's layer-norm tutorial, and of
+fused_step.py's `reduce_adam_kernel`). While the batch fits in one chunk there is one
+program per tile and no second kernel, exactly as before.
+
+Naive PyTorch: `partials.sum(0)`, which is one kernel too; ours writes straight into the
+flat gradient buffer (two outputs, so the embedding's two tables need one launch).
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+if __name__ == "__main__" and not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # run on its own without a GPU: through Triton's interpreter
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
+
+# The one place that decides how a batch's rows are shared among programs.
+ROWS_PER_PROGRAM = 256  # rows of the batch one program sums for a weight gradient
+MAX_SPLIT = 1024  # at most this many partial sums per gradient (beyond it, chunks grow)
+BLOCK_SUM = 1024  # gradient elements per program of the reduction
+
+
+def split(rows: int) -> int:
+    """How many programs share `rows` rows of a batch: 1 up to ROWS_PER_PROGRAM rows."""
+    return min(MAX_SPLIT, triton.cdiv(rows, ROWS_PER_PROGRAM))
+
+
+def partials_reference(partials):
+    return partials.sum(0)
+
+
+@triton.jit
+def sum_partials_kernel(
+    partials_ptr,  # (S, N) the S programs' partial sums, one row each
+    out_a_ptr,  # (N_A,) output: elements 0 .. N_A - 1 of the sum
+    out_b_ptr,  # (N - N_A,) output: the rest (the embedding's second table; unused if N_A == N)
+    S, N, N_A,
+    BLOCK: tl.constexpr,
+):
+    offsets = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offsets < N
+    total = tl.load(partials_ptr + offsets, mask=mask, other=0.0)
+    for p in range(1, S):  # in order: the same sum on every run
+        total += tl.load(partials_ptr + p * N + offsets, mask=mask, other=0.0)
+    tl.store(out_a_ptr + offsets, total, mask=offsets < N_A)
+    tl.store(out_b_ptr + offsets - N_A, total, mask=mask & (offsets >= N_A))
+
+
+def sum_partials(partials, out_a, out_b=None):
+    """out_a (then out_b) = partials.sum(0), added in a fixed order. partials (S, N) contiguous."""
+    assert partials.is_contiguous() and out_a.is_contiguous() and (out_b is None or out_b.is_contiguous())
+    S, N = partials.shape[0], partials[0].numel()
+    sum_partials_kernel[(triton.cdiv(N, BLOCK_SUM),)](partials, out_a, out_a if out_b is None else out_b, S, N,
+                                                      out_a.numel(), BLOCK=BLOCK_SUM)
+
+
+def bench(S=64, N=1024, device="cuda"):
+    partials, out = torch.randn(S, N, device=device), torch.empty(N, device=device)
+    ours = triton.testing.do_bench(lambda: sum_partials(partials, out))
+    theirs = triton.testing.do_bench(lambda: partials_reference(partials))
+    return {"triton_us": ours * 1e3, "torch_us": theirs * 1e3}
+
+
+def check(device):
+    """Sums of 1, 3 and 70 partials, split across two outputs at an odd point."""
+    errors = {}
+    for S in (1, 3, 70):
+        partials = torch.randn(S, 1500, device=device)
+        a, b = torch.empty(1000, device=device), torch.empty(500, device=device)
+        sum_partials(partials, a, b)
+        errors[f"S={S}"] = (torch.cat([a, b]) - partials_reference(partials)).abs().max().item()
+    return errors
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from kernels import run_on_its_own
+
+    sys.exit(run_on_its_own("partials", check, bench, tolerance=1e-4))

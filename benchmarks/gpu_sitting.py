@@ -1,0 +1,163 @@
+"""The GPU record in one sitting: everything measured on a CUDA GPU, in at most 8 minutes.
+
+    python benchmarks/gpu_sitting.py --plan        # the parts, their budgets, the estimate; runs nothing
+    python benchmarks/gpu_sitting.py               # on an H100/H200: the sitting, into benchmarks/results/
+    python benchmarks/gpu_sitting.py --rehearse --out DIR   # on a CPU: every part, tiny, interpreted
+
+A GPU is lent for minutes at a time, so the sitting is one prepared script. Each part runs as
+its own process with a time budget; a part that fails or runs out of time is recorded (its
+status, its last lines) and the next one runs. Progress goes to stdout, and
+`gpu-sitting-<device>-<date>.json` under the output folder is rewritten after every part, so
+a sitting cut short keeps what it measured. The parts:
+
+1. environment: the GPU, the driver, torch, Triton (nvidia-smi, versions).
+2. tests: stage 4's tests on compiled kernels (TRITON_INTERPRET=0), with the count (the
+   ahead-of-time compile test is left out: on a GPU every kernel compiles for real).
+3. capture: `4_triton/main.py --batch-size 64` must capture its step as one CUDA graph.
+4. reruns: benchmarks/run.py for stages 3 and 4 at B = 1, every committed GPU results file
+   made again on today's code (loss 2.6497 at step 1000, microgpt's samples); the stage files
+   land in `<out>/stage-files/`, to be copied into the stage folders once checked.
+5. launches: benchmarks/gpu_profile.py, kernels per step of stage 3 and stage 4 counted with
+   the CUDA profiler, and each of our kernels timed against its naive PyTorch version.
+6. batches: benchmarks/gpu_batches.py, names per second against B for stage 3 eager and
+   torch.compile, stage 4's per-op CUDA graph and the one-kernel step, and the profile of the
+   best row (FLOP/s against the float32 peak, the share spent reducing gradients).
+
+The budgets add up to the estimate `--plan` prints; the sitting stops a part at its budget.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+from shared import results  # noqa: E402
+
+LIMIT_S = 8 * 60  # the whole sitting, on one H100/H200
+MICROGPT_SAMPLES = ["kamon", "ann", "karai"]  # microgpt's first published samples (SPEC.md's run)
+
+
+ENVIRONMENT = """
+import platform, subprocess, numpy, torch, triton
+print("python", platform.python_version(), "torch", torch.__version__, "cuda", torch.version.cuda,
+      "triton", triton.__version__, "numpy", numpy.__version__)
+if torch.cuda.is_available():
+    print(torch.cuda.get_device_name())
+    subprocess.run(["nvidia-smi", "-L"])
+"""
+
+
+def parts(out: Path, rehearse: bool) -> list[dict]:
+    """Each part: name, budget in seconds (what the estimate adds up), command, environment."""
+    py = sys.executable
+    interpret = {"TRITON_INTERPRET": "1" if rehearse else "0"}
+    tests = ["-k", "attention and float32 and not gradcheck"] if rehearse else ["-k", "not compiles_for"]
+    return [
+        dict(name="environment", budget=15, env={},
+             cmd=[py, "-c", ENVIRONMENT]),
+        dict(name="tests", budget=100, env=interpret,
+             cmd=[py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_stage4.py", "tests/test_fused.py",
+                  *tests]),
+        dict(name="capture", budget=35, env=interpret,
+             cmd=[py, "4_triton/main.py", "--batch-size", "2" if rehearse else "64",
+                  "--steps", "3" if rehearse else "50", "--samples", "0", "--out", str(out / "capture.json")]),
+        dict(name="reruns", budget=110, env={},
+             cmd=[py, "benchmarks/run.py", "--stages", "3_pytorch", "4_triton", "--out-dir", str(out),
+                  *(["--quick"] if rehearse else ["--stage-files", str(out / "stage-files")])]),
+        dict(name="launches", budget=30, env={},
+             cmd=[py, "benchmarks/gpu_profile.py", "--out", str(out / "gpu_profile.json"),
+                  *(["--rehearse"] if rehearse else [])]),
+        dict(name="batches", budget=190, env={},
+             cmd=[py, "benchmarks/gpu_batches.py", "--out", str(out / "gpu-batches.json"), "--timeout", "60",
+                  *(["--rehearse"] if rehearse else [])]),
+    ]
+
+
+def check(name: str, out: Path, output: str, rehearse: bool) -> dict:
+    """What a finished part proves, read from its files and output."""
+    if name == "tests":
+        counts = {kind: int(n) for n, kind in re.findall(r"(\d+) (passed|failed|error|skipped)", output)}
+        return {"counts": counts, "ok": counts.get("passed", 0) > 0 and not counts.get("failed")}
+    if name == "capture":
+        env = json.loads((out / "capture.json").read_text())["env"]
+        return {"cuda_graph": env.get("cuda_graph"), "kernels_per_step": env.get("kernels_per_step"),
+                "ok": rehearse or env.get("cuda_graph") is True}
+    if name == "reruns" and not rehearse:
+        files = sorted((out / "stage-files").glob("*.json"))
+        runs = {f.name: json.loads(f.read_text()) for f in files}
+        ok = bool(runs) and all(round(r["losses"][-1], 4) == 2.6497 and r["samples"][:3] == MICROGPT_SAMPLES
+                                for r in runs.values())
+        return {"files": list(runs), "ok": ok}
+    if name == "launches":
+        report = json.loads((out / "gpu_profile.json").read_text())
+        return {"per_step": {k: report[k]["per_step"] for k in ("stage3_eager", "stage4_per_kernel")},
+                "ok": report["stage4_per_kernel"]["per_step"] > 0}
+    if name == "batches":
+        report = json.loads((out / "gpu-batches.json").read_text())
+        failed = [f"{r['label']} B={r['batch_size']}" for r in report["rows"] if "error" in r]
+        return {"rows": len(report["rows"]), "failed_rows": failed, "complete": report.get("complete"),
+                "ok": bool(report.get("complete"))}
+    return {"ok": True}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--plan", action="store_true", help="print the parts and the estimate; run nothing")
+    parser.add_argument("--rehearse", action="store_true", help="on a CPU: every part, tiny, through the interpreter")
+    parser.add_argument("--out", default=None, help="folder for everything (default benchmarks/results/gpu-<date>)")
+    args = parser.parse_args(argv)
+    out = Path(args.out or REPO_ROOT / "benchmarks" / "results" / f"gpu-{datetime.date.today().isoformat()}")
+    plan = parts(out, args.rehearse)
+    estimate = sum(p["budget"] for p in plan)
+    print(f"sitting: {len(plan)} parts, estimated {estimate / 60:.1f} minutes at most (limit {LIMIT_S / 60:.0f}):")
+    for p in plan:
+        print(f"  {p['name']:12s} at most {p['budget']:4d} s")
+    assert estimate <= LIMIT_S, "the parts' budgets exceed the sitting's limit"
+    if args.plan:
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    if not args.rehearse and not torch.cuda.is_available():
+        parser.error("the sitting needs a CUDA GPU; --rehearse runs it on a CPU")
+    device = "cpu" if args.rehearse else torch.cuda.get_device_name()
+    record = {"device": device, "rehearsal": args.rehearse, "parts": [], "estimate_s": estimate,
+              "env": results.environment(device)}
+    path = out / f"gpu-sitting-{re.sub(r'[^a-z0-9]+', '-', device.lower()).strip('-')}.json"
+    started = time.perf_counter()
+    for p in plan:
+        print(f"== {p['name']} (budget {p['budget']} s)", flush=True)
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.run(p["cmd"], cwd=REPO_ROOT, env={**os.environ, **p["env"]}, capture_output=True,
+                                  text=True, timeout=p["budget"])
+            output, status = proc.stdout + proc.stderr, "ok" if proc.returncode == 0 else f"exit {proc.returncode}"
+        except subprocess.TimeoutExpired as err:
+            output, status = (err.stdout or b"").decode() + (err.stderr or b"").decode(), "out of time"
+        print(output[-3000:], flush=True)
+        entry = {"name": p["name"], "status": status, "seconds": time.perf_counter() - t0, "budget": p["budget"],
+                 "command": " ".join(p["cmd"][1:]), "tail": output[-2000:]}
+        try:
+            entry.update(check(p["name"], out, output, args.rehearse))
+        except (OSError, ValueError, KeyError) as err:
+            entry.update(ok=False, check_error=f"{type(err).__name__}: {err}")
+        entry["ok"] = entry["ok"] and status == "ok"
+        record["parts"].append(entry)
+        record["sitting_s"] = time.perf_counter() - started
+        results.write_json_atomic(path, record)
+        print(f"== {p['name']}: {status}, {'ok' if entry['ok'] else 'NOT OK'}, {entry['seconds']:.0f} s", flush=True)
+    failed = [e["name"] for e in record["parts"] if not e["ok"]]
+    print(f"sitting done in {record['sitting_s']:.0f} s -> {path}"
+          + (f"; not ok: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
