@@ -16,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib import transforms  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from shared import plotting  # noqa: E402
@@ -58,14 +59,17 @@ def main() -> int:
     ax.set_xscale("log")
     ax.set_yticks(range(len(rows)), labels)
     ax.invert_yaxis()
+    beside = transforms.blended_transform_factory(ax.transAxes, ax.transData)  # labels right of the axes
     for i, r in enumerate(rows):
         note = ""
         if r["chain"] == "cpu" and r["speedup_previous"]:
-            note = f"  {r['speedup_previous']:,.2g}x over previous, {r['speedup_cumulative']:,.0f}x over stage 1"
+            note = (f": {plotting.ratio_text(r['speedup_previous'])} over the previous stage, "
+                    f"{plotting.ratio_text(r['speedup_cumulative'])} over stage 1")
         elif r["chain"] == "gpu" and r["speedup_previous"]:
-            note = f"  {r['speedup_previous']:,.1f}x over stage 3 on the GPU"
-        ax.text(r["median_step_ms"] * 1.15, i, f"{r['median_step_ms']:.3g} ms{note}", va="center", fontsize=8)
-    ax.set_xlim(min(medians) / 2, max(medians) * 300)
+            note = f": {plotting.ratio_text(r['speedup_previous'])} over stage 3 on the GPU"
+        ax.text(1.02, i, f"{r['median_step_ms']:.3g} ms{note}", va="center", fontsize=8, transform=beside)
+    ax.set_xlim(min(medians) / 2, max(medians) * 2)
+    plotting.readable_log_axis(ax.xaxis)
     ax.set(xlabel="median ms per step (log scale)",
            title=f"CPU rows: {cpu['env']['cpu']}, {cpu['env']['cpu_count']} cores. "
                  f"GPU rows: {gpu['env']['device']}. Each group in one sitting.")

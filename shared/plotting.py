@@ -20,16 +20,37 @@ FAST_ENV = "MICROGPT_NOTEBOOK_FAST"  # tests set this: a few-step rerun into a t
 OUT_ENV = "MICROGPT_NOTEBOOK_OUT"  # where a fast run writes its results and figures
 
 
+FIGURES_ENV = "MICROGPT_WRITE_FIGURES"  # set by whoever regenerates the committed PNGs
+
+
 def settings(stage_dir: str, rerun: bool, steps: int) -> tuple[bool, int, Path]:
     """(rerun, steps, output folder) for a notebook, honouring the tests' fast mode.
 
-    Normally the notebook reads the committed results in its own folder and saves its
-    figures there. In fast mode (`MICROGPT_NOTEBOOK_FAST=1`) it retrains for 3 steps and
-    writes everything under `MICROGPT_NOTEBOOK_OUT`, leaving the committed files alone.
+    Normally the notebook reads the committed results in its own folder; a rerun writes the
+    reader's own `last_run.json` there (git ignores it). In fast mode
+    (`MICROGPT_NOTEBOOK_FAST=1`) it retrains for 3 steps and writes everything under
+    `MICROGPT_NOTEBOOK_OUT`. A reader's run of a notebook never changes a tracked file: the
+    committed figures are written only with `MICROGPT_WRITE_FIGURES=1` and no rerun (`save`).
     """
+    global _write_figures
     if os.environ.get(FAST_ENV) == "1":
+        _write_figures = True
         return True, 3, Path(os.environ[OUT_ENV])
+    _write_figures = os.environ.get(FIGURES_ENV) == "1" and not rerun
     return rerun, steps, REPO_ROOT / stage_dir
+
+
+_write_figures = False
+
+
+def reader_run(stage_dir: str, rerun: bool) -> dict[str, Path]:
+    """{label: path} of the reader's own last run of this stage (`<stage>/last_run.json`, what
+    `main.py` writes without --out), to plot beside the committed runs; empty if there is none
+    (or if the notebook's own rerun already is it)."""
+    path = REPO_ROOT / stage_dir / "last_run.json"
+    if rerun or os.environ.get(FAST_ENV) == "1" or not path.exists():
+        return {}
+    return {"your run (last_run.json)": path}
 
 
 def train_stage(stage_dir: str, out: Path, steps: int, *extra: str) -> Path:
@@ -66,16 +87,23 @@ def plot_losses(ax, runs: dict[str, dict], window: int = SMOOTH_WINDOW) -> None:
 
 
 def plot_loss_difference(ax, runs: dict[str, dict]) -> None:
-    """|loss_b - loss_a| per step against the first run, on a log scale."""
+    """|loss_b - loss_a| per step against the first run, on a log scale. Steps where the two
+    losses are equal to the last bit have no place on a log axis: they are left out, and the
+    legend says how many there are."""
     (label_a, base), *others = runs.items()
     for label, res in others:
+        if res["config"].get("steps") != base["config"].get("steps"):
+            continue  # another schedule: its losses are not comparable step by step
         color = color_of(res)
         n = min(len(base["losses"]), len(res["losses"]))
         diff = np.abs(np.subtract(res["losses"][:n], base["losses"][:n]))
-        ax.semilogy(np.arange(1, n + 1), np.maximum(diff, 1e-17), color=color, lw=1,
-                    label=f"|{label} - {label_a}|")
+        equal = int(np.sum(diff == 0))
+        shown = np.where(diff > 0, diff, np.nan)
+        note = f"; equal to the last bit at {equal} of {n} steps (not drawn)" if equal else ""
+        ax.semilogy(np.arange(1, n + 1), shown, color=color, lw=1, label=f"|{label} - {label_a}|{note}")
     ax.set(xlabel="step", ylabel="absolute loss difference", title="Loss difference per step")
-    ax.legend()
+    readable_log_axis(ax.yaxis)
+    ax.legend(fontsize=8)
 
 
 def plot_step_times(ax, runs: dict[str, dict], log: bool = True) -> None:
@@ -114,11 +142,31 @@ def plot_speedup(ax, base_label: str, base: dict, label: str, res: dict) -> floa
     color = color_of(res)
     ax.plot(np.arange(1, n + 1), ratio, lw=0.6, alpha=0.6, color=color, label="per step")
     ax.plot(np.arange(1, n + 1), smooth(ratio), lw=2, color=color, label=f"{SMOOTH_WINDOW}-step mean")
-    ax.axhline(overall, color="k", ls="--", lw=1, label=f"ratio of medians: {overall:,.0f}x")
+    ax.axhline(overall, color="k", ls="--", lw=1, label=f"ratio of medians: {ratio_text(overall)}")
     ax.set(xlabel="step", ylabel=f"{base_label} time / {label} time", title=f"Speed-up of {label} over {base_label}")
     ax.set_yscale("log")
+    readable_log_axis(ax.yaxis)
     ax.legend()
     return overall
+
+
+def ratio_text(ratio: float) -> str:
+    """A speed-up as people write it: 1,068x, 3.6x, 0.28x (never 0x, never 1.1e+03x)."""
+    if ratio >= 100:
+        return f"{ratio:,.0f}x"
+    if ratio >= 1:
+        return f"{ratio:.3g}x"
+    return f"{ratio:.2g}x"
+
+
+def readable_log_axis(axis) -> None:
+    """A log axis that spans less than a decade gets labelled ticks at 1, 2 and 5 of each decade
+    (matplotlib's default would label one tick, or none)."""
+    low, high = axis.get_view_interval()
+    if low > 0 and high / low < 100:
+        axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(ticker.NullFormatter())
 
 
 PHASE_COLORS = ["#4c72b0", "#dd8452", "#55a868"]  # forward, backward, optimizer
@@ -163,6 +211,7 @@ def plot_scaling(ax, rows: list[dict], x: str = "n_embd", labels: dict[str, str]
         xs, ms = zip(*sorted(points))
         ax.loglog(xs, ms, "o-", color=colors[key], label=key)
     integer_ticks(ax.xaxis, sorted({row[x] for row in rows}))
+    readable_log_axis(ax.yaxis)
     crossings = []
     keys = list(lines)
     for i, a in enumerate(keys):
@@ -220,7 +269,11 @@ def machine_line(res: dict) -> str:
             f"Python {env['python']}, run {env['date']}")
 
 
-def save(fig, out_dir: Path, name: str) -> Path:
+def save(fig, out_dir: Path, name: str) -> Path | None:
+    """Write a figure where `settings` allows it (the tests' folder, or the committed PNG when
+    MICROGPT_WRITE_FIGURES=1); a reader's run of a notebook only shows it."""
+    if not _write_figures:
+        return None
     path = Path(out_dir) / name
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
@@ -236,8 +289,8 @@ STAGE_COLORS = {
     ("3_pytorch", "gpu", "compile"): "#0e7c86",  # dark cyan
     ("4_triton", "cpu"): "#d62728",  # red: the interpreter
     ("4_triton", "cpu", "step"): "#ff9896",  # light red: the one-kernel step in the interpreter
-    ("4_triton", "gpu"): "#c5b0d5",  # light purple: 28 kernels, one launch each
-    ("4_triton", "gpu", "graph"): "#9467bd",  # purple: 28 kernels as one CUDA graph
+    ("4_triton", "gpu"): "#c5b0d5",  # light purple: the per-op kernels, one launch each
+    ("4_triton", "gpu", "graph"): "#9467bd",  # purple: the per-op kernels as one CUDA graph
     ("4_triton", "gpu", "step"): "#6a3d9a",  # dark purple: one kernel per step
     ("4_triton", "gpu", "run"): "#3f007d",  # darkest purple: the whole run in one launch
 }

@@ -25,7 +25,8 @@ from shared.errors import UserError
 from shared.results import LOSS_WINDOW, WARMUP_STEPS, load_results, summarize
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-BLOCK = re.compile(r"(<!-- BEGIN (?P<kind>figures|table|launches|benchmark|runtimes|batches) (?P<path>\S+)"
+KINDS = "figures|table|launches|benchmark|runtimes|batches|install|profile"
+BLOCK = re.compile(rf"(<!-- BEGIN (?P<kind>{KINDS}) (?P<path>\S+)"
                    r"(?: vs (?P<base>\S+))? -->\n)(?P<body>.*?)(<!-- END (?P=kind) -->)", re.S)
 
 
@@ -98,10 +99,10 @@ def benchmark_markdown(*reports: dict) -> str:
     Speed-ups are within a sitting: CPU rows over the previous stage, GPU rows over stage 3 there."""
     machine = len(reports) > 1
     lines = [("- " if machine else "") + sitting_line(r) for r in reports] + [""]
-    lines += ["| run | " + ("machine | " if machine else "") + "machinery | device | params | median ms/step | "
-              "total s | speed-up over previous stage (GPU rows: over stage 3 on the GPU) | cumulative over "
-              "stage 1 | mean loss, last 100 |",
-              "|---|" + ("---|" if machine else "") + "---|---|---|---|---|---|---|---|"]
+    lines += ["| run | " + ("machine | " if machine else "") + "machinery | device | params | steps | median "
+              "ms/step | total s | speed-up over previous stage (GPU rows: over stage 3 on the GPU) | cumulative "
+              "over stage 1 | mean loss of the last 100 steps (of a shorter run: of all) |",
+              "|---|" + ("---|" if machine else "") + "---|---|---|---|---|---|---|---|---|"]
     for report in reports:
         where = f"{report['env']['cpu']}, {report['env']['cpu_count']} cores | " if machine else ""
         for r in report["rows"]:
@@ -109,9 +110,10 @@ def benchmark_markdown(*reports: dict) -> str:
             speed = "" if ratio is None else (f"{ratio:,.0f}x" if ratio >= 10 else f"{ratio:.2f}x")
             cumulative = "" if r["speedup_cumulative"] is None else f"{r['speedup_cumulative']:,.0f}x"
             device = r["device"] + (" (Triton interpreter: not a speed)" if r["interpreter"] else "")
-            lines.append(f"| {r['label']} | {where}{r['machinery']} | {device} | {r['num_params']:,} | "
+            short = " (a shorter run: not comparable)" if r["steps"] < report["steps"] else ""
+            lines.append(f"| {r['label']} | {where}{r['machinery']} | {device} | {r['num_params']:,} | {r['steps']} | "
                          f"{r['median_step_ms']:.4g} | {r['total_s']:.3g} | {speed} | {cumulative} | "
-                         f"{r['final_loss']:.4f} |")
+                         f"{r['final_loss']:.4f}{short} |")
     return "\n".join(lines) + "\n"
 
 
@@ -171,6 +173,9 @@ def comparison_table(paths: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+READING_WORDS_PER_MINUTE = 200
+
+
 def runtimes_list(paths: str) -> str:
     """One line per results file: how long that stage's main.py trained, on which machine."""
     runs = [(path, load_results(REPO_ROOT / path)) for path in paths.split(",")]
@@ -182,9 +187,14 @@ def runtimes_list(paths: str) -> str:
         total = f"{s['total_s'] / 60:.1f} minutes" if s["total_s"] >= 120 else f"{s['total_s']:.3g} s"
         how = " through the Triton interpreter" if s["interpreter"] else ""
         where = "" if machine(res["env"]) == first else f"; on {machine(res['env'])}"
+        words = len(re.findall(r"\w+", (REPO_ROOT / res["stage"] / "README.md").read_text()))
+        code = sum(1 for line in (REPO_ROOT / res["stage"] / "main.py").read_text().splitlines() if line.strip())
         lines.append(f"- `{res['stage']}/main.py`{how}: {total} for {s['steps']} steps "
-                     f"({s['median_step_ms']:.3g} ms per step; `{path}`{where})")
-    lines.append(f"\n(Training time, without Python's start-up, on {first}.)")
+                     f"({s['median_step_ms']:.3g} ms per step; `{path}`{where}). To read: its README, "
+                     f"{words:,} words (about {words / READING_WORDS_PER_MINUTE:.0f} minutes at "
+                     f"{READING_WORDS_PER_MINUTE} words a minute), and {code} lines of `main.py`")
+    lines.append(f"\n(Training time, without Python's start-up, on {first}. Reading time is the words counted, "
+                 f"divided by a typical reading speed: an estimate, not a measurement.)")
     return "\n".join(lines) + "\n"
 
 
@@ -207,6 +217,34 @@ def batches_line(path_and_stage: str) -> str:
             f"names per second of B = {first['batch_size']}.\n")
 
 
+def install_line(path: str) -> str:
+    """The venv's measured size (tools/install_size.py), and its largest packages."""
+    report = load_results(REPO_ROOT / path)
+    top = list(report["packages_bytes"].items())[:4]
+    biggest = ", ".join(f"{name} {size / 1e6:,.0f} MB" for name, size in top)
+    nvidia = (f"; it pulled {len(report['nvidia_packages'])} NVIDIA CUDA packages" if report["nvidia_packages"]
+              else f"; torch {report['torch']} is the CPU-only build, so no NVIDIA CUDA packages")
+    return (f"Measured in `{path}`: the venv takes {report['venv_bytes'] / 1e9:.1f} GB on "
+            f"{report['env']['platform']} (largest: {biggest}){nvidia}; {report['env']['date'][:10]}.\n")
+
+
+def profile_lines(path: str) -> str:
+    """Stage 3's CPU profile (benchmarks/profile_step.py): where a step's time goes, by kind of op."""
+    p = load_results(REPO_ROOT / path)
+    groups = sorted(p["groups_us_per_step"].items(), key=lambda kv: -kv[1])
+    total = sum(us for _, us in groups)
+    calls = sum(row["calls"] for row in p["ops_per_step"].values())
+    lines = [f"| measured in `{path}` ({p['env']['cpu']}, one thread, torch {p['env']['torch']}, "
+             f"{p['env']['date'][:10]}) | µs per step | share |", "|---|---|---|"]
+    lines += [f"| {group} | {us:.0f} | {us / total:.0%} |" for group, us in groups]
+    lines += [f"| all {calls:.0f} op calls of a step (profiled) | {total:.0f} | 100% |",
+              f"| the step's arithmetic, {p['flops_per_step']:,.0f} FLOPs, at this CPU's matmul speed "
+              f"({p['cpu_matmul_flop_per_s'] / 1e9:.1f} GFLOP/s) | {p['arithmetic_us_at_matmul_speed']:.2f} | "
+              f"{p['arithmetic_us_at_matmul_speed'] / total:.1%} |",
+              f"| the median step without the profiler | {p['median_step_us_unprofiled']:.0f} | |"]
+    return "\n".join(lines) + "\n"
+
+
 def _render_block(m) -> str:
     kind, path = m.group("kind"), m.group("path")
     if kind == "runtimes":
@@ -219,6 +257,10 @@ def _render_block(m) -> str:
         body = figures_table(path, m.group("base"))
     elif kind == "launches":
         body = launches_table(path)
+    elif kind == "install":
+        body = install_line(path)
+    elif kind == "profile":
+        body = profile_lines(path)
     else:
         body = benchmark_table(path)
     return m.group(1) + body + m.group(6)

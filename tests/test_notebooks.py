@@ -43,3 +43,26 @@ def test_committed_notebook_has_its_plots(stage):
     assert not errors
     for png in NOTEBOOKS[stage]:
         assert (REPO_ROOT / stage / png).exists(), png
+
+
+def test_a_readers_rerun_changes_no_tracked_file(tmp_path, names_path, monkeypatch):
+    """A reader sets RERUN = True and runs a notebook: the run goes to last_run.json (ignored by
+    git), the figures are only shown, and git sees no change. In a clone, so this checkout's own
+    last_run.json is left alone."""
+    import subprocess
+
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(REPO_ROOT), str(clone)], check=True, timeout=120)
+    for var in (plotting.FAST_ENV, plotting.FIGURES_ENV):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MICROGPT_DATA", str(names_path))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(clone / "2_numpy" / "compare.ipynb", as_version=4)
+    setup = nb.cells[1]
+    assert "RERUN = False" in setup.source and "STEPS = 1000" in setup.source
+    setup.source = setup.source.replace("RERUN = False", "RERUN = True").replace("STEPS = 1000", "STEPS = 12")
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(clone / "2_numpy")}}).execute()
+    assert json.loads((clone / "2_numpy" / "last_run.json").read_text())["config"]["steps"] == 12
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True, check=True)
+    assert status.stdout == "", status.stdout
