@@ -58,7 +58,7 @@ def parts(out: Path, rehearse: bool) -> list[dict]:
     """Each part: name, budget in seconds (what the estimate adds up), command, environment."""
     py = sys.executable
     interpret = {"TRITON_INTERPRET": "1" if rehearse else "0"}
-    tests = ["-k", "attention and float32 and not gradcheck"] if rehearse else ["-k", "not compiles_for"]
+    tests = ["-k", "test_attention and not gradcheck"] if rehearse else ["-k", "not compiles_for"]
     return [
         dict(name="environment", budget=15, env={},
              cmd=[py, "-c", ENVIRONMENT]),

@@ -27,18 +27,16 @@ from shared.errors import UserError  # noqa: E402
 from shared.tokenizer import Tokenizer  # noqa: E402
 from shared.weights import GPTConfig, init_run  # noqa: E402
 
-_stages: dict[str, object] = {}
-
-
 def load_stage(stage: str):
-    """Import `<stage>/main.py` as a module (once)."""
-    if stage not in _stages:
-        spec = importlib.util.spec_from_file_location(f"stage_{stage}", REPO_ROOT / stage / "main.py")
+    """Import `<stage>/main.py` as a module, once, as `stage_<stage>` (the exercises' checker,
+    exercises/chapters.py, uses the same name, so both get the one module)."""
+    name = f"stage_{stage}"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / stage / "main.py")
         module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
+        sys.modules[name] = module
         spec.loader.exec_module(module)
-        _stages[stage] = module
-    return _stages[stage]
+    return sys.modules[name]
 
 
 SCHEDULE = 1000  # a run's length: trajectories stop early in microgpt's 1000-step schedule

@@ -153,7 +153,7 @@ def test_cli_defaults_follow_spec(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["--steps", "0"], "--steps must be positive"),
     (["--n-embd", "10", "--n-head", "4"], "not divisible"),
-    (["--temperature", "0"], "--temperature must be positive"),
+    (["--temperature", "0"], "--temperature must be at least 0.001"),
     (["--samples", "-1"], "--samples must be zero or more"),
 ])
 def test_cli_usage_errors_exit_2(tmp_path, capsys, argv, message):
@@ -227,18 +227,28 @@ def test_training_run_rejects_nan_and_writes_nothing(tmp_path):
     assert not out.exists()
 
 
-def test_interrupt_writes_partial_results_and_keeps_old_file_until_then(tmp_path):
+def test_interrupt_writes_partial_results_beside_a_complete_file(tmp_path):
+    """A partial run never replaces a complete one: it goes beside it, as <name>.partial.json;
+    with nothing (or a partial run) at --out, it goes there."""
     out = tmp_path / "r.json"
     out.write_text('{"old": true}')
+    for expected in ("r.partial.json", "r.partial.json"):  # twice: the second replaces the first partial
+        run = results.TrainingRun("x", {"steps": 5}, 7, out, {})
+        with pytest.raises(KeyboardInterrupt, match="partial results in"):
+            with run:
+                run.record(3.0, 0.01)
+                raise KeyboardInterrupt
+        assert json.loads(out.read_text()) == {"old": True}
+        data = json.loads((tmp_path / expected).read_text())
+        assert data["partial"] is True and data["losses"] == [3.0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "r.partial.json"]  # no temporary left
+    out.unlink()
     run = results.TrainingRun("x", {"steps": 5}, 7, out, {})
     with pytest.raises(KeyboardInterrupt):
         with run:
-            run.record(3.0, 0.01)
-            assert json.loads(out.read_text()) == {"old": True}
+            run.record(2.5, 0.01)
             raise KeyboardInterrupt
-    data = json.loads(out.read_text())
-    assert data["partial"] is True and data["losses"] == [3.0]
-    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temporary left behind
+    assert json.loads(out.read_text())["losses"] == [2.5]
 
 
 def test_positions_per_step_follow_the_wrapped_batches():
