@@ -182,8 +182,8 @@ def train(run) -> GPT:
         def forward(inputs, targets):
             torch.compiler.cudagraph_mark_step_begin()  # a new step: the last step's graph outputs may be reused
             return compiled(inputs, targets)
-        run.warm_up(lambda batch: forward(*batch_tensors(batch, run.config.block_size, run.device))[1].backward())
-        model.zero_grad(set_to_none=True)  # the warm-up's gradients are not a step's
+        run.warm_up(lambda batch: torch.autograd.grad(  # (gradients returned, not kept: the warm-up is no step)
+            forward(*batch_tensors(batch, run.config.block_size, run.device))[1], list(model.parameters())))
     for _, batch in run.batches():  # (the LambdaLR schedule counts the steps itself)
         with run.phase("forward"):
             _, loss = forward(*batch_tensors(batch, run.config.block_size, run.device))

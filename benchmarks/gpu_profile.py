@@ -9,7 +9,6 @@ is a separate launch from Python, which is what the graph then replaces with one
 """
 
 import argparse
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -20,14 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "4_triton"))
 from shared import results, runner  # noqa: E402
-
-
-def load(stage):
-    spec = importlib.util.spec_from_file_location(f"stage_{stage}", REPO_ROOT / stage / "main.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from shared.stages import load  # noqa: E402
 
 
 def kernels_per_step(stage, argv: list[str], steps: int = 10, rehearse: bool = False) -> dict:

@@ -22,7 +22,6 @@ autograd nodes, allocating tensors, the Python of the loop itself.
 """
 
 import argparse
-import importlib.util
 import statistics
 import sys
 import time
@@ -30,7 +29,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
-from shared import results, runner  # noqa: E402
+from shared import results, runner, stages  # noqa: E402
 
 # isort: split
 import torch  # noqa: E402
@@ -60,10 +59,7 @@ def group_of(name: str) -> str:
 
 
 def load_stage3():
-    spec = importlib.util.spec_from_file_location("stage_3_pytorch", REPO_ROOT / "3_pytorch" / "main.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return stages.load("3_pytorch")
 
 
 def self_times(stage3, steps: int) -> tuple[dict, dict, float]:

@@ -1,7 +1,6 @@
 """The chapters' own code, for the exercises: each stage's main.py loaded by path once (stage
 folders start with a digit), under the name the tests use too, so it is one module everywhere."""
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -14,15 +13,7 @@ if "triton" not in sys.modules:
 
     os.environ.setdefault("TRITON_INTERPRET", "0" if torch.cuda.is_available() else "1")  # before Triton loads
 
-
-def load(stage: str):
-    name = f"stage_{stage}"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / stage / "main.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+from shared.stages import load  # noqa: E402, F401  (the exercises' way to the chapters' code)
 
 
 def spec_run():

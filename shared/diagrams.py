@@ -14,7 +14,6 @@
 """
 
 import argparse
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle  # noqa: E402
 
-from shared import dataset  # noqa: E402
+from shared import dataset, stages  # noqa: E402
 from shared.tokenizer import Tokenizer  # noqa: E402
 from shared.weights import GPTConfig, init_run  # noqa: E402
 
@@ -34,12 +33,9 @@ COLORS = {"embed": "#dbe9f6", "norm": "#fde7c8", "attn": "#e3f1dd", "mlp": "#f3d
 
 
 def load_stage(stage: str):
-    """A stage's main.py as a module (stage folders start with a digit, so by path)."""
+    """A stage's main.py as a module (shared/stages.py); its folder on the path for its imports."""
     sys.path.insert(0, str(REPO_ROOT / stage))
-    spec = importlib.util.spec_from_file_location(f"diagram_{stage}", REPO_ROOT / stage / "main.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return stages.load(stage)
 
 
 def spec_run() -> tuple[Tokenizer, GPTConfig, list[str], dict]:

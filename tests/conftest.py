@@ -9,7 +9,7 @@ imported once, by name, like the programs import them.
 shared/runner.py, in-process: no test writes a training loop of its own.
 """
 
-import importlib.util
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -22,21 +22,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "4_triton"))
 
-from shared import dataset, runner  # noqa: E402
+from shared import dataset, runner, stages  # noqa: E402
 from shared.errors import UserError  # noqa: E402
 from shared.tokenizer import Tokenizer  # noqa: E402
 from shared.weights import GPTConfig, init_run  # noqa: E402
 
+
 def load_stage(stage: str):
-    """Import `<stage>/main.py` as a module, once, as `stage_<stage>` (the exercises' checker,
-    exercises/chapters.py, uses the same name, so both get the one module)."""
-    name = f"stage_{stage}"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / stage / "main.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    """Import `<stage>/main.py` as a module, once (shared/stages.py)."""
+    return stages.load(stage)
 
 
 SCHEDULE = 1000  # a run's length: trajectories stop early in microgpt's 1000-step schedule
