@@ -6,9 +6,12 @@
 
 A GPU is lent for minutes at a time, so the sitting is one prepared script. Each part runs as
 its own process with a time budget; a part that fails or runs out of time is recorded (its
-status, its last lines) and the next one runs. Progress goes to stdout, and
-`gpu-sitting-<device>-<date>.json` under the output folder is rewritten after every part, so
-a sitting cut short keeps what it measured. The parts:
+status, its last lines) and the next one runs, after every process it started is stopped.
+Progress goes to stdout, and `gpu-sitting-<device>.json` in the output folder (by default
+benchmarks/results/gpu-<date>/) is rewritten after every part, so a sitting cut short keeps
+what it measured. The files it makes are then checked and moved where the READMEs read them
+(the stage files into the stage folders, the sweep and the profile beside the committed
+ones), and `python -m shared.report` regenerates the tables. The parts:
 
 1. environment: the GPU, the driver, torch, Triton (nvidia-smi, versions).
 2. tests: stage 4's tests on compiled kernels (TRITON_INTERPRET=0), with the count (the
@@ -31,6 +34,7 @@ import datetime
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -70,7 +74,7 @@ def parts(out: Path, rehearse: bool) -> list[dict]:
                   "--steps", "3" if rehearse else "50", "--samples", "0", "--out", str(out / "capture.json")]),
         dict(name="reruns", budget=110, env={},
              cmd=[py, "benchmarks/run.py", "--stages", "3_pytorch", "4_triton", "--out-dir", str(out),
-                  *(["--quick"] if rehearse else ["--stage-files", str(out / "stage-files")])]),
+                  "--stage-files", str(out / "stage-files"), *(["--quick"] if rehearse else [])]),
         dict(name="launches", budget=30, env={},
              cmd=[py, "benchmarks/gpu_profile.py", "--out", str(out / "gpu_profile.json"),
                   *(["--rehearse"] if rehearse else [])]),
@@ -122,7 +126,7 @@ def main(argv=None) -> int:
     assert estimate <= LIMIT_S, "the parts' budgets exceed the sitting's limit"
     if args.plan:
         return 0
-    out.mkdir(parents=True, exist_ok=True)
+    (out / "stage-files").mkdir(parents=True, exist_ok=True)
     import torch
 
     if not args.rehearse and not torch.cuda.is_available():
@@ -135,12 +139,16 @@ def main(argv=None) -> int:
     for p in plan:
         print(f"== {p['name']} (budget {p['budget']} s)", flush=True)
         t0 = time.perf_counter()
+        # its own process group, so a part out of time is stopped with every process it started
+        proc = subprocess.Popen(p["cmd"], cwd=REPO_ROOT, env={**os.environ, **p["env"]}, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            proc = subprocess.run(p["cmd"], cwd=REPO_ROOT, env={**os.environ, **p["env"]}, capture_output=True,
-                                  text=True, timeout=p["budget"])
-            output, status = proc.stdout + proc.stderr, "ok" if proc.returncode == 0 else f"exit {proc.returncode}"
-        except subprocess.TimeoutExpired as err:
-            output, status = (err.stdout or b"").decode() + (err.stderr or b"").decode(), "out of time"
+            output = proc.communicate(timeout=p["budget"])[0]
+            status = "ok" if proc.returncode == 0 else f"exit {proc.returncode}"
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            output, status = proc.communicate()[0], "out of time"
+        output = output.decode(errors="replace")
         print(output[-3000:], flush=True)
         entry = {"name": p["name"], "status": status, "seconds": time.perf_counter() - t0, "budget": p["budget"],
                  "command": " ".join(p["cmd"][1:]), "tail": output[-2000:]}

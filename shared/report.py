@@ -192,7 +192,7 @@ def runtimes_list(paths: str) -> str:
         lines.append(f"- `{res['stage']}/main.py`{how}: {total} for {s['steps']} steps "
                      f"({s['median_step_ms']:.3g} ms per step; `{path}`{where}). To read: its README, "
                      f"{words:,} words (about {words / READING_WORDS_PER_MINUTE:.0f} minutes at "
-                     f"{READING_WORDS_PER_MINUTE} words a minute), and {code} lines of `main.py`")
+                     f"{READING_WORDS_PER_MINUTE} words a minute), and {code} non-blank lines of `main.py`")
     lines.append(f"\n(Training time, without Python's start-up, on {first}. Reading time is the words counted, "
                  f"divided by a typical reading speed: an estimate, not a measurement.)")
     return "\n".join(lines) + "\n"

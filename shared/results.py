@@ -284,8 +284,24 @@ class TrainingRun:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt) and self.losses:
-            # (write_json_atomic holds a second Ctrl-C until the steps are on disk)
-            where = write_json_atomic(partial_path(self.out), self.results(samples=[], partial=True))
-            raise stopped(exc_type, f"after {len(self.losses)} steps; partial results in {where}") from None
+        """Whatever stops the training -- Ctrl-C, SIGTERM, a loss gone NaN, an error -- the steps
+        done so far are written, marked partial (write_json_atomic holds a second Ctrl-C until
+        they are on disk); then the run stops as it would have, saying where they are."""
+        if exc_type is None or not self.losses:
+            return False
+        results = self.results(samples=[], partial=True)
+        if not issubclass(exc_type, KeyboardInterrupt):
+            results["error"] = f"{exc_type.__name__}: {exc}"
+        try:
+            where = write_json_atomic(partial_path(self.out), results)
+        except OSError as err:
+            rescue = Path(tempfile.gettempdir()) / f"microgpt-{self.stage}-{os.getpid()}.partial.json"
+            where = write_json_atomic(rescue, results)
+            print(f"could not write {self.out} ({err.strerror})", file=sys.stderr)
+        kept = f"after {len(self.losses)} steps; partial results in {where}"
+        if issubclass(exc_type, KeyboardInterrupt):
+            raise stopped(exc_type, kept) from None
+        if issubclass(exc_type, UserError):
+            raise UserError(f"{exc} ({kept})") from None
+        print(f"training stopped {kept}", file=sys.stderr)
         return False

@@ -34,6 +34,7 @@ import os
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,11 +185,12 @@ class Run:
         self.env[f"{name}_s"] = time.perf_counter() - started
 
     def warm_up(self, step: Callable[[list[list[int]]], object], name: str = "compile") -> None:
-        """Call `step(batch)` on the shortest and the longest document, timed apart from the
-        steps: a compiler that specializes on shapes meets both before the timed steps."""
+        """Call `step(batch)` on a batch of the run's size made of the shortest document, then
+        one of the longest, timed apart from the steps: a compiler that specializes on shapes
+        (the batch size, the padded length) meets them before the timed steps."""
         with self.timed(name):
             for doc in (min(self.docs, key=len), max(self.docs, key=len)):
-                step([self.tokenizer.encode_doc(doc)])
+                step([self.tokenizer.encode_doc(doc)] * self.batch_size)
 
     def sync(self) -> None:
         """Wait for the device: on a GPU, work is queued and Python runs ahead of it."""
@@ -302,7 +304,9 @@ def train_and_sample(stage_file, flags: Flags, train: Callable, sample: Callable
                                   f"{run.args.samples} samples") from None
     except Exception as err:  # noqa: BLE001  (whatever sampling hit, the trained run is kept)
         save(run, names)
-        raise UserError(f"sampling failed ({type(err).__name__}: {err}); the trained run is in {where} "
+        frame = traceback.extract_tb(err.__traceback__)[-1]
+        at = f"{Path(frame.filename).name}:{frame.lineno}"
+        raise UserError(f"sampling failed ({type(err).__name__}: {err}, at {at}); the trained run is in {where} "
                         f"with {len(names)} samples") from None
     finished = save(run, names, summary=True)
     if results.stdout_closed:
@@ -364,7 +368,10 @@ def memory_needed(flags: Flags, config: GPTConfig, batch_size: int, dtype: str) 
         return initial + (params + positions * nodes) * BYTES_PER_VALUE
     itemsize = 8 if dtype == "float64" else 4
     per_position = L * (40 * C + 8 * H * T) + 8 * V if flags.activations else 0
-    return initial + 8 * params * itemsize + 2 * positions * per_position * itemsize
+    partials = 0  # stage 4 sums a large batch's weight gradients in parts: up to 1024 copies of one matrix
+    if flags.engine == "triton" and flags.activations:
+        partials = min(1024, -(-positions // 256)) * max(4 * C * C, V * C, (V + T) * C) * itemsize
+    return initial + 8 * params * itemsize + 2 * positions * per_position * itemsize + partials
 
 
 def memory_available(device) -> tuple[int | None, str]:

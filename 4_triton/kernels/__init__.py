@@ -61,7 +61,7 @@ def check_sizes(args, parser) -> None:
         parser.error(f"stage 4's attention kernel holds a head's T x T x head_dim products in one program, here "
                      f"{T} x {T} x {D} (padded to powers of two), and Triton allows {MAX_TILE:,}; use a shorter "
                      f"--block-size or a smaller head_dim (--n-embd / --n-head)")
-    largest = args.batch_size * args.block_size * max(4 * args.n_embd, 32)  # fc1's output, or the logits
+    largest = args.batch_size * args.block_size * max(4 * args.n_embd, 256)  # fc1's output, or a vocabulary's logits
     if largest >= 2**31:
         parser.error(f"stage 4's kernels index activations with 32-bit integers, and --batch-size "
                      f"{args.batch_size} makes one of {largest:,} numbers (over 2^31); use a smaller --batch-size")

@@ -86,7 +86,7 @@ def embedding_bwd_kernel(
                          other=0.0)
         acc += tl.sum(g_rows, axis=0)
     if PARTIALS:  # row j of this chunk's slice of the partials
-        tl.store(d_wte_ptr + (chunk * tl.num_programs(0) + j) * C + cols, acc, mask=cols < C)
+        tl.store(d_wte_ptr + (chunk.to(tl.int64) * tl.num_programs(0) + j) * C + cols, acc, mask=cols < C)
     elif j < V:
         tl.store(d_wte_ptr + j * C + cols, acc, mask=cols < C)
     else:

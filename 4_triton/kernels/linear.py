@@ -123,7 +123,7 @@ def linear_bwd_dw_kernel(
         g = _load_grad(g_ptr, y_ptr, rows, ns, M, N, RELU)
         x = tl.load(x_ptr + rows[:, None] * K + ks[None, :], mask=(rows[:, None] < M) & (ks[None, :] < K), other=0.0)
         dw += tl.dot(tl.trans(g), x, input_precision="ieee")  # (BLOCK_N, BLOCK_K)
-    out = dw_ptr + tl.program_id(2) * N * K
+    out = dw_ptr + tl.program_id(2).to(tl.int64) * N * K  # (64-bit: S x N x K may pass 2^31)
     tl.store(out + ns[:, None] * K + ks[None, :], dw, mask=(ns[:, None] < N) & (ks[None, :] < K))
 
 

@@ -5,8 +5,10 @@ gradient tile walking all the rows is fine at B = 1 (16 rows), but at B = 4096 a
 program walks 65,536 rows while the rest of the GPU waits. So the launchers split the rows
 into chunks of ROWS_PER_PROGRAM: program p sums chunk p into its own slice of a partials
 buffer, and `sum_partials_kernel` adds the slices in order 0, 1, 2, ... -- no atomics, so the
-sum is the same bits on every run (the pattern of Triton's layer-norm tutorial, and of
-fused_step.py's `reduce_adam_kernel`). While the batch fits in one chunk there is one
+sum is the same bits on every run. Triton's layer-norm tutorial also sums a weight gradient
+in parts, but has groups of programs add into shared buffers under a lock, in whatever order
+they arrive; here each program has its slice, and the order is fixed (as in fused_step.py's
+`reduce_adam_kernel`). While the batch fits in one chunk there is one
 program per tile and no second kernel, exactly as before.
 
 Naive PyTorch: `partials.sum(0)`, which is one kernel too; ours writes straight into the
