@@ -144,16 +144,26 @@ def current_umask() -> int:
 
 @contextlib.contextmanager
 def signals_held():
-    """Hold Ctrl-C and SIGTERM while a file is written: they take effect when it is on disk."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+    """Hold Ctrl-C and SIGTERM while a file is written: they take effect when it is on disk.
+    (Python runs signal handlers in the main thread, so the hold is a handler that only notes
+    the signal; afterwards the handler that was there before gets it.)"""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    pending = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: pending.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if pending:
+            handler = previous[pending[0]]
+            if callable(handler):
+                handler(pending[0], None)  # e.g. Python's Ctrl-C handler: KeyboardInterrupt, now
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), pending[0])
 
 
 def say(line: str = "", **kwargs) -> None:

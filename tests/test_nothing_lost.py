@@ -138,11 +138,15 @@ def test_a_second_ctrl_c_waits_for_the_file_being_written(tmp_path):
     from shared import results
 
     out = tmp_path / "r.json"
-    with pytest.raises(KeyboardInterrupt):
-        with results.signals_held():
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.05)
-            out.write_text(json.dumps({"losses": [1.0] * 1000}))
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal, however pytest runs
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with results.signals_held():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)
+                out.write_text(json.dumps({"losses": [1.0] * 1000}))
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert len(json.loads(out.read_text())["losses"]) == 1000
 
 

@@ -217,14 +217,17 @@ def test_record_launch_shares_one_launch_among_its_steps(tmp_path, capsys):
     assert "step    4 /    4 | loss 1.5000 | 2.00 ms" in capsys.readouterr().out
 
 
-def test_training_run_rejects_nan_and_writes_nothing(tmp_path):
+def test_training_run_stops_at_nan_and_keeps_the_steps_before(tmp_path):
+    """A loss gone NaN stops the run in one line, and the steps trained before it are kept,
+    marked partial, with the error (nothing a user trained is lost)."""
     out = tmp_path / "r.json"
     run = results.TrainingRun("x", {"steps": 5}, 7, out, {})
-    with pytest.raises(UserError, match="loss became nan at step 2"):
+    with pytest.raises(UserError, match="loss became nan at step 2.*after 1 steps; partial results in"):
         with run:
             run.record(3.0, 0.01)
             run.record(math.nan, 0.01)
-    assert not out.exists()
+    kept = json.loads(out.read_text())
+    assert kept["partial"] is True and kept["losses"] == [3.0] and "loss became nan" in kept["error"]
 
 
 def test_interrupt_writes_partial_results_beside_a_complete_file(tmp_path):
