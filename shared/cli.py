@@ -55,7 +55,7 @@ def build_parser(description: str, stage_dir: Path) -> argparse.ArgumentParser:
     return parser
 
 
-def add_stage_flags(parser: argparse.ArgumentParser, dtypes: tuple[str, ...], device: str, compile: bool,
+def add_stage_flags(parser: argparse.ArgumentParser, dtypes: tuple[str, ...], engine: str, compile: bool,
                     cuda_graph: bool) -> None:
     """The flags a stage adds to the common ones (shared/runner.py's `Flags` says which).
 
@@ -65,7 +65,7 @@ def add_stage_flags(parser: argparse.ArgumentParser, dtypes: tuple[str, ...], de
     if len(dtypes) > 1:
         parser.add_argument("--dtype", choices=list(dtypes), default=dtypes[0],
                             help="float64 reproduces stage 1's run to float64 rounding")
-    if device == "torch":
+    if engine == "torch":
         parser.add_argument("--device", default="auto", help="cpu, cuda, mps, or auto (cuda > mps > cpu)")
         parser.add_argument("--threads", type=int, default=1,
                             help="CPU threads; with tensors this small, more threads only add overhead")
