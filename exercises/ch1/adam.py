@@ -1,19 +1,23 @@
 """Exercise 1.3 -- one Adam step, with its bias correction.
 
-Write the update chapter 1's `adam_step` makes to one parameter: from the parameter p, its
-gradient g, its two moments m and v and the 0-based step, return the new (p, m, v). Use the
-chapter's constants (LEARNING_RATE, BETA1, BETA2, EPS_ADAM) and its linear learning-rate decay
-over `num_steps`.
+Write the update chapter 1's `adam_step` makes to one parameter, without looking at it: from
+the parameter p, its gradient g, its two running averages m (of the gradient) and v (of the
+squared gradient) and the 0-based step, return the new (p, m, v). Chapter 1's README, 'Adam:
+what the gradients are used for', says what each piece does. Use the chapter's constants below
+and its learning rate, which falls linearly to zero over `num_steps` (SPEC.md, 'Training').
 
-    python exercises/check.py 1.3
+Shapes: plain floats in, the tuple (p, m, v) out.
 
-Hints:
-- m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2.
-- m and v start at 0, so early on they are too small: divide by 1 - beta^(step + 1).
-- lr_t = LEARNING_RATE (1 - step / num_steps).
+    python exercises/ch1/adam.py            # try yours on one step
+    python exercises/check.py 1.3           # check it, step by step, on many gradient sequences
+    python exercises/check.py 1.3 --hint    # a hint (three, one at a time)
 """
 
-from chapters import load
+import sys
+from pathlib import Path
+
+sys.path += [str(p) for p in Path(__file__).resolve().parents if (p / "chapters.py").is_file()][:1]  # exercises/
+from chapters import load, show
 
 stage1 = load("1_pure_python")
 LEARNING_RATE, BETA1, BETA2, EPS_ADAM = stage1.LEARNING_RATE, stage1.BETA1, stage1.BETA2, stage1.EPS_ADAM
@@ -22,3 +26,7 @@ LEARNING_RATE, BETA1, BETA2, EPS_ADAM = stage1.LEARNING_RATE, stage1.BETA1, stag
 def adam_update(p: float, g: float, m: float, v: float, step: int, num_steps: int) -> tuple[float, float, float]:
     """(new p, new m, new v) after one Adam step; `step` is 0-based."""
     raise NotImplementedError("write Adam's update for one parameter")
+
+
+if __name__ == "__main__":
+    show(adam_update, 0.5, 0.3, 0.0, 0.0, 0, 10)  # p = 0.5, g = 0.3, fresh moments, the first of 10 steps

@@ -1,0 +1,158 @@
+"""The exercises: number, file, title, kind, and the hints, in the order a learner asks for them.
+
+Hints climb: the first names the idea and the chapter section that teaches it, the second
+the shapes (or what to count), the third one formula. None is the whole answer: the answer is
+what the learner writes. This module imports nothing heavy, so `check.py --hint` is instant.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Exercise:
+    number: str
+    file: str  # under exercises/ (the stub) and exercises/solutions/ (a worked solution)
+    title: str
+    kind: str  # "write": code, checked on many cases; "predict": a number, judged too high or too low
+    hints: tuple[str, str, str]
+
+    @property
+    def chapter(self) -> str:
+        return self.number.split(".")[0]
+
+    @property
+    def check_function(self) -> str:
+        """The name of its check in checker/chapter<N>.py: check_ and the file's stem."""
+        return "check_" + self.file.split("/")[-1].removesuffix(".py")
+
+
+CH1, CH2, CH3, CH4 = ("1_pure_python/README.md", "2_numpy/README.md", "3_pytorch/README.md", "4_triton/README.md")
+
+EXERCISES = [
+    Exercise("1.1", "ch1/tanh.py", "tanh as a new Value op: its value and its local derivative, one node", "write", (
+        f"The idea: a primitive op stores, beside its result, the derivative of the result with respect to each "
+        f"input. Read `Value.exp` in 1_pure_python/main.py, and {CH1}, 'How the engine works'.",
+        "The shapes: one Value in, one Value out. `children` is a tuple holding the input; `local_grads` a tuple "
+        "of the same length holding one float each.",
+        "One formula: d tanh(x)/dx = 1 - tanh(x)^2. Which number goes into it: the input, or the output?")),
+    Exercise("1.2", "ch1/backprop_by_hand.py", "backpropagation by hand: three gradients of a small graph", "predict", (
+        f"The idea: start at L with dL/dL = 1 and walk backwards, multiplying local derivatives; a value that "
+        f"reaches L by two paths gets the sum of both. {CH1}, 'Backpropagation, by hand'.",
+        "What to write down: dL/dv first, then dL/du and dL/dc from it, then dL/db, and dL/da last, since a is "
+        "used twice.",
+        "One formula: for L = v * a, dL/dv = a and dL/da (the direct path only) = v.")),
+    Exercise("1.3", "ch1/adam.py", "one Adam step, with its bias correction", "write", (
+        f"The idea: Adam keeps two running averages per parameter, of the gradient and of its square, and steps "
+        f"by their ratio. {CH1}, 'Adam: what the gradients are used for'.",
+        "The shapes: everything is a plain float; `step` counts from 0; return the tuple (p, m, v).",
+        "One formula: both averages start at 0, so divide each by 1 - beta^(step + 1) before using it.")),
+    Exercise("1.4", "ch1/rmsnorm.py", "rmsnorm out of Values", "write", (
+        f"The idea: build rmsnorm from Value operations only, and backward differentiates it for free. "
+        f"{CH1}, 'The model: microgpt's forward pass' (the rmsnorm box).",
+        "The shapes: a list of C Values in, a list of C Values out; the mean of the squares is one Value.",
+        "One formula: scale = (mean(x^2) + eps) ** -0.5.")),
+    Exercise("2.1", "ch2/rmsnorm_backward.py", "rmsnorm's backward with a gain, on arrays", "write", (
+        f"The idea: with n = x r the normalized rows, y = w n; first find dL/dn, then go through the "
+        f"normalization as chapter 2 does, and sum dL/dw over every row that used w, as the linear layer does "
+        f"for its weight. {CH2}, 'Backpropagation through arrays' (rmsnorm, and the linear layer).",
+        "The shapes: g and x are (B, T, C), w is (C,) and so is dL/dw; the per-row sum runs over the last axis "
+        "and must keep it (keepdims=True) to broadcast back.",
+        "One formula: dL/dn = g w, and without the gain chapter 2's rmsnorm backward turns dL/dn into dL/dx.")),
+    Exercise("2.2", "ch2/cross_entropy_backward.py",
+             "cross-entropy with label smoothing, backward, over a padded batch", "write", (
+        f"The idea: the loss compares the predicted distribution with a target distribution; chapter 2's "
+        f"target is one-hot, this one is smoothed. Padding has no target, so no gradient. {CH2}, "
+        f"'Backpropagation through arrays' (softmax with cross-entropy).",
+        "The shapes: logits (B, T, V), targets (B, T) integers, real (B, T) booleans; the answer is (B, T, V); "
+        "n, the number of real positions, is one number for the whole batch.",
+        "One formula: for L = -sum_j q_j log p_j with sum_j q_j = 1, dL/dz_j = p_j - q_j.")),
+    Exercise("2.3", "ch2/attention_backward.py", "causal attention's backward, all heads of all names at once",
+             "write", (
+        f"The idea: walk the three forward steps backwards: y = P v, then P = softmax(S), then S = q k^T scale. "
+        f"{CH2}, 'Backpropagation through arrays' (causal attention).",
+        "The shapes: q, k, v, g are (B, H, T, D); P and its gradients (B, H, T, T). A transpose of the last two "
+        "axes is a.swapaxes(-1, -2).",
+        "One formula: softmax's backward, per row: dS = P * (dP - rowsum(dP * P)).")),
+    Exercise("2.4", "ch2/padding.py", "a batch of names as rectangular arrays, with its mask", "write", (
+        f"The idea: names differ in length, arrays do not: pad the short rows and say, with a mask, which "
+        f"positions are real. {CH2}, 'Batches'.",
+        "The shapes: three (B, T) arrays, T the largest n of the batch; inputs and targets integers, the mask "
+        "booleans.",
+        "One formula: a name trains n = min(block_size, len(tokens) - 1) positions (`positions` in "
+        "shared/tokenizer.py); its targets are its inputs shifted by one.")),
+    Exercise("3.1", "ch3/explicit_attention.py", "attention from basic ops, equal to F.scaled_dot_product_attention",
+             "write", (
+        f"The idea: SDPA is four steps in one op: scores, causal mask, softmax, weighted sum. Chapter 2 wrote them "
+        f"in NumPy (`causal_attention` in 2_numpy/main.py); {CH3}, 'Reading the diff'.",
+        "The shapes: q, k, v are (B, H, T, D); the scores (B, H, T, T); the result (B, H, T, D).",
+        "One formula: scores = q k^T / sqrt(D), and position i may look at j only when j <= i.")),
+    Exercise("3.2", "ch3/rmsnorm_function.py", "rmsnorm as a torch.autograd.Function with a hand-written backward",
+             "write", (
+        f"The idea: forward computes y and saves what backward will need; backward turns dL/dy into dL/dx. "
+        f"{CH4}, 'The kernels' (each wraps its kernels in one), and your exercise 2.1.",
+        "The shapes: x is (..., C); `ctx.save_for_backward(...)` keeps tensors, `ctx.saved_tensors` gives them "
+        "back; backward returns one tensor shaped like x.",
+        "One formula: exercise 2.1's dL/dx with the gain w = 1, the mean over the last dimension.")),
+    Exercise("3.3", "ch3/count_matmuls.py", "predict the matrix multiplies of a two-layer step", "predict", (
+        f"The idea: a linear layer runs one matmul forward, and its backward two: one for dL/dx, one for dL/dW. "
+        f"{CH3}, 'One step, op by op'.",
+        "What to count: the linear layers of one block, the ones outside the blocks, and how many blocks. "
+        "Attention's own products run inside SDPA, which is not aten::mm.",
+        "One formula: aten::mm calls = 3 x (linear layers in the model).")),
+    Exercise("3.4", "ch3/ignore_index.py", "padded targets with ignore_index", "write", (
+        f"The idea: F.cross_entropy leaves out every target equal to its ignore_index (-100 by default), so "
+        f"padding can be a target that is never counted. {CH3}, 'Reading the diff'.",
+        "The shapes: two (B, T) tensors of dtype torch.long, T the largest n of the batch.",
+        "One formula: the inputs' padding is a real token id (0, any letter: the loss never sees it); the "
+        "targets' padding is -100.")),
+    Exercise("4.1", "ch4/add_block.py", "a first kernel: load a block, add, store it", "write", (
+        f"The idea: one program handles BLOCK numbers at once: a block of offsets makes a block of pointers, "
+        f"loaded and stored in one go. {CH4}, 'How a GPU runs a kernel'.",
+        "The shapes: tl.arange(0, BLOCK) is the block of offsets 0..BLOCK-1; x_ptr + offsets is BLOCK pointers; "
+        "tl.load of them is BLOCK numbers.",
+        "One formula: the element i of x is at x_ptr + i.")),
+    Exercise("4.2", "ch4/masked_tail.py", "a masked tail: y = a x + b for any length", "write", (
+        f"The idea: N is not a multiple of BLOCK, so the last program's block runs past the end; a mask turns "
+        f"those lanes off. {CH4}, 'How a GPU runs a kernel'.",
+        "The shapes: program i handles offsets i*BLOCK .. i*BLOCK + BLOCK - 1; the launcher starts "
+        "cdiv(N, BLOCK) programs.",
+        "One formula: a lane is real when its offset is below N; that comparison is the mask, for tl.load and for "
+        "tl.store alike.")),
+    Exercise("4.3", "ch4/transpose_tile.py", "a 2-D tile: the transpose of a matrix", "write", (
+        f"The idea: a program of a 2-D grid owns a BLOCK_M x BLOCK_N tile; a column of row indices and a row of "
+        f"column indices broadcast into a tile of pointers. {CH4}, 'How a GPU runs a kernel' (the grid picture).",
+        "The shapes: rows (BLOCK_M,) and cols (BLOCK_N,); rows[:, None] and cols[None, :] broadcast to "
+        "(BLOCK_M, BLOCK_N). x is (M, N) and y is (N, M), both row-major.",
+        "One formula: in a row-major (R, S) matrix, element (i, j) is at offset i * S + j.")),
+    Exercise("4.4", "ch4/row_softmax.py", "a reduction over a row: softmax, one program per row", "write", (
+        f"The idea: one program per row; a row's max and its sum are reductions over the block (tl.max, "
+        f"tl.sum). {CH4}, 'The kernels' (cross_entropy.py computes a softmax).",
+        "The shapes: a row of C numbers in a block of BLOCK_C, the next power of two; the padding lanes must "
+        "change neither the max nor the sum.",
+        "One formula: softmax(x) = exp(x - max(x)) / sum(exp(x - max(x))), and exp(-inf) = 0.")),
+    Exercise("4.5", "ch4/rmsnorm_kernel.py", "rmsnorm forward as a Triton kernel, one program per row", "write", (
+        f"The idea: like 4.4, one program per row and one reduction, the mean of the squares. {CH4}, "
+        f"'The kernels' (rmsnorm.py).",
+        "The shapes: row i starts at x_ptr + i * C; BLOCK_C >= C is a power of two.",
+        "One formula: the padded lanes load as 0, so the mean of the squares is their sum divided by C.")),
+    Exercise("4.6", "ch4/adam_kernel.py", "Adam as one Triton kernel over a flat buffer", "write", (
+        f"The idea: each parameter's update is independent of the others, so all 4,192 are one 1-D launch, as in "
+        f"4.2. {CH4}, 'The kernels' (adam.py), and chapter 1's Adam.",
+        "The shapes: p, g, m and v are flat buffers of N numbers; m and v must be stored back, for the next "
+        "step.",
+        "One formula: p -= lr_t (m / bias1) / (sqrt(v / bias2) + eps).")),
+    Exercise("4.7", "ch4/relu_epilogue.py", "a tl.dot matmul with its ReLU as the epilogue", "write", (
+        f"The idea: a tile of y needs a block of rows of x and a block of rows of W, summed over K a chunk at a "
+        f"time; the ReLU goes on the finished tile, before its one store. {CH4}, 'The kernels' (linear.py).",
+        "The shapes: an x tile (BLOCK_M, BLOCK_K), a W tile (BLOCK_N, BLOCK_K), the accumulator (BLOCK_M, "
+        "BLOCK_N) in float32; tl.dot(a, b) takes a (M, K) and b (K, N).",
+        "One formula: acc += tl.dot(x_tile, tl.trans(w_tile), input_precision=\"ieee\").")),
+    Exercise("4.8", "ch4/launches.py", "predict the launches of a three-layer step", "predict", (
+        f"The idea: some kernels run once per layer, others once per step, whatever the depth. {CH4}, "
+        f"'The kernels' and 'Why launch overhead is the whole story'.",
+        "What to count: sort the 29 launches of a one-layer step into per-layer and once-per-step, forward, "
+        "backward and Adam.",
+        "One formula: launches(L) = a + b L; the chapter's list gives a and b.")),
+]
+
+BY_NUMBER = {e.number: e for e in EXERCISES}

@@ -1,0 +1,240 @@
+"""Chapter 3's exercises, checked against PyTorch in float64 and chapter 3's own model."""
+
+import dataclasses
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.autograd.gradcheck import GradcheckError
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from chapters import load, spec_run
+
+from .chapter2 import BatchCase, batches
+from .harness import Case, Learner, over_cases, random_cases
+from .verdict import Mismatch, compare, describe_type, judge_prediction, require_dtype, shape_text
+
+SDPA = F.scaled_dot_product_attention  # the references, kept before any answer runs
+RMS_NORM = F.rms_norm
+BACKWARD = torch.autograd.backward
+GRADCHECK = torch.autograd.gradcheck
+
+
+def torch64(array, grad=False):
+    return torch.tensor(array, dtype=torch.float64, requires_grad=grad)
+
+
+def check_explicit_attention(learner: Learner) -> str:
+    learner.forbidden = [(F, "scaled_dot_product_attention", "F.scaled_dot_product_attention"),
+                         (torch._C._nn, "scaled_dot_product_attention", "F.scaled_dot_product_attention")]
+    learner.load()
+    yours = learner.attribute("explicit_attention")
+
+    def run(case: Case) -> None:
+        rng = np.random.default_rng(case["seed"])
+        shape = (case["B"], case["H"], case["T"], case["D"])
+        arrays = [rng.standard_normal(shape) for _ in range(3)]
+        g = torch64(rng.standard_normal(shape))
+        q, k, v = (torch64(a, grad=True) for a in arrays)
+        y = learner.call(yours, q, k, v)
+        if not isinstance(y, torch.Tensor):
+            raise Mismatch(f"explicit_attention returned {describe_type(y)}, expected a tensor (B, H, T, D)")
+        ref = [torch64(a, grad=True) for a in arrays]
+        y_ref = SDPA(*ref, is_causal=True)
+        plain = [torch64(a) for a in arrays]
+        T, D = case["T"], case["D"]
+        lower = torch.ones(T, T, dtype=torch.bool).tril()
+        scores = plain[0] @ plain[1].transpose(-2, -1)
+        compare("y", y, y_ref, atol=1e-10, rtol=1e-8, slips={
+            "attention without the 1/sqrt(D) scale": SDPA(*plain, is_causal=True, scale=1.0),
+            "the scores divided by D, not sqrt(D)": SDPA(*plain, is_causal=True, scale=1.0 / D),
+            "no causal mask: every position sees the future": SDPA(*plain, is_causal=False),
+            "the softmax over the wrong dimension: each row of scores (dim=-1) sums to 1":
+                (scores / D**0.5).masked_fill(~lower, float("-inf")).softmax(-2).nan_to_num() @ plain[2],
+            "a mask that hides the diagonal: position i sees itself too (j <= i), and the first row, seeing nothing, "
+            "is 0/0 = NaN": (scores / D**0.5).masked_fill(~lower.tril(-1), float("-inf")).softmax(-1) @ plain[2],
+            "the mask upside down: position i may see j <= i, the lower triangle":
+                (scores / D**0.5).masked_fill(lower.T.logical_not(), float("-inf")).softmax(-1) @ plain[2],
+        })
+        if not y.requires_grad:
+            raise Mismatch("y does not require grad: build it from q, k and v with torch ops, so autograd can "
+                           "differentiate it")
+        learner.call(BACKWARD, y, g)
+        BACKWARD(y_ref, g)
+        for name, got, r in zip(("dq", "dk", "dv"), (q, k, v), ref):
+            if got.grad is None:
+                raise Mismatch(f"{name} is None: y is not connected to {name[1]} in autograd's graph")
+            compare(name, got.grad, r.grad, atol=1e-10, rtol=1e-8)
+
+    cases = [Case(B=1, H=1, T=1, D=1, seed=0), Case(B=1, H=1, T=3, D=4, seed=1), Case(B=2, H=4, T=7, D=4, seed=2),
+             Case(B=1, H=2, T=16, D=8, seed=3), Case(B=1, H=1, T=5, D=3, seed=4),
+             *random_cases(31, 3, {"B": (1, 3), "H": (1, 4), "T": (1, 16), "D": (1, 8)})]
+    over_cases(run, cases, minimum={"B": 1, "H": 1, "T": 1, "D": 1})
+    return (f"values and gradients on {len(cases)} cases, one position to 16, against "
+            f"F.scaled_dot_product_attention in float64")
+
+
+def check_rmsnorm_function(learner: Learner) -> str:
+    stage3 = load("3_pytorch")
+    learner.forbidden = [(F, "rms_norm", "F.rms_norm"), (torch, "rms_norm", "torch.rms_norm"),
+                         (torch.nn, "RMSNorm", "torch.nn.RMSNorm"), (stage3, "rmsnorm", "chapter 3's rmsnorm"),
+                         (torch.autograd, "grad", "torch.autograd.grad (the backward is yours to write)"),
+                         (torch.autograd, "backward", "autograd's own backward inside yours")]
+    learner.load()
+    Function = learner.attribute("RMSNorm")
+    if not (isinstance(Function, type) and issubclass(Function, torch.autograd.Function)):
+        raise Mismatch(f"RMSNorm is {describe_type(Function)}, expected a torch.autograd.Function subclass")
+
+    def run(case: Case) -> None:
+        rng = np.random.default_rng(case["seed"])
+        shape = (case["B"], case["T"], case["C"])
+        x_array, g_array = rng.standard_normal(shape) * 2, rng.standard_normal(shape)
+        x, ref = torch64(x_array, grad=True), torch64(x_array, grad=True)
+        g = torch64(g_array)
+        y = learner.call(Function.apply, x)
+        y_ref = RMS_NORM(ref, (case["C"],), eps=1e-5)
+        a = x_array
+        compare("forward", y, y_ref, atol=1e-12, rtol=1e-10, slips={
+            "x / (sqrt(mean(x^2)) + eps): eps goes inside the square root":
+                a / (np.sqrt((a * a).mean(-1, keepdims=True)) + 1e-5),
+            "the mean over the wrong dimension: rmsnorm normalizes each row, the last dimension":
+                a / np.sqrt((a * a).mean(0, keepdims=True) + 1e-5)})
+        if not isinstance(y, torch.Tensor) or not y.requires_grad:
+            raise Mismatch("RMSNorm.apply(x) does not require grad: forward must return a tensor (autograd connects "
+                           "it to backward)")
+        learner.call(BACKWARD, y, g)
+        BACKWARD(y_ref, g)
+        yy, r = y_ref.detach().numpy(), 1 / np.sqrt((a * a).mean(-1, keepdims=True) + 1e-5)
+        gm = (g_array * yy).mean(-1, keepdims=True)
+        compare("dL/dx (your backward)", x.grad, ref.grad, atol=1e-10, rtol=1e-8, slips={
+            "g - y * mean(g * y) without the factor r": g_array - yy * gm,
+            "r * g: the normalization's own dependence on x (the second term) is missing": r * g_array,
+            "x where y is due: r (g - y mean(g y)) uses the output y": r * (g_array - a * (g_array * a).mean(
+                -1, keepdims=True)),
+            "the mean over the wrong dimension: per row, the last one": r * (g_array - yy * (g_array * yy).mean(
+                0, keepdims=True))})
+
+    cases = [Case(B=1, T=1, C=1, seed=0), Case(B=1, T=1, C=3, seed=1), Case(B=2, T=5, C=16, seed=2),
+             Case(B=3, T=4, C=27, seed=3), *random_cases(32, 3, {"B": (1, 3), "T": (1, 8), "C": (2, 40)})]
+    over_cases(run, cases, minimum={"B": 1, "T": 1, "C": 1})
+    x = torch64(np.random.default_rng(5).standard_normal((3, 5)), grad=True)
+
+    def gradcheck():
+        try:
+            GRADCHECK(Function.apply, (x,), raise_exception=True)
+        except GradcheckError as err:
+            raise Mismatch(f"torch.autograd.gradcheck: your backward is not the derivative of your forward "
+                           f"({str(err).splitlines()[0]})") from None
+
+    learner.guarded(gradcheck, while_doing="in torch.autograd.gradcheck")
+    return (f"forward against F.rms_norm and backward against autograd's, on {len(cases)} shapes (a width of 1 and "
+            f"widths that are not 16 included), then torch.autograd.gradcheck, in float64")
+
+
+class MatmulCounter(TorchDispatchMode):
+    """Counts aten::mm calls: what chapter 3's profile calls the step's matrix multiplies."""
+
+    def __init__(self):
+        super().__init__()
+        self.mm = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket == torch.ops.aten.mm:
+            self.mm += 1
+        return func(*args, **(kwargs or {}))
+
+
+def matmuls_per_step(n_layer: int) -> int:
+    """aten::mm calls in one training step of chapter 3's model at `n_layer` layers, counted."""
+    from shared.weights import GPTConfig, init_run
+
+    stage3 = load("3_pytorch")
+    tokenizer, _, docs, _ = spec_run()
+    config = GPTConfig(vocab_size=tokenizer.vocab_size, n_layer=n_layer)
+    _, state, _ = init_run(list(docs), config, 42)
+    model = stage3.load_weights(stage3.GPT(config), state)
+    optimizer, _ = stage3.make_optimizer(model, 10, torch.device("cpu"))
+    inputs, targets = stage3.batch_tensors([tokenizer.encode_doc(docs[0])], config.block_size, "cpu")
+    with MatmulCounter() as counter:
+        _, loss = model(inputs, targets)
+        loss.backward()
+        optimizer.step()
+    return counter.mm
+
+
+def check_count_matmuls(learner: Learner) -> str:
+    learner.forbidden = [(torch.profiler, "profile", "torch.profiler (predict first, then measure)"),
+                         (torch.autograd.profiler, "profile", "torch's profiler (predict first, then measure)")]
+    learner.load()
+    guess = learner.attribute("MATMULS_AT_TWO_LAYERS")
+    answer = matmuls_per_step(2)
+    judge_prediction("MATMULS_AT_TWO_LAYERS", guess, answer, {
+        9: "that counts the forward pass only: every linear layer's backward runs two more (dL/dx and dL/dW)",
+        18: "that counts the backward pass only: the forward runs one per linear layer too",
+        15: "off by one layer: that is a one-layer step; the second block adds its own linear layers",
+        39: "q, k and v are one stacked matmul here (attn_wqkv), and attention's own products run inside "
+            "F.scaled_dot_product_attention, not aten::mm",
+        24: "the lm_head, outside the blocks, is a linear layer too"},
+        "Count the linear layers of chapter 3's GPT (3_pytorch/main.py) again (check.py 3.3 --hint).")
+    return f"{answer} aten::mm calls, counted in one real two-layer step of chapter 3's model"
+
+
+def reveal_count_matmuls() -> str:
+    one, two = matmuls_per_step(1), matmuls_per_step(2)
+    return (f"{two}. Counted in one real step: {one} at one layer (the {one} aten::mm calls of chapter 3's profile), "
+            f"{two} at two. Each linear layer is 3 matmuls (y = x W^T forward; dL/dx = g W and dL/dW = g^T x "
+            f"backward); a block has 4 linear layers (attn_wqkv, attn_wo, mlp_fc1, mlp_fc2) and the lm_head is "
+            f"one more: 3 x (4 x 2 + 1) = {3 * 9}.")
+
+
+def check_ignore_index(learner: Learner) -> str:
+    stage2, stage3 = load("2_numpy"), load("3_pytorch")
+    batch_tensors, batch_loss = stage3.batch_tensors, stage2.batch_loss
+    learner.forbidden = [(stage3, "batch_tensors", "chapter 3's batch_tensors"),
+                         (stage2, "batch_arrays", "chapter 2's batch_arrays")]
+    learner.load()
+    yours = learner.attribute("batch_tensors")
+    _, config, _, state = spec_run()
+    model = stage3.load_weights(stage3.GPT(config).double(), state)
+    _, params = stage2.make_params(state, config)
+
+    def run(case: Case) -> None:
+        tokens, block_size = case["_tokens"], case["block_size"]
+        result = learner.call(yours, [list(t) for t in tokens], block_size)
+        if not isinstance(result, tuple) or len(result) != 2:
+            raise Mismatch(f"batch_tensors returned {describe_type(result)}, expected the tuple (inputs, targets)")
+        inputs, targets = result
+        for name, value in (("inputs", inputs), ("targets", targets)):
+            if not isinstance(value, torch.Tensor):
+                raise Mismatch(f"{name}: expected a torch tensor, got {describe_type(value)}")
+        ref_inputs, ref_targets = batch_tensors(tokens, block_size, "cpu")
+        require_dtype("inputs", inputs, "integer", "nn.Embedding looks rows up by integer index")
+        if targets.dtype != torch.long:
+            raise Mismatch(f"targets: dtype {targets.dtype}, expected torch.long: F.cross_entropy takes class "
+                           f"indices as int64 (torch.long)")
+        for name, got, want in (("inputs", inputs, ref_inputs), ("targets", targets, ref_targets)):
+            if got.shape != want.shape:
+                slip = " -- padded to block_size: T is the longest name's n in this batch" \
+                    if got.ndim == 2 and got.shape[1] == block_size else ""
+                raise Mismatch(f"{name}: shape {shape_text(tuple(got.shape))}, expected "
+                               f"{shape_text(tuple(want.shape))}{slip}")
+        real = ref_targets != -100
+        compare("inputs", inputs, torch.where(real, ref_inputs, inputs), atol=0, slips={
+            "the targets: inputs are tokens[:n], targets tokens[1:n + 1]": ref_targets})
+        if bool((inputs < 0).any()) or bool((inputs >= config.vocab_size).any()):
+            raise Mismatch(f"inputs hold an id outside 0 .. {config.vocab_size - 1}: the embedding has no such row "
+                           f"(-100 is the targets' padding); pad the inputs with a real id such as 0 (the loss never "
+                           f"looks at them)")
+        zero_padded = torch.where(real, ref_targets, torch.zeros_like(ref_targets))
+        compare("targets", targets, ref_targets, atol=0, slips={
+            "targets padded with 0: F.cross_entropy counts them as predictions of the letter 'a'": zero_padded,
+            "the inputs: targets are the inputs shifted by one": torch.where(real, ref_inputs, ref_targets)})
+        with torch.no_grad():
+            _, loss = model(inputs.long(), targets)
+        expected = batch_loss(tokens, params, dataclasses.replace(config, block_size=block_size))
+        compare("chapter 3's loss on your batch", loss.item(), float(expected.data), atol=1e-12, rtol=1e-10)
+
+    cases = [BatchCase(c) for c in batches(block_sizes=(16, 4))]
+    over_cases(run, cases)
+    return (f"inputs and targets, with their dtypes, on {len(cases)} batches, then chapter 3's loss on them against "
+            f"chapter 2's on the same names")

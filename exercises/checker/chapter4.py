@@ -1,0 +1,324 @@
+"""Chapter 4's exercises, through Triton's interpreter with every load and store bounds-checked
+(bounds.py), against PyTorch in float64.
+
+While a learner's launcher runs, PyTorch may allocate and reshape but not compute (the kernel
+is the exercise), and every buffer `torch.empty` makes starts as NaN, so a place the kernel
+never stored shows as NaN, not as whatever memory held.
+"""
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from chapters import load, spec_run
+
+from . import bounds
+from .harness import Case, Learner, over_cases, random_cases
+from .verdict import Mismatch, UsedReference, compare, describe_type, judge_prediction
+
+EMPTY, EMPTY_LIKE, RMS_NORM, ADAM = torch.empty, torch.empty_like, F.rms_norm, torch.optim.Adam
+NEVER_STORED = "nothing was stored there (the check fills new buffers with NaN): does some program store every element?"
+FLOAT32 = {"atol": 1e-6, "rtol": 1e-5}
+
+ALLOWED = {  # what a launcher may ask of PyTorch: allocations, views and copies, no arithmetic
+    "empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "zeros", "zeros_like", "full",
+    "full_like", "fill_", "zero_", "copy_", "clone", "detach", "alias", "view", "_unsafe_view", "reshape",
+    "as_strided", "t", "transpose", "permute", "expand", "select", "slice", "unsqueeze", "squeeze", "flatten",
+    "_to_copy", "lift_fresh", "set_", "resize_", "_local_scalar_dense", "is_same_size", "contiguous"}
+
+
+class OnlyAllocations(TorchDispatchMode):
+    """Refuses any PyTorch op that computes, while the learner's launcher runs."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name not in ALLOWED:
+            raise UsedReference(f"your code used PyTorch to compute (aten::{name}): the arithmetic is the kernel's; "
+                                f"write it yourself")
+        return func(*args, **(kwargs or {}))
+
+
+def nan_filled(make):
+    def allocate(*args, **kwargs):
+        tensor = make(*args, **kwargs)
+        return tensor.fill_(math.nan) if tensor.is_floating_point() else tensor
+    return allocate
+
+
+def kernel_exercise(learner: Learner, kernel: str, forbidden=()) -> None:
+    """Load a chapter 4 answer: its launcher allocates NaN-filled buffers and computes nothing."""
+    learner.forbidden = [*forbidden, (torch, "empty", nan_filled(EMPTY)), (torch, "empty_like", nan_filled(EMPTY_LIKE))]
+    learner.contexts = [OnlyAllocations]
+    learner.load()
+    if not hasattr(learner.module, kernel):
+        raise Mismatch(f"your file has no `{kernel}`: keep the stub's kernel name")
+
+
+def launched(learner: Learner, function: str, kernel: str, *args):
+    """Call the learner's launcher `function`; it must launch `kernel` and return a tensor."""
+    bounds.launches.clear()
+    result = learner.call(learner.attribute(function), *args)
+    if kernel not in bounds.launches:
+        raise Mismatch(f"{function}() returned without launching {kernel}: the kernel is the exercise")
+    if result is not None and not isinstance(result, torch.Tensor):
+        raise Mismatch(f"{function}() returned {describe_type(result)}, expected a tensor")
+    return result
+
+
+def vectors(case: Case, count: int, scale: float = 1.0):
+    gen = torch.Generator().manual_seed(case["seed"])
+    return [torch.randn(case["N"], generator=gen) * scale for _ in range(count)]
+
+
+def check_add_block(learner: Learner) -> str:
+    kernel_exercise(learner, "add_kernel")
+
+    def run(case: Case) -> None:
+        x, z = vectors(case, 2)
+        y = launched(learner, "add", "add_kernel", x, z)
+        xd, zd = x.double(), z.double()
+        compare("y", y, (x + z).double(), atol=0, rtol=1e-7, unfilled=NEVER_STORED, slips={
+            "x + x: both loads read x_ptr (z is at z_ptr)": 2 * xd, "x - z: the sign": xd - zd,
+            "x alone: z's block is not added": xd, "z alone: x's block is not added": zd})
+
+    cases = [Case(N=n, seed=i) for i, n in enumerate((1, 2, 16, 128, 1024))]
+    over_cases(run, cases, minimum={"N": 1}, valid=lambda c: c["N"] & (c["N"] - 1) == 0)
+    return f"y = x + z for {len(cases)} vectors of 1 to 1,024 numbers, one program each, bounds-checked"
+
+
+def check_masked_tail(learner: Learner) -> str:
+    kernel_exercise(learner, "scale_shift_kernel")
+
+    def run(case: Case) -> None:
+        (x,) = vectors(case, 1)
+        a, b = 1.5 + case["seed"] / 7, -0.25 - case["seed"] / 11
+        y = launched(learner, "scale_shift", "scale_shift_kernel", x, a, b)
+        xd = x.double()
+        compare("y", y, (a * x + b).double(), **FLOAT32, unfilled=NEVER_STORED, slips={
+            "a (x + b): the multiply comes first, then the shift": a * (xd + b),
+            "a x without + b": a * xd, "x + b without the scale a": xd + b})
+
+    cases = [Case(N=n, seed=i) for i, n in enumerate((1, 63, 64, 65, 200, 1000))] + \
+        random_cases(42, 2, {"N": (2, 3000)})
+    over_cases(run, cases, minimum={"N": 1})
+    return f"y = a x + b for {len(cases)} lengths from 1 to 3,000 (none a multiple of the block, some), bounds-checked"
+
+
+def check_transpose_tile(learner: Learner) -> str:
+    kernel_exercise(learner, "transpose_kernel")
+
+    def run(case: Case) -> None:
+        gen = torch.Generator().manual_seed(case["seed"])
+        x = torch.randn(case["M"], case["N"], generator=gen)
+        y = launched(learner, "transpose", "transpose_kernel", x)
+        compare("y", y, x.T.double(), atol=0, unfilled=NEVER_STORED, slips={
+            "x's numbers in x's order: element (i, j) of x goes to row j, column i of y":
+                x.double().reshape(case["N"], case["M"])})
+
+    cases = [Case(M=m, N=n, seed=i) for i, (m, n) in enumerate(((1, 1), (1, 5), (5, 1), (16, 8), (17, 9), (20, 33),
+                                                                 (40, 7)))] + \
+        random_cases(43, 2, {"M": (1, 50), "N": (1, 50)})
+    over_cases(run, cases, minimum={"M": 1, "N": 1})
+    return (f"y = x^T for {len(cases)} matrices from 1 x 1 to 50 x 50 (edge tiles partly outside), "
+            f"bounds-checked")
+
+
+def check_row_softmax(learner: Learner) -> str:
+    kernel_exercise(learner, "softmax_kernel")
+
+    def run(case: Case) -> None:
+        gen = torch.Generator().manual_seed(case["seed"])
+        x = torch.randn(case["M"], case["C"], generator=gen) * case["scale"] + case["shift"]
+        y = launched(learner, "softmax", "softmax_kernel", x)
+        xd = x.double()
+        a = x.numpy()
+        with np.errstate(all="ignore"):
+            e = np.exp(a)
+            no_max = e / e.sum(-1, keepdims=True)
+            padded = 2 ** math.ceil(math.log2(case["C"])) - case["C"]
+            zero_padding = np.exp(a - np.maximum(a.max(-1, keepdims=True), 0 if padded else -np.inf))
+            zero_padding = zero_padding / (zero_padding.sum(-1, keepdims=True) + padded * np.exp(
+                -np.maximum(a.max(-1, keepdims=True), 0)))
+        compare("y", y, torch.softmax(xd, -1), **FLOAT32, unfilled=NEVER_STORED, slips={
+            "without subtracting the row's max: exp overflows (float32 holds exp(x) only up to x = 88)": no_max,
+            "the padding loaded as 0: each padded lane adds exp(0 - max) to the row's sum; load it as -inf":
+                zero_padding})
+
+    cases = [Case(M=1, C=1, scale=1.0, shift=0.0, seed=0), Case(M=1, C=3, scale=1.0, shift=0.0, seed=1),
+             Case(M=2, C=16, scale=1.0, shift=0.0, seed=2), Case(M=3, C=27, scale=3.0, shift=0.0, seed=3),
+             Case(M=2, C=5, scale=1.0, shift=-50.0, seed=4), Case(M=2, C=6, scale=100.0, shift=0.0, seed=5),
+             Case(M=4, C=100, scale=1.0, shift=0.0, seed=6)]
+    over_cases(run, cases, minimum={"M": 1, "C": 1})
+    return (f"softmax of each row for {len(cases)} matrices (widths 1 to 100, none or some a power of two; scores "
+            f"near -50 and up to 300) against torch.softmax in float64, bounds-checked")
+
+
+def check_rmsnorm_kernel(learner: Learner) -> str:
+    import kernels.rmsnorm as chapter
+
+    kernel_exercise(learner, "rmsnorm_kernel", forbidden=[
+        (chapter, "rmsnorm_fwd_kernel", "chapter 4's rmsnorm kernel"),
+        (chapter, "rmsnorm_forward", "chapter 4's rmsnorm kernel")])
+
+    def run(case: Case) -> None:
+        gen = torch.Generator().manual_seed(case["seed"])
+        x = torch.randn(case["M"], case["C"], generator=gen) * case.get("scale", 2.0)
+        y = launched(learner, "rmsnorm", "rmsnorm_kernel", x)
+        xd, C = x.double(), case["C"]
+        block = 2 ** math.ceil(math.log2(C))
+        ms = xd.pow(2).mean(-1, keepdim=True)
+        compare("y", y, RMS_NORM(xd, (C,), eps=1e-5), **FLOAT32, unfilled=NEVER_STORED, slips={
+            f"the mean over BLOCK_C = {block} numbers instead of C = {C} (the padding must not count)":
+                xd * torch.rsqrt(xd.pow(2).sum(-1, keepdim=True) / block + 1e-5),
+            "eps outside the square root: 1 / sqrt(mean(x^2) + eps)": xd / (ms.sqrt() + 1e-5),
+            "the mean of x, squared, is not the mean of the squares": xd * torch.rsqrt(xd.mean(-1, keepdim=True) ** 2
+                                                                                       + 1e-5),
+            "x * sqrt(mean(x^2) + eps): the square root multiplies where it should divide": xd * (ms + 1e-5).sqrt()})
+
+    cases = [Case(M=1, C=1, seed=0), Case(M=1, C=3, seed=1), Case(M=2, C=16, seed=2), Case(M=37, C=27, seed=3),
+             Case(M=2, C=5, scale=0.003, seed=4), Case(M=3, C=100, seed=5),
+             *random_cases(45, 2, {"M": (1, 40), "C": (2, 70)})]
+    over_cases(run, cases, minimum={"M": 1, "C": 1})
+    return (f"rmsnorm of {len(cases)} matrices (widths 1 to 100, padded to a power of two in the kernel; tiny "
+            f"numbers, where eps matters) against F.rms_norm in float64, bounds-checked")
+
+
+def check_adam_kernel(learner: Learner) -> str:
+    import kernels.adam as chapter
+
+    kernel_exercise(learner, "adam_kernel", forbidden=[
+        (chapter, "adam_kernel", "chapter 4's Adam kernel"), (chapter, "adam_step", "chapter 4's Adam kernel"),
+        (torch.optim, "Adam", "torch.optim.Adam")])
+
+    def run(case: Case) -> None:
+        n, steps = case["N"], case["steps"]
+        params = torch.nn.Parameter(torch.randn(n, generator=torch.Generator().manual_seed(case["seed"]),
+                                                dtype=torch.float64))
+        optimizer = ADAM([params], lr=0.01, betas=(0.85, 0.99), eps=1e-8)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / 10)
+        p = params.detach().float().clone()
+        m, v = torch.zeros_like(p), torch.zeros_like(p)
+        slips = {"no_correction": "Adam without bias correction (divide m by bias1 and v by bias2)",
+                 "eps_inside": "eps inside the square root: sqrt(v / bias2) + eps",
+                 "unsquared": "v averages g, not g^2",
+                 "unstored": "m and v not stored back: every step starts again from moments of 0"}
+        shadow = {k: p.double().clone() for k in slips}
+        sm = {k: torch.zeros(n, dtype=torch.float64) for k in slips}
+        sv = {k: torch.zeros(n, dtype=torch.float64) for k in slips}
+        for step in range(steps):
+            g = torch.randn(n, generator=torch.Generator().manual_seed(100 * case["seed"] + step), dtype=torch.float64)
+            params.grad = g
+            optimizer.step()
+            schedule.step()
+            lr_t, b1, b2 = 0.01 * (1 - step / 10), 1 - 0.85 ** (step + 1), 1 - 0.99 ** (step + 1)
+            for k in slips:
+                m_k = 0.85 * sm[k] + 0.15 * g
+                v_k = 0.99 * sv[k] + 0.01 * (g if k == "unsquared" else g * g)
+                if k != "unstored":
+                    sm[k], sv[k] = m_k, v_k
+                if k == "no_correction":
+                    shadow[k] = shadow[k] - lr_t * m_k / (v_k.sqrt() + 1e-8)
+                elif k == "eps_inside":
+                    shadow[k] = shadow[k] - lr_t * (m_k / b1) / (v_k / b2 + 1e-8).sqrt()
+                else:
+                    shadow[k] = shadow[k] - lr_t * (m_k / b1) / ((v_k / b2).sqrt() + 1e-8)
+            bounds.launches.clear()
+            learner.call(learner.attribute("adam_step"), p, g.float(), m, v, step, 10)
+            if "adam_kernel" not in bounds.launches:
+                raise Mismatch("adam_step() returned without launching adam_kernel: the kernel is the exercise")
+            compare(f"p after step {step + 1}", p, params.detach(), atol=1e-6, rtol=1e-5, unfilled=NEVER_STORED,
+                    slips={what: shadow[k] for k, what in slips.items()})
+            compare(f"m after step {step + 1}", m, optimizer.state[params]["exp_avg"], atol=1e-7, rtol=1e-5,
+                    slips={"m not stored back: store the new moment for the next step": torch.zeros(n)})
+
+    cases = [Case(N=1, steps=1, seed=1), Case(N=1000, steps=2, seed=2), Case(N=1024, steps=1, seed=3),
+             Case(N=1025, steps=3, seed=4), Case(N=3000, steps=4, seed=5)]
+    over_cases(run, cases, minimum={"N": 1, "steps": 1})
+    return (f"p and m after each of up to 4 steps, for {len(cases)} buffers of 1 to 3,000 parameters (a partial last "
+            f"block), against torch.optim.Adam with a LambdaLR, bounds-checked")
+
+
+def check_relu_epilogue(learner: Learner) -> str:
+    import kernels.linear as chapter
+
+    kernel_exercise(learner, "linear_relu_kernel", forbidden=[
+        (chapter, "linear_fwd_kernel", "chapter 4's linear kernel"),
+        (chapter, "linear_forward", "chapter 4's linear kernel")])
+
+    def run(case: Case) -> None:
+        gen = torch.Generator().manual_seed(case["seed"])
+        x, w = torch.randn(case["M"], case["K"], generator=gen), torch.randn(case["N"], case["K"], generator=gen)
+        y = launched(learner, "linear_relu", "linear_relu_kernel", x, w)
+        xd, wd = x.double(), w.double()
+        acc = torch.zeros(case["M"], case["N"], dtype=torch.float64)
+        for k0 in range(0, case["K"], 16):
+            acc = torch.relu(acc + xd[:, k0:k0 + 16] @ wd[:, k0:k0 + 16].T)
+        slips = {"x W^T without the ReLU": xd @ wd.T, "the ReLU inside the loop over K: it clips partial sums; "
+                                                       "apply it once, to the finished tile": acc,
+                 "W's tile not transposed: tl.dot(a, b) multiplies a (M, K) by b (K, N), so W's (N, K) tile needs "
+                 "tl.trans": untransposed_tiles(xd, wd)}
+        compare("y", y, torch.relu(xd @ wd.T), atol=1e-5, rtol=1e-5, unfilled=NEVER_STORED, slips=slips)
+
+    cases = [Case(M=1, N=1, K=1, seed=0), Case(M=16, N=16, K=16, seed=1), Case(M=1, N=16, K=40, seed=2),
+             Case(M=37, N=70, K=20, seed=3), Case(M=5, N=33, K=40, seed=4),
+             *random_cases(47, 2, {"M": (1, 40), "N": (1, 40), "K": (1, 40)})]
+    over_cases(run, cases, minimum={"M": 1, "N": 1, "K": 1})
+    return (f"relu(x W^T) for {len(cases)} shapes up to (37, 20) x (70, 20)^T (edge tiles masked, K not a multiple of "
+            f"16) against PyTorch in float64, bounds-checked")
+
+
+def untransposed_tiles(x: torch.Tensor, w: torch.Tensor, tile: int = 16) -> torch.Tensor:
+    """What 4.7's kernel computes when it forgets tl.trans: each 16 x 16 tile of W, padded with
+    zeros, used as a (K, N) tile."""
+    M, K = x.shape
+    N = w.shape[0]
+    pad = lambda a, rows, cols: torch.nn.functional.pad(a, (0, cols - a.shape[1], 0, rows - a.shape[0]))  # noqa: E731
+    rows, cols, depth = -(-M // tile) * tile, -(-N // tile) * tile, -(-K // tile) * tile
+    xp, wp = pad(x, rows, depth), pad(w, cols, depth)
+    y = torch.zeros(rows, cols, dtype=x.dtype)
+    for n0 in range(0, cols, tile):
+        for k0 in range(0, depth, tile):
+            y[:, n0:n0 + tile] += xp[:, k0:k0 + tile] @ wp[n0:n0 + tile, k0:k0 + tile]
+    return torch.relu(y[:M, :N])
+
+
+def launches_per_step(n_layer: int) -> int:
+    """Kernel launches in one real training step of chapter 4 at `n_layer` layers, one name."""
+    from shared.weights import GPTConfig, param_shapes
+
+    stage4 = load("4_triton")
+    tokenizer, _, docs, _ = spec_run()
+    config = GPTConfig(vocab_size=tokenizer.vocab_size, n_layer=n_layer)
+    state = {name: [[0.01] * cols for _ in range(rows)] for name, (rows, cols) in param_shapes(config)}
+    step = stage4.TrainStep(stage4.GPT(config, state), num_steps=10, cuda_graph=False)
+    step.load([tokenizer.encode_doc(docs[0])], 0)
+    bounds.launches.clear()
+    step.launch()
+    return len(bounds.launches)
+
+
+def check_launches(learner: Learner) -> str:
+    import kernels
+
+    learner.forbidden = [(kernels, "kernels_per_step", "kernels.kernels_per_step (predict first, then count)")]
+    learner.load()
+    guess = learner.attribute("LAUNCHES_AT_THREE_LAYERS")
+    answer = launches_per_step(3)
+    judge_prediction("LAUNCHES_AT_THREE_LAYERS", guess, answer, {
+        87: "29 x 3: the once-per-step kernels (embedding, lm_head, cross-entropy, Adam, ...) do not repeat per layer",
+        54: "18 x 3 counts the layers' kernels only: the once-per-step kernels run too",
+        answer - 18: "off by one layer: that is a two-layer step",
+        answer + 18: "off by one layer: that is a four-layer step"},
+        "Sort the 29 kernels of a one-layer step into per-layer and per-step (check.py 4.8 --hint).")
+    return f"{answer} launches, counted in one real three-layer step through the interpreter"
+
+
+def reveal_launches() -> str:
+    one, three = launches_per_step(1), launches_per_step(3)
+    per_layer = (three - one) // 2
+    return (f"{three}. Counted in real steps: {one} launches at one layer, {three} at three, so each layer adds "
+            f"{per_layer} (forward 7, backward 11) and {one - per_layer} run once per step: "
+            f"{one - per_layer} + 3 x {per_layer} = {three}.")

@@ -1,0 +1,170 @@
+"""How a check says what is wrong: the verdicts, and `compare`, which finds the first number
+that differs and prints it with enough digits to see the difference, the difference itself
+and the tolerance it broke.
+
+NumPy is imported here, not torch: chapters 1 and 2 are checked without loading PyTorch.
+"""
+
+import math
+
+import numpy as np
+
+
+class Verdict(Exception):
+    """The check's answer when it is not "ok": one message for the learner."""
+
+
+class NotWritten(Verdict):
+    """The stub is untouched (it still raises NotImplementedError, or its number is None)."""
+
+
+class Mismatch(Verdict):
+    """A wrong answer. `picture` holds the arrays to draw (pictures.py), when a picture helps."""
+
+    def __init__(self, message: str, picture: dict | None = None):
+        super().__init__(message)
+        self.picture = picture
+
+
+class UsedReference(Verdict):
+    """The answer called the chapter's own version of what it was asked to write."""
+
+
+def plain(value) -> np.ndarray:
+    """An answer as a float64 array, or Mismatch saying why it cannot be read as numbers."""
+    if value is None:
+        raise Mismatch("your function returned None (a missing `return`?)")
+    if hasattr(value, "detach"):  # a torch tensor
+        value = value.detach().cpu().double().numpy()
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise Mismatch(f"expected numbers, got {describe_type(value)}") from None
+    return array
+
+
+def describe_type(value) -> str:
+    """'a list of 3 Value', 'a tuple', 'an int' -- for messages about what came back."""
+    name = type(value).__name__
+    if isinstance(value, (list, tuple)) and value:
+        return f"a {name} of {len(value)} {type(value[0]).__name__}"
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
+def number(x: float, other: float | None = None) -> str:
+    """x with enough significant digits to tell it from `other` (6 at least, 17 at most)."""
+    if x == 0:
+        return "0"
+    if not math.isfinite(x):
+        return str(x)
+    for digits in range(6, 18):
+        text = f"{x:.{digits}g}"
+        if other is None or not math.isfinite(other) or text != f"{other:.{digits}g}":
+            return text
+    return repr(x)
+
+
+def tolerance_text(atol: float, rtol: float) -> str:
+    if atol == 0 and rtol == 0:
+        return "exactly equal"
+    if rtol == 0:
+        return f"|yours - expected| <= {atol:g}"
+    return f"|yours - expected| <= {atol:g} + {rtol:g}·|expected|"
+
+
+def without_noise(expected: np.ndarray) -> np.ndarray:
+    """The reference with its rounding noise set to exact zero: an entry far below the array's
+    own scale (16 float64 epsilons of its largest entry) is a zero that floating point missed,
+    e.g. a gradient that cancels exactly in the math."""
+    finite = np.abs(expected[np.isfinite(expected)])
+    if finite.size == 0:
+        return expected
+    noise = 16 * np.finfo(np.float64).eps * float(finite.max())
+    cleaned = expected.copy()
+    cleaned[np.abs(cleaned) <= noise] = 0.0
+    return cleaned
+
+
+def compare(name: str, got, expected, atol: float, rtol: float = 0.0, slips: dict | None = None,
+            unfilled: str | None = None) -> None:
+    """Raise Mismatch naming the first element of `got` outside the tolerance of `expected`.
+
+    `slips` maps a known wrong answer's description to its value: when yours equals one (to
+    the same tolerance), the message names it. `unfilled` explains a NaN where a number was
+    due (a kernel check fills new buffers with NaN, so a NaN there is a place never stored).
+    """
+    got_array = plain(got)
+    expected = plain(expected)
+    slip = matching_slip(got_array, slips or {}, atol, rtol)
+    if got_array.shape != expected.shape:
+        message = f"{name}: shape {shape_text(got_array.shape)}, expected {shape_text(expected.shape)}"
+        raise Mismatch(message + (f" -- this is {slip}" if slip else ""))
+    close = np.isclose(got_array, expected, rtol=rtol, atol=atol, equal_nan=True)
+    if close.all():
+        return
+    bad = np.argwhere(~close)
+    index = tuple(int(i) for i in bad[0])
+    where = f"{name}[{', '.join(map(str, index))}]" if index else name
+    cleaned = without_noise(expected)
+    e, g = float(cleaned[index]), float(got_array[index])
+    if math.isnan(g) and unfilled and not slip:
+        message = f"{where}: expected {number(e)}, got nan -- {unfilled}"
+    elif math.isnan(g):
+        message = f"{where}: expected {number(e)}, got nan (a NaN comes from 0/0, inf - inf or an overflowing exp)"
+    else:
+        message = (f"{where}: expected {number(e, g)}, got {number(g, e)} (difference {g - e:+.3g}; "
+                   f"tolerance {tolerance_text(atol, rtol)})")
+    if len(bad) > 1:
+        message += f"; {len(bad)} of {got_array.size} numbers differ"
+    if slip:
+        message += f" -- this is {slip}"
+    picture = {"name": name, "got": got_array, "expected": cleaned, "bad": ~close, "index": index}
+    raise Mismatch(message, picture=picture if got_array.size > 1 else None)
+
+
+def matching_slip(got: np.ndarray, slips: dict, atol: float, rtol: float) -> str | None:
+    """The description of the first known wrong answer that `got` equals, if any."""
+    for what, value in slips.items():
+        try:
+            value = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            continue
+        if value.shape == got.shape and np.allclose(got, value, rtol=rtol, atol=atol, equal_nan=True):
+            return what
+    return None
+
+
+def shape_text(shape: tuple) -> str:
+    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+def require_dtype(name: str, value, kind: str, why: str) -> None:
+    """Raise Mismatch unless `value`'s dtype is of `kind`: 'bool', 'integer' or 'float'."""
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:
+        raise Mismatch(f"{name}: expected an array, got {describe_type(value)}")
+    text = str(dtype)
+    is_kind = {"bool": text in ("bool", "torch.bool"),
+               "integer": ("int" in text and "uint" not in text) or text in ("torch.long", "torch.int"),
+               "float": "float" in text}[kind]
+    if not is_kind:
+        raise Mismatch(f"{name}: dtype {text}, expected {'an integer' if kind == 'integer' else 'a ' + kind} "
+                       f"dtype: {why}")
+
+
+def judge_prediction(name: str, guess, answer: float, slips: dict, pointer: str) -> None:
+    """For a prediction: raise Mismatch saying too high or too low, and the slip when the guess is
+    a known one, with where to look -- never the answer itself (`check.py N --reveal` shows it)."""
+    if guess is None:
+        raise NotWritten(f"{name} is still None: write your prediction")
+    if isinstance(guess, bool) or not isinstance(guess, (int, float)) or not math.isfinite(guess):
+        raise Mismatch(f"{name}: expected a number, got {describe_type(guess)} {guess!r}")
+    if guess == answer:
+        return
+    direction = "too high" if guess > answer else "too low"
+    message = f"{name} = {number(guess)} is {direction}"
+    for value, what in slips.items():  # {a known wrong guess: what it means}
+        if guess == value:
+            message += f" -- {what}"
+            break
+    raise Mismatch(f"{message}. {pointer}")
