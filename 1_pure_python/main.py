@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for shared/
-from shared import runner  # noqa: E402  (first: a package missing or a Ctrl-C while loading is one line)
+from shared import program, runner  # noqa: E402, F401  (program first: load-time errors in one line)
 from shared.tokenizer import Tokenizer, positions  # noqa: E402
 from shared.weights import GPTConfig  # noqa: E402
 
@@ -281,7 +281,9 @@ def sample(params: dict, config: GPTConfig, tokenizer: Tokenizer, rng, temperatu
 # Command line: shared/runner.py reads the flags and the data, and times and records the run
 # ----------------------------------------------------------------------------------------
 
-FLAGS = runner.Flags()  # SPEC.md's common flags only: float64 Python floats, on the CPU
+# SPEC.md's common flags only: float64 Python floats, on the CPU. A step keeps a Value for every scalar operation:
+# the object, its float and its two tuples take about 250 bytes (measured with tracemalloc).
+FLAGS = runner.Flags(memory=runner.Memory(bytes_per_scalar_op=250))
 
 if __name__ == "__main__":
     runner.main(__file__, FLAGS, train, sample)

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for shared/
-from shared import runner  # noqa: E402  (first: a package missing or a Ctrl-C while loading is one line)
+from shared import program, runner  # noqa: E402, F401  (program first: load-time errors in one line)
 from shared.tokenizer import Tokenizer, positions  # noqa: E402
 from shared.weights import GPTConfig, param_offsets, param_shapes  # noqa: E402
 
@@ -373,7 +373,7 @@ def sample(params: dict, config: GPTConfig, tokenizer: Tokenizer, rng, temperatu
 # Command line: shared/runner.py reads the flags and the data, and times and records the run
 # ----------------------------------------------------------------------------------------
 
-FLAGS = runner.Flags(dtypes=("float64", "float32"), engine="numpy")  # --dtype: float64 (stage 1's numbers) or float32
+FLAGS = runner.Flags(dtypes=("float64", "float32"))  # --dtype: float64 (stage 1's numbers) or float32, on the CPU
 
 if __name__ == "__main__":
     runner.main(__file__, FLAGS, train, sample)

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for shared/
-from shared import runner  # noqa: E402  (first: a package missing or a Ctrl-C while loading is one line)
+from shared import program, runner  # noqa: E402, F401  (program first: load-time errors in one line)
 from shared.tokenizer import Tokenizer, positions  # noqa: E402
 from shared.weights import GPTConfig  # noqa: E402
 
@@ -182,8 +182,11 @@ def train(run) -> GPT:
         def forward(inputs, targets):
             torch.compiler.cudagraph_mark_step_begin()  # a new step: the last step's graph outputs may be reused
             return compiled(inputs, targets)
-        run.warm_up(lambda batch: torch.autograd.grad(  # (gradients returned, not kept: the warm-up is no step)
-            forward(*batch_tensors(batch, run.config.block_size, run.device))[1], list(model.parameters())))
+
+        def warm_up_step(batch):  # forward and backward; the gradients are returned, not kept: no step is taken
+            loss = forward(*batch_tensors(batch, run.config.block_size, run.device))[1]
+            return torch.autograd.grad(loss, list(model.parameters()))
+        run.warm_up(warm_up_step)
     for _, batch in run.batches():  # (the LambdaLR schedule counts the steps itself)
         with run.phase("forward"):
             _, loss = forward(*batch_tensors(batch, run.config.block_size, run.device))
@@ -220,7 +223,7 @@ def sample(model: GPT, config: GPTConfig, tokenizer: Tokenizer, rng, temperature
 # ----------------------------------------------------------------------------------------
 
 # --dtype float32 (default) or float64; --device cpu, cuda, mps or auto; --threads; --compile
-FLAGS = runner.Flags(dtypes=("float32", "float64"), engine="torch", compile=True)
+FLAGS = runner.Flags(dtypes=("float32", "float64"), device=runner.torch_device, compile=True)
 
 if __name__ == "__main__":
     runner.main(__file__, FLAGS, train, sample)

@@ -22,45 +22,45 @@ tensor cores want, where head_dim = 4 alone would be too small.
 
 Batches: a program takes its documents DOCS at a time, as one tile of DOCS * T rows (the
 causal mask also keeps documents apart), and sums their weight gradients. One program can
-still run the whole run in one launch. With many programs (a GPU has 132 SMs), each writes
+still run the whole run in one launch. With many programs (an H100 has 132 SMs), each writes
 its partial gradient to its own row of a buffer, and a second kernel adds the rows in a
-fixed order and runs Adam: the same bits on every run, which float atomics would not give.
+fixed order (kernels/partials.py's `ordered_sum`) and runs Adam: the same bits on every run,
+which float atomics would not give.
 
-Sampling runs the same forward code as training (`_forward`), one launch per drawn token.
+What is not the kernel comes from main.py: Adam's constants, the flat buffer of the initial
+weights, and sampling, which asks this file's trainer for the logits of the next token (its
+forward runs the same code as training, `_forward`, one launch per drawn token).
 
 Run:  python 4_triton/fused_step.py                       (one launch per step)
       python 4_triton/fused_step.py --launch run          (the whole run in one launch)
       python 4_triton/fused_step.py --batch-size 4096     (many programs, two launches per step)
-Same flags, log line and results file as every main.py; SPEC.md's one-layer model with
-power-of-two widths only. Without a CUDA GPU it runs through Triton's interpreter (there,
---dtype float64 too, for exact checks).
+The flags, log line and results file of every main.py, and its own launch settings
+(kernels/launch.py: --launch, --programs, --docs-per-tile, --warps); SPEC.md's one-layer
+model with power-of-two widths only. Without a CUDA GPU it runs through Triton's interpreter
+(there, --dtype float64 too, for exact checks).
 """
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for shared/
-from shared import runner  # noqa: E402  (first: a package missing or a Ctrl-C while loading is one line)
+from shared import program, runner  # noqa: E402, F401  (program first: load-time errors in one line)
 from shared.dataset import positions_per_step  # noqa: E402
-from shared.tokenizer import Tokenizer, padded_document  # noqa: E402
-from shared.weights import GPTConfig, param_offsets, param_shapes  # noqa: E402
+from shared.tokenizer import padded_document  # noqa: E402
+from shared.weights import GPTConfig, param_offsets  # noqa: E402
 
-# isort: off
-from kernels import INTERPRET  # noqa: E402  (first of kernels/: it decides compiled or interpreted, before Triton loads)
+# isort: split
+import main  # noqa: E402  (chapter 4's per-op program: Adam's constants, the flat weights, sampling)
 import torch  # noqa: E402
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
-# isort: on
 
-from kernels.adam import BLOCK as BLOCK_ADAM  # noqa: E402
+from kernels import backend, check_fused_sizes, launch  # noqa: E402
 from kernels.adam import adam_update  # noqa: E402
+from kernels.partials import ordered_sum  # noqa: E402
 from kernels.rmsnorm import EPS  # noqa: E402
 
-# Optimizer (SPEC.md): Adam with bias correction and a linear learning-rate decay to zero.
-LEARNING_RATE = 0.01  # peak learning rate, decayed linearly to 0 over the run
-BETA1 = 0.85  # decay of the first-moment (mean gradient) estimate
-BETA2 = 0.99  # decay of the second-moment (squared gradient) estimate
-EPS_ADAM = 1e-8  # keeps the update finite where the second moment is ~0
+LEARNING_RATE, BETA1, BETA2, EPS_ADAM = main.LEARNING_RATE, main.BETA1, main.BETA2, main.EPS_ADAM  # SPEC.md's Adam
 
 
 @triton.jit
@@ -308,16 +308,12 @@ def reduce_adam_kernel(
 ):
     offsets = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offsets < N
-    total = tl.load(g_ptr + offsets, mask=mask)
-    loss = tl.load(loss_parts_ptr)
-    for i in range(1, programs):  # in order: the same sum on every run
-        total += tl.load(g_ptr + i * N + offsets, mask=mask)
-        loss += tl.load(loss_parts_ptr + i)
-    tl.store(g_ptr + offsets, total, mask=mask)
+    tl.store(g_ptr + offsets, ordered_sum(g_ptr, offsets, mask, programs, N), mask=mask)  # in order: same bits
     adam_update(p_ptr, g_ptr, m_ptr, v_ptr, offsets, mask, tl.load(scalars_ptr + step * 3),
                 tl.load(scalars_ptr + step * 3 + 1), tl.load(scalars_ptr + step * 3 + 2), beta1, beta2, eps_adam)
     if tl.program_id(0) == 0:
-        tl.store(losses_ptr + step, loss)
+        first = tl.arange(0, 1)  # the step's loss: the programs' shares, added in the same fixed order
+        tl.store(losses_ptr + step + first, ordered_sum(loss_parts_ptr, first, first < 1, programs, 1))
 
 
 @triton.jit
@@ -387,16 +383,28 @@ class FusedTrainer:
             return
         for step in range(first_step, first_step + num_steps):
             self._train(step, 1, self.loss_parts, adam=False)
-            reduce_adam_kernel[(triton.cdiv(self.params.numel(), BLOCK_ADAM),)](
+            reduce_adam_kernel[(triton.cdiv(self.params.numel(), launch.FLAT),)](
                 self.params, self.partials, self.m, self.v, self.scalars, self.loss_parts, self.losses, step,
-                self.programs, BETA1, BETA2, EPS_ADAM, N=self.params.numel(), BLOCK=BLOCK_ADAM)
+                self.programs, BETA1, BETA2, EPS_ADAM, N=self.params.numel(), BLOCK=launch.FLAT)
 
     def _train(self, first_step: int, num_steps: int, losses: torch.Tensor, adam: bool):
         train_kernel[(self.programs,)](
             self.params, self.partials, self.m, self.v, self.documents, self.counts, self.scalars, losses,
             first_step, num_steps, len(self.documents), self.batch_size, BETA1, BETA2, EPS_ADAM,
-            N=self.params.numel(), BLOCK_ADAM=BLOCK_ADAM, DOCS=self.docs_per_tile, ADAM=adam,
+            N=self.params.numel(), BLOCK_ADAM=launch.FLAT, DOCS=self.docs_per_tile, ADAM=adam,
             num_warps=self.num_warps, **self.model_constants())
+
+    def launch_settings(self) -> dict:
+        return {"programs": self.programs, "docs_per_tile": self.docs_per_tile, "warps": self.num_warps}
+
+    def run(self, num_steps: int) -> list[float]:
+        """The first num_steps steps in one launch (one program); their losses."""
+        self.launch(0, num_steps)
+        return self.losses[:num_steps].tolist()  # (waits for the launch to finish)
+
+    def next_logits(self, tokens: list[int]) -> torch.Tensor:
+        """(V,) logits for the token after `tokens`: what main.py's `sample` asks for."""
+        return self.logits(tokens)[len(tokens) - 1]
 
     @torch.no_grad()
     def logits(self, tokens: list[int]) -> torch.Tensor:
@@ -412,7 +420,7 @@ class FusedTrainer:
         """The model's sizes and where each matrix starts in the flat buffer, as the kernels' constexprs."""
         c = self.config
         offsets = {name.split(".")[-1]: start for name, (start, _, _) in param_offsets(c).items()}
-        return dict(V=c.vocab_size, V_PAD=max(16, triton.next_power_of_2(c.vocab_size)), T=c.block_size,
+        return dict(V=c.vocab_size, V_PAD=launch.block(c.vocab_size, at_least=launch.DOT_MIN), T=c.block_size,
                     C=c.n_embd, H=c.n_head, D=c.n_embd // c.n_head, EPS=EPS, WTE=offsets["wte"],
                     WPE=offsets["wpe"], LM_HEAD=offsets["lm_head"], WQ=offsets["attn_wq"], WK=offsets["attn_wk"],
                     WV=offsets["attn_wv"], WO=offsets["attn_wo"], FC1=offsets["mlp_fc1"], FC2=offsets["mlp_fc2"])
@@ -431,98 +439,36 @@ class FusedTrainer:
 # Training and sampling: the one-kernel step in a loop, or the whole run in one launch
 # ----------------------------------------------------------------------------------------
 
-PROGRAMS_PER_SM = 4  # enough resident programs to hide each other's latency
-
-
-def default_programs(batch_size: int) -> int:
-    """Programs for a batch: on a GPU, a few per SM; in the interpreter 4, so the reduction runs."""
-    per_device = 4 if INTERPRET else PROGRAMS_PER_SM * torch.cuda.get_device_properties(0).multi_processor_count
-    return min(batch_size, per_device)
-
-
-def flat_parameters(state: dict, config: GPTConfig, dtype, device) -> torch.Tensor:
-    """SPEC.md's initial weights as one flat buffer, in draw order (shared/weights.py)."""
-    return torch.cat([torch.tensor(state[name], dtype=dtype).flatten() for name, _ in param_shapes(config)]).to(device)
-
-
 def train(run) -> FusedTrainer:
     """Train from SPEC.md's initial weights with the one-kernel step; `run` (shared/runner.py)
     records every step."""
-    params = flat_parameters(run.initial_weights, run.config, getattr(torch, run.dtype), run.device)
-    programs = 1 if run.args.launch == "run" else run.args.programs or default_programs(run.batch_size)
+    params = main.FlatParameters(run.config, run.initial_weights, getattr(torch, run.dtype), run.device).flat.data
+    programs = 1 if run.args.launch == "run" else run.args.programs or launch.programs_for(run.batch_size,
+                                                                                            backend.choose())
     trainer = FusedTrainer(params, run.config, run.steps, run.batch_size, programs, run.args.docs_per_tile,
                            run.args.warps)
     trainer.load_documents([run.tokenizer.encode_doc(doc) for doc in run.docs])
     with run.timed("setup"):
         trainer.compile()
-    run.note(cuda_graph=False, fused=run.args.launch, programs=trainer.programs,
-             docs_per_tile=run.args.docs_per_tile, warps=run.args.warps)
-    if run.args.launch == "run":
-        run.describe("the fused one-kernel step, the whole run in one launch")
-        run.note(timing="the whole run is one launch: each step_ms is the run's time divided by its steps")
-
-        def whole_run() -> list[float]:
-            trainer.launch(0, run.last_step)
-            return trainer.losses[:run.last_step].tolist()  # (waits for the launch to finish)
-        run.log_launch(whole_run)
+    run.note(fused=run.args.launch, **trainer.launch_settings())
+    if run.args.launch == "run":  # every step in one launch: each step_ms is the run's time divided by its steps
+        run.log_launch(lambda: trainer.run(run.last_step))
     else:
-        run.describe("the fused one-kernel step, " + ("one launch per step" if trainer.programs == 1 else
-                     f"{trainer.programs} programs and a reduction, two launches per step"))
         for step in run.each_step():
             trainer.launch(step, 1)
             run.log(trainer.losses[step])
     return trainer
 
 
-def sample(trainer: FusedTrainer, config: GPTConfig, tokenizer: Tokenizer, rng, temperature: float) -> str:
-    """One name: start from BOS, draw each next token, stop at BOS or block_size tokens."""
-    tokens = [tokenizer.bos]
-    for _ in range(config.block_size):
-        logits = trainer.logits(tokens)[len(tokens) - 1]
-        probs = torch.softmax(logits.double().cpu() / temperature, dim=-1)
-        token_id = rng.choices(range(config.vocab_size), weights=probs.tolist())[0]
-        if token_id == tokenizer.bos:
-            break
-        tokens.append(token_id)
-    return tokenizer.decode(tokens)
+sample = main.sample  # draws from the trainer's `next_logits`, as from the per-op model's
 
 
 # ----------------------------------------------------------------------------------------
-# Command line: the same flags, log line and results file as every main.py, and its own
+# Command line: every main.py's flags, log line and results file, and the launch settings
 # ----------------------------------------------------------------------------------------
 
-def add_flags(parser):
-    parser.add_argument("--launch", choices=["step", "run"], default="step",
-                        help="one launch per step (each waits for its loss), or the whole run in one launch "
-                             "(one program: batches then run on one SM)")
-    parser.add_argument("--programs", type=int, default=None,
-                        help=f"programs sharing a batch (default {PROGRAMS_PER_SM} per SM on a GPU, 4 in the "
-                             "interpreter; never more than the batch's tiles)")
-    parser.add_argument("--docs-per-tile", type=int, default=1, choices=[1, 2, 4, 8],
-                        help="documents a program puts through the model together, as one tile of rows")
-    parser.add_argument("--warps", type=int, default=4, choices=[1, 2, 4, 8, 16], help="warps per program")
-
-
-def check_flags(args, parser):
-    if args.programs is not None and args.programs <= 0:
-        parser.error("--programs must be positive")
-    if args.launch == "run" and (args.programs or 1) != 1:
-        parser.error("--launch run is one program (no barrier crosses programs); drop --programs")
-    if args.n_layer != 1:
-        parser.error("the one-kernel step implements SPEC.md's one-layer model; use 4_triton/main.py "
-                     "for --n-layer > 1")
-    if args.steps * args.batch_size >= 2**31:
-        parser.error(f"the one-kernel step counts a run's documents with 32-bit integers: --steps x --batch-size "
-                     f"must stay below 2^31, got {args.steps * args.batch_size:,}")
-    for flag in ("n_embd", "block_size"):
-        value = getattr(args, flag)
-        if value < 16 or value & (value - 1):
-            parser.error(f"the one-kernel step needs --{flag.replace('_', '-')} to be a power of two >= 16, "
-                         f"got {value}; use 4_triton/main.py for other sizes")
-
-
-FLAGS = runner.Flags(dtypes=("float32", "float64"), engine="triton", activations=False, extra=add_flags,
-                     check=check_flags)
+FLAGS = runner.Flags(dtypes=("float32", "float64"), device=backend.device, extra=launch.fused_step_flags,
+                     check=check_fused_sizes, memory=runner.Memory(keeps_activations=False))  # (in registers)
 
 if __name__ == "__main__":
     runner.main(__file__, FLAGS, train, sample)

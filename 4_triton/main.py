@@ -17,7 +17,7 @@ and weight gradients are summed over the batch in a fixed order -- a large batch
 shared among programs whose partial sums are added in order (kernels/partials.py) -- with no
 atomics, so a run gives the same bits every time.
 
-Without a CUDA GPU, the same kernels run in Triton's interpreter (kernels/__init__.py
+Without a CUDA GPU, the same kernels run in Triton's interpreter (kernels/backend.py
 decides), which emulates every program with NumPy: right for checking numbers, useless for
 speed.
 
@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for shared/
-from shared import runner  # noqa: E402  (first: a package missing or a Ctrl-C while loading is one line)
+from shared import program, runner  # noqa: E402, F401  (program first: load-time errors in one line)
 from shared.tokenizer import Tokenizer, padded_document  # noqa: E402
 from shared.weights import GPTConfig, param_offsets, param_shapes  # noqa: E402
 
@@ -39,8 +39,8 @@ from shared.weights import GPTConfig, param_offsets, param_shapes  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
-from kernels import check_sizes, kernels_per_step  # noqa: E402  (first of kernels/: it decides compiled or interpreted)
-from kernels.adam import adam_step  # noqa: E402
+from kernels import backend, check_sizes, kernels_per_step, partial_sums_bytes  # noqa: E402
+from kernels.adam import adam_step  # noqa: E402  (the first kernel file: backend.choose(), then Triton)
 from kernels.attention import CausalAttention  # noqa: E402
 from kernels.cross_entropy import CrossEntropy  # noqa: E402
 from kernels.embedding import Embedding  # noqa: E402
@@ -204,6 +204,16 @@ class GPT(nn.Module):
         loss = None if targets is None else cross_entropy(logits, targets, n)  # over all real rows
         return logits, loss
 
+    @torch.no_grad()
+    def next_logits(self, tokens: list[int]) -> torch.Tensor:
+        """(V,) logits for the token after `tokens` (at most block_size of them): a batch of one, padded."""
+        block_size, device = self.config.block_size, self.params.flat.device
+        padded = torch.zeros((1, block_size), dtype=torch.int32)
+        padded[0, :len(tokens)] = torch.tensor(tokens, dtype=torch.int32)
+        n = torch.tensor([len(tokens)], dtype=torch.int32, device=device)
+        logits, _ = self(padded.to(device), n)
+        return logits[0, len(tokens) - 1]
+
 
 # ----------------------------------------------------------------------------------------
 # Optimizer: Adam over the flat buffer, one kernel, its scalars in device memory
@@ -243,7 +253,8 @@ class TrainStep:
     Everything a step reads lives in fixed device buffers -- the B documents, padded to
     block_size (shared/tokenizer.py), and Adam's scalars -- filled by one small host-to-device
     copy each. So the launches are identical at every step, and on a GPU they are captured
-    once as a CUDA graph and replayed: one launch from Python per step instead of 29.
+    once as a CUDA graph and replayed: one launch from Python per step instead of one per kernel
+    (29 at SPEC.md's one layer and one name: kernels_per_step).
     """
 
     def __init__(self, model: GPT, num_steps: int, cuda_graph: bool, batch_size: int = 1):
@@ -320,17 +331,12 @@ def train(run) -> GPT:
 # Sampling
 # ----------------------------------------------------------------------------------------
 
-@torch.no_grad()
 def sample(model: GPT, config: GPTConfig, tokenizer: Tokenizer, rng, temperature: float) -> str:
-    """One name: start from BOS, draw each next token, stop at BOS or block_size tokens."""
-    block_size, device = config.block_size, model.params.flat.device
+    """One name: start from BOS, draw each next token, stop at BOS or block_size tokens.
+    (Anything with `next_logits(tokens)` samples the same way: fused_step.py's trainer too.)"""
     tokens = [tokenizer.bos]
-    for _ in range(block_size):
-        padded = torch.zeros((1, block_size), dtype=torch.int32)  # a batch of one
-        padded[0, :len(tokens)] = torch.tensor(tokens, dtype=torch.int32)
-        n = torch.tensor([len(tokens)], dtype=torch.int32, device=device)
-        logits, _ = model(padded.to(device), n)
-        probs = torch.softmax(logits[0, len(tokens) - 1].double().cpu() / temperature, dim=-1)
+    for _ in range(config.block_size):
+        probs = torch.softmax(model.next_logits(tokens).double().cpu() / temperature, dim=-1)
         token_id = rng.choices(range(config.vocab_size), weights=probs.tolist())[0]
         if token_id == tokenizer.bos:
             break
@@ -342,8 +348,10 @@ def sample(model: GPT, config: GPTConfig, tokenizer: Tokenizer, rng, temperature
 # Command line: shared/runner.py reads the flags and the data, and times and records the run
 # ----------------------------------------------------------------------------------------
 
-# --dtype float32 (default) or float64 (interpreter only); --no-cuda-graph; sizes our kernels can hold
-FLAGS = runner.Flags(dtypes=("float32", "float64"), engine="triton", cuda_graph=True, check=check_sizes)
+# --dtype float32 (default) or float64 (interpreter only); a CUDA GPU, else Triton's interpreter; --no-cuda-graph;
+# the sizes our kernels can hold; the memory a large batch's partial sums take
+FLAGS = runner.Flags(dtypes=("float32", "float64"), device=backend.device, cuda_graph=True, check=check_sizes,
+                     memory=runner.Memory(extra=partial_sums_bytes))
 
 if __name__ == "__main__":
     runner.main(__file__, FLAGS, train, sample)

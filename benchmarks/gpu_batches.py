@@ -36,6 +36,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 from shared import results  # noqa: E402
+from tools import stages  # noqa: E402
+
+stages.folder("4_triton")  # on the path, for kernels/ and fused_step.py
 
 ROWS = {  # label: (script, flags)
     "3_pytorch eager": ("3_pytorch/main.py", ["--device", "cuda"]),
@@ -79,26 +82,20 @@ def sm_count() -> int:
 @functools.cache
 def spec_run():
     """SPEC.md's run: config, initial weights, and every document tokenized in training order."""
-    from shared import dataset
-    from shared.tokenizer import Tokenizer
-    from shared.weights import GPTConfig, init_run
+    from shared.weights import spec_run as spec
 
-    docs = dataset.load_docs(dataset.resolve_data_path())
-    tokenizer = Tokenizer.from_docs(docs)
-    config = GPTConfig(tokenizer.vocab_size)
-    docs, state, _ = init_run(docs, config, 42)
+    tokenizer, config, docs, state = spec()
     return config, state, [tokenizer.encode_doc(doc) for doc in docs]
 
 
 def load_fused(batch_size: int, steps: int, **settings):
     """A one-kernel trainer on SPEC.md's run, on the GPU, with every document loaded."""
-    sys.path.insert(0, str(REPO_ROOT / "4_triton"))
     import torch
 
     import fused_step
 
     config, state, documents = spec_run()
-    params = fused_step.flat_parameters(state, config, torch.float32, device())
+    params = fused_step.main.FlatParameters(config, state, torch.float32, device()).flat.data
     trainer = fused_step.FusedTrainer(params, config, steps, batch_size, **settings)
     trainer.load_documents(documents)
     return trainer
@@ -235,10 +232,13 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     REHEARSE = args.rehearse
+    from kernels import backend
+
+    backend.choose(interpret=True if REHEARSE else None)  # before anything imports Triton
     import torch
 
     if REHEARSE:
-        args.batch_sizes = [1, 2]
+        args.batch_sizes = [2]
     elif not torch.cuda.is_available():
         parser.error("this sitting needs a CUDA GPU (or --rehearse, on a CPU)")
     t0 = time.perf_counter()

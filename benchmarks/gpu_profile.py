@@ -12,14 +12,19 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-from torch.profiler import ProfilerActivity, profile
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
-sys.path.insert(0, str(REPO_ROOT / "4_triton"))
+from tools import stages  # noqa: E402
+
+stages.folder("4_triton")
+from kernels import backend  # noqa: E402
+
+backend.choose()  # before torch's profiler, which imports Triton: compiled on a CUDA GPU, else the interpreter
+import torch  # noqa: E402
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
+
 from shared import results, runner  # noqa: E402
-from shared.stages import load  # noqa: E402
+from tools.stages import load  # noqa: E402
 
 
 def kernels_per_step(stage, argv: list[str], steps: int = 10, rehearse: bool = False) -> dict:

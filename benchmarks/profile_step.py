@@ -29,7 +29,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
-from shared import results, runner, stages  # noqa: E402
+from shared import results, runner  # noqa: E402
+from tools import stages  # noqa: E402
 
 # isort: split
 import torch  # noqa: E402

@@ -16,7 +16,7 @@ kernels). With one, stage 3 also runs on the GPU and stage 4 runs compiled, and 
 rows get their own speed-up column against stage 3 on the same GPU.
 
 Writes benchmarks/results/<machine>-<date>.json (every run's full results) and a markdown
-table beside it; benchmarks/plots.py draws the figures from that file. --quick writes to
+table beside it; report/benchmark_plots.py draws the figures from that file. --quick writes to
 benchmarks/results/quick/ instead, which git ignores.
 """
 
@@ -32,9 +32,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from report.readmes import benchmark_markdown  # noqa: E402
 from shared import results  # noqa: E402
 from shared.cli import Parser  # noqa: E402
-from shared.report import benchmark_markdown  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"

@@ -27,20 +27,8 @@ if "triton" not in sys.modules:
     except ImportError:  # no Triton here (macOS): chapters 1-3 need none
         pass
 
-from shared.stages import load  # noqa: E402, F401  (the exercises' way to a chapter's main.py)
-
-
-def spec_run():
-    """(tokenizer, config, shuffled documents, initial weights) of SPEC.md's run."""
-    from shared import dataset
-    from shared.tokenizer import Tokenizer
-    from shared.weights import GPTConfig, init_run
-
-    docs = dataset.load_docs(dataset.resolve_data_path())
-    tokenizer = Tokenizer.from_docs(docs)
-    config = GPTConfig(vocab_size=tokenizer.vocab_size)
-    docs, state, _ = init_run(docs, config, 42)
-    return tokenizer, config, docs, state
+from shared.weights import spec_run  # noqa: E402, F401  (SPEC.md's run: tokenizer, config, docs, weights)
+from tools.stages import load  # noqa: E402, F401  (the exercises' way to a chapter's main.py)
 
 
 def show(function, *args, **kwargs):

@@ -4,6 +4,10 @@
                            [--samples 20] [--temperature 0.5]
                            [--n-layer 1] [--n-embd 16] [--n-head 4] [--block-size 16]
 
+A program adds its own flags by declaring them in its `Flags`, with the other things only
+it knows and the runner asks for: its dtypes, where it runs (shared/devices.py), how its
+memory grows (shared/memory.py), and the sizes it can hold.
+
 Usage mistakes exit with argparse's status 2; other bad input raises `UserError`, which
 `run` turns into one line on stderr and status 1. Ctrl-C exits with 130.
 """
@@ -15,9 +19,34 @@ import stat
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from shared import devices
 from shared.errors import Terminated, UserError
+from shared.memory import Memory
+
+
+@dataclass(frozen=True)
+class Flags:
+    """What a program's command line offers beyond SPEC.md's common flags, and what it runs on.
+
+    dtypes: the number types it trains in, the default first (one: no --dtype flag).
+    device: picks the device from the flags (shared/devices.py: `cpu`, or `torch_device`, which
+        adds --device and --threads; a program may name its own).
+    memory: how a step's memory grows with its sizes, for the check before a run.
+    compile: --compile (torch.compile).  cuda_graph: --no-cuda-graph.
+    extra, check: the program's own flags (`extra(parser)`) and their checks, with the sizes its
+        kernels can hold (`check(args, parser)`, a usage error where they do not).
+    """
+
+    dtypes: tuple[str, ...] = ("float64",)
+    device: Callable = devices.cpu
+    memory: Memory = field(default_factory=Memory)
+    compile: bool = False
+    cuda_graph: bool = False
+    extra: Callable | None = None
+    check: Callable | None = None
 
 
 class Parser(argparse.ArgumentParser):
@@ -55,26 +84,39 @@ def build_parser(description: str, stage_dir: Path) -> argparse.ArgumentParser:
     return parser
 
 
-def add_stage_flags(parser: argparse.ArgumentParser, dtypes: tuple[str, ...], engine: str, compile: bool,
-                    cuda_graph: bool) -> None:
-    """The flags a stage adds to the common ones (shared/runner.py's `Flags` says which).
-
-    --dtype when a stage offers more than one (the first is the default); --device and
-    --threads for PyTorch's devices; --compile for torch.compile; --no-cuda-graph where a
-    step is captured as a CUDA graph."""
-    if len(dtypes) > 1:
-        parser.add_argument("--dtype", choices=list(dtypes), default=dtypes[0],
-                            help="float64 reproduces stage 1's run to float64 rounding")
-    if engine == "torch":
+def add_program_flags(parser: argparse.ArgumentParser, flags: Flags) -> None:
+    """The flags a program's `Flags` adds to the common ones: --dtype when it offers more than
+    one (the first is the default; each is the dtype of its arrays and the arithmetic); its
+    device's flags; --compile for torch.compile; --no-cuda-graph where a step is captured as
+    a CUDA graph; and its own."""
+    if len(flags.dtypes) > 1:
+        parser.add_argument("--dtype", choices=list(flags.dtypes), default=flags.dtypes[0],
+                            help="the number type of the weights, activations and arithmetic; float64 gives the "
+                                 "reference run's numbers to float64 rounding")
+    if flags.device is devices.torch_device:
         parser.add_argument("--device", default="auto", help="cpu, cuda, mps, or auto (cuda > mps > cpu)")
         parser.add_argument("--threads", type=int, default=1,
                             help="CPU threads; with tensors this small, more threads only add overhead")
-    if compile:
+    if flags.compile:
         parser.add_argument("--compile", action="store_true",
                             help="torch.compile the model (its compile time is reported apart)")
-    if cuda_graph:
+    if flags.cuda_graph:
         parser.add_argument("--no-cuda-graph", action="store_true",
                             help="on a GPU, launch every kernel from Python instead of replaying one graph")
+    if flags.extra:
+        flags.extra(parser)
+
+
+def parse(flags: Flags, stage_dir: Path, description: str, argv: list[str] | None = None) -> argparse.Namespace:
+    """The common flags and the program's, parsed and checked (a usage error exits with 2)."""
+    parser = build_parser(description, stage_dir)
+    add_program_flags(parser, flags)
+    args = parse_args(parser, argv)
+    if len(flags.dtypes) == 1:
+        args.dtype = flags.dtypes[0]
+    if flags.check:
+        flags.check(args, parser)
+    return args
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:

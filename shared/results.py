@@ -31,6 +31,7 @@ from shared.errors import UserError, stopped
 
 WARMUP_STEPS = 10
 LOSS_WINDOW = 100
+ETA_AFTER_S = 60  # a run expected to take longer than this prints the time left on each line
 
 
 def log_line(step: int, num_steps: int, loss: float, ms: float) -> str:
@@ -80,7 +81,7 @@ def summarize(results: dict) -> dict:
 
 
 def package_version(name: str) -> str | None:
-    """Installed version of `name`, without importing it (stage 1 imports nothing)."""
+    """Installed version of `name`, without importing it (a program that uses none imports none)."""
     try:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
@@ -184,6 +185,21 @@ def say(line: str = "", **kwargs) -> None:
 stdout_closed = False
 
 
+def write_or_rescue(path: str | os.PathLike, obj: dict, name: str) -> tuple[Path, OSError | None]:
+    """Write `obj` to `path`; where that fails (a full disk, a folder removed), to the system's
+    temporary folder instead, as `microgpt-<name>-<pid>.json`. Returns (where it is, the error
+    that sent it there, or None). A UserError if neither can be written."""
+    try:
+        return write_json_atomic(path, obj), None
+    except OSError as err:
+        rescue = Path(tempfile.gettempdir()) / f"microgpt-{name}-{os.getpid()}.json"
+        try:
+            return write_json_atomic(rescue, obj), err
+        except OSError:
+            raise UserError(f"cannot write the results to {path} ({err.strerror}), nor to {rescue}; free some "
+                            f"space and train again") from None
+
+
 def partial_path(out: Path) -> Path:
     """Where an interrupted run's steps go: `out` itself, unless it holds a complete run, which
     is kept; then beside it, `<name>.partial.json`."""
@@ -214,10 +230,9 @@ class TrainingRun:
     the steps done so far, marked `"partial": true`, before the interrupt goes on.
     """
 
-    def __init__(self, stage: str, config: dict, num_params: int, out: str | os.PathLike,
-                 env: dict, show_eta: bool = False):
+    def __init__(self, stage: str, config: dict, num_params: int, out: str | os.PathLike, env: dict):
         self.stage, self.config, self.num_params = stage, config, num_params
-        self.out, self.env, self.show_eta = Path(out), env, show_eta
+        self.out, self.env = Path(out), env
         self.losses: list[float] = []
         self.step_ms: list[float] = []
         self.series: dict[str, list] = {}
@@ -238,8 +253,8 @@ class TrainingRun:
             self.series.setdefault(key, []).append(value)
         self.total_s = time.perf_counter() - self.started
         line = log_line(step, self.config["steps"], loss, seconds * 1000.0)
-        if self.show_eta:
-            remaining = self.total_s / step * (self.config["steps"] - step)
+        remaining = self.total_s / step * (self.config["steps"] - step)
+        if self.total_s + remaining > ETA_AFTER_S:  # a long run says when it will end
             line += f" | eta {remaining // 60:.0f}m{remaining % 60:02.0f}s"
         say(line)
 
@@ -270,15 +285,11 @@ class TrainingRun:
         """The run's total time counts from here (after set-up such as compiling)."""
         self.started = time.perf_counter()
 
-    def write(self, samples: list[str]) -> dict:
-        """Write the complete results file (with the samples drawn so far)."""
+    def finish(self, samples: list[str], where: str | os.PathLike | None = None) -> dict:
+        """Write the complete results file (to `where` if it was written already) and print the
+        two headline numbers; returns the results."""
         results = self.results(samples)
-        write_json_atomic(self.out, results)
-        return results
-
-    def finish(self, samples: list[str]) -> dict:
-        """Write the complete results file and print the two headline numbers."""
-        results = self.write(samples)
+        where = where or write_json_atomic(self.out, results)
         summary = summarize(results)
         tokens = f", {summary['tokens_per_s']:,.0f} tokens/s" if summary["tokens_per_s"] else ""
         steps = len(self.losses)
@@ -286,7 +297,7 @@ class TrainingRun:
                  f"median {summary['median_step_ms']:.2f} ms/step over all {steps} steps (no warm-up left out)")
         say(f"{self.stage}: {timed} ({summary['names_per_s']:,.0f} names/s{tokens}), total "
             f"{summary['total_s']:.1f} s, mean loss of the last {min(steps, LOSS_WINDOW)} steps "
-            f"{summary['final_loss']:.4f} -> {self.out}")
+            f"{summary['final_loss']:.4f} -> {where}")
         return results
 
     def __enter__(self) -> "TrainingRun":
@@ -302,11 +313,8 @@ class TrainingRun:
         results = self.results(samples=[], partial=True)
         if not issubclass(exc_type, KeyboardInterrupt):
             results["error"] = f"{exc_type.__name__}: {exc}"
-        try:
-            where = write_json_atomic(partial_path(self.out), results)
-        except OSError as err:
-            rescue = Path(tempfile.gettempdir()) / f"microgpt-{self.stage}-{os.getpid()}.partial.json"
-            where = write_json_atomic(rescue, results)
+        where, err = write_or_rescue(partial_path(self.out), results, f"{self.stage}.partial")
+        if err is not None:
             print(f"could not write {self.out} ({err.strerror})", file=sys.stderr)
         kept = f"after {len(self.losses)} steps; partial results in {where}"
         if issubclass(exc_type, KeyboardInterrupt):

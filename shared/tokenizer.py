@@ -53,7 +53,7 @@ def padded_document(tokens: list[int], block_size: int) -> list[int]:
 
     n = min(block_size, len(tokens) - 1) is the number of positions trained on; inputs are
     row[1 : block_size + 1] and targets row[2 : block_size + 2], of which the first n are real.
-    Kernels with static shapes (stage 4) read n from the row and ignore the padding.
+    Kernels with static shapes read n from the row and ignore the padding.
     """
     n = positions(tokens, block_size)
     return [n] + tokens[:n + 1] + [0] * (block_size - n)

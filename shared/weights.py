@@ -80,3 +80,17 @@ def init_run(
         for name, (rows, cols) in param_shapes(config)
     }
     return docs, state, rng
+
+
+def spec_run(seed: int = 42, data=None):
+    """SPEC.md's run from the names file (`data`, else where shared/dataset.py finds it):
+    (tokenizer, config, shuffled documents, initial weights) -- what the tests, the exercises,
+    the pictures and the benchmarks start from, written once."""
+    from shared import dataset
+    from shared.tokenizer import Tokenizer
+
+    docs = dataset.load_docs(dataset.resolve_data_path(data))
+    tokenizer = Tokenizer.from_docs(docs)
+    config = GPTConfig(vocab_size=tokenizer.vocab_size)
+    docs, state, _ = init_run(docs, config, seed)
+    return tokenizer, config, docs, state

@@ -1,8 +1,10 @@
 """Shared test setup.
 
-Triton must see TRITON_INTERPRET=1 before it is first imported, so it is set here, at the
-top of the first file pytest loads. Stage folders start with a digit, so their main.py is
-imported by path; stage 4's folder is put on the path, so `kernels` and `fused_step` are
+Where Triton's kernels run is chosen first, as every program chooses it
+(4_triton/kernels/backend.py: compiled on a CUDA GPU, else the interpreter), and kept to this
+process: the programs the tests start choose for themselves, as they do when a learner runs
+them. Stage folders start with a digit, so their main.py is loaded by path
+(tools/stages.py); stage 4's folder is on the path, so `kernels` and `fused_step` are
 imported once, by name, like the programs import them.
 
 `train_stage` runs a stage's own `train` (the loop a reader runs) on a run from
@@ -10,26 +12,27 @@ shared/runner.py, in-process: no test writes a training loop of its own.
 """
 
 import importlib
-import os
 import sys
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
-sys.path.insert(0, str(REPO_ROOT / "4_triton"))
+from tools import stages  # noqa: E402
 
-from shared import dataset, runner, stages  # noqa: E402
+stages.folder("4_triton")  # on the path, for `kernels` and `fused_step`
+from kernels import backend  # noqa: E402
+
+INTERPRET = backend.choose(inherited=False)
+
+from shared import dataset, runner  # noqa: E402
 from shared.errors import UserError  # noqa: E402
-from shared.tokenizer import Tokenizer  # noqa: E402
-from shared.weights import GPTConfig, init_run  # noqa: E402
+from shared.weights import spec_run  # noqa: E402
 
 
 def load_stage(stage: str):
-    """Import `<stage>/main.py` as a module, once (shared/stages.py)."""
+    """`<stage>/main.py` as a module, once (tools/stages.py)."""
     return stages.load(stage)
 
 
@@ -45,10 +48,17 @@ def train_stage(stage: str, *argv: str, max_steps: int | None = None, program: s
     return run, module.train(run)
 
 
+_trajectories: dict[tuple, list[float]] = {}
+
+
 def stage_losses(stage: str, steps: int, *argv: str, program: str = "main.py") -> list[float]:
-    """The first `steps` losses of `stage`'s training run with flags `argv`."""
-    run, _ = train_stage(stage, *argv, max_steps=steps, program=program)
-    return run.losses
+    """The first `steps` losses of `stage`'s training run with flags `argv`: trained once per
+    session, however many tests compare it (a fresh list each time)."""
+    key = (stage, steps, argv, program)
+    if key not in _trajectories:
+        run, _ = train_stage(stage, *argv, max_steps=steps, program=program)
+        _trajectories[key] = list(run.losses)
+    return list(_trajectories[key])
 
 
 @pytest.fixture(scope="session")
@@ -70,10 +80,8 @@ def names_docs(names_path) -> list[str]:
 class Spec:
     """SPEC.md's run: tokenizer, config, shuffled documents and initial weights (seed 42)."""
 
-    def __init__(self, docs: list[str]):
-        self.tokenizer = Tokenizer.from_docs(docs)
-        self.config = GPTConfig(vocab_size=self.tokenizer.vocab_size)
-        self.docs, self.state, _ = init_run(docs, self.config, seed=42)
+    def __init__(self, path: Path):
+        self.tokenizer, self.config, self.docs, self.state = spec_run(data=path)
 
     def batch(self, step: int, batch_size: int) -> list[list[int]]:
         """The documents trained on at `step` with `batch_size` per step, encoded."""
@@ -81,8 +89,8 @@ class Spec:
 
 
 @pytest.fixture(scope="session")
-def spec(names_docs) -> Spec:
-    return Spec(names_docs)
+def spec(names_path) -> Spec:
+    return Spec(names_path)
 
 
 @pytest.fixture(scope="session")

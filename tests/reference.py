@@ -16,6 +16,16 @@ def rmsnorm(x, eps=1e-5):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
 
 
+def causal_attention(qkv, n_head):
+    """Causal multi-head attention of stacked projections (..., T, 3C) -> (..., T, C), every
+    leading dimension a document: the reference the stages' attention ops are held to."""
+    T, C = qkv.shape[-2], qkv.shape[-1] // 3
+    lead = qkv.shape[:-2]
+    q, k, v = (t.reshape(*lead, T, n_head, C // n_head).transpose(-3, -2) for t in qkv.split(C, dim=-1))
+    y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (..., H, T, D)
+    return y.transpose(-3, -2).reshape(*lead, T, C)
+
+
 def loss_and_grads(state: dict, batch: list[list[int]], config: GPTConfig):
     """(loss, {name: gradient as a float64 tensor}) for a batch of documents from weights `state`:
     the mean next-token cross-entropy over every position of every document (SPEC.md), each

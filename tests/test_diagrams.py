@@ -1,4 +1,4 @@
-"""The chapters' pictures are drawn by shared/diagrams.py from the code they show: each draws,
+"""The chapters' pictures are drawn by report/diagrams.py from the code they show: each draws,
 and what each draws is what the code does."""
 
 import ast
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
-from shared import diagrams
+from report import diagrams
 
 
 @pytest.mark.parametrize("stage, draw", [(stage, draw) for stage, draws in diagrams.DIAGRAMS.items()
@@ -15,14 +15,14 @@ from shared import diagrams
 def test_each_picture_draws_and_is_committed(stage, draw, tmp_path):
     path = draw(tmp_path)
     assert path.stat().st_size > 10_000
-    assert (REPO_ROOT / stage / path.name).exists(), f"commit {stage}/{path.name}: python -m shared.diagrams"
+    assert (REPO_ROOT / stage / path.name).exists(), f"commit {stage}/{path.name}: python -m report.diagrams"
 
 
 def test_the_forward_pass_names_functions_that_exist():
     """Every function a box of forward_pass.png names is defined in 1_pure_python/main.py."""
     tree = ast.parse((REPO_ROOT / "1_pure_python" / "main.py").read_text())
     defined = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
-    source = (REPO_ROOT / "shared" / "diagrams.py").read_text()
+    source = (REPO_ROOT / "report" / "diagrams.py").read_text()
     named = {"gpt", "rmsnorm", "linear", "softmax", "token_losses", "batch_loss"}
     assert named <= defined
     assert all(f'"{name}' in source for name in named)

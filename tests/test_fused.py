@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO_ROOT, load_stage, stage_losses, train_stage
-from fused_step import FusedTrainer, flat_parameters
-from kernels import INTERPRET
+from conftest import INTERPRET, REPO_ROOT, load_stage, stage_losses, train_stage
+from fused_step import FusedTrainer
 from shared.weights import GPTConfig
 
 stage4 = load_stage("4_triton")
@@ -21,8 +20,8 @@ DEVICE = torch.device("cpu") if INTERPRET else torch.device("cuda")
 
 def trainer(setup, steps, batch_size=1, programs=1, docs_per_tile=1):
     tokenizer, config, docs, state = setup
-    fused = FusedTrainer(flat_parameters(state, config, torch.float32, DEVICE), config, 1000, batch_size, programs,
-                         docs_per_tile)
+    params = stage4.FlatParameters(config, state, torch.float32, DEVICE).flat.data
+    fused = FusedTrainer(params, config, 1000, batch_size, programs, docs_per_tile)
     fused.load_documents([tokenizer.encode_doc(doc) for doc in docs[:steps * batch_size]])
     return fused
 

@@ -8,7 +8,7 @@ import pytest
 from nbclient import NotebookClient
 
 from conftest import REPO_ROOT
-from shared import plotting
+from report import plotting
 
 NOTEBOOKS = {
     "1_pure_python": ["loss.png", "step_time.png", "graph_nodes.png"],

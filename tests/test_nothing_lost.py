@@ -235,8 +235,9 @@ def test_ctrl_c_while_torch_loads_is_one_line(names_path):
 def test_report_check_with_a_cut_short_results_file_is_one_line(tmp_path):
     (tmp_path / "README.md").write_text("<!-- BEGIN table r.json -->\n<!-- END table -->\n")
     (tmp_path / "r.json").write_text('{"losses": [3.36')
-    code = (f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r})\nfrom pathlib import Path\nfrom shared import report\n"
-            f"report.REPO_ROOT = Path({str(tmp_path)!r})\nsys.exit(report.main(['--check']))")
+    code = (f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r})\nfrom pathlib import Path\n"
+            f"from report import readmes as report\nreport.REPO_ROOT = Path({str(tmp_path)!r})\n"
+            f"sys.exit(report.main(['--check']))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "is not complete JSON" in one_line(proc.stderr)
     (tmp_path / "r.json").unlink()

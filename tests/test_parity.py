@@ -14,13 +14,12 @@ import pytest
 import torch
 
 import named_grads
-from conftest import REPO_ROOT, load_stage, stage_losses
-from kernels import INTERPRET
+from conftest import INTERPRET, REPO_ROOT, load_stage, stage_losses
 from reference import loss_and_grads
 from shared.tokenizer import padded_document
 
 stage1, stage2, stage3, stage4 = (load_stage(s) for s in ("1_pure_python", "2_numpy", "3_pytorch", "4_triton"))
-from fused_step import FusedTrainer, flat_parameters  # noqa: E402
+from fused_step import FusedTrainer  # noqa: E402
 
 DEVICE = "cpu" if INTERPRET else "cuda"
 # a short name; one longer than block_size; and batches mixing a one-letter name, a name longer
@@ -65,7 +64,7 @@ def grads_stage4(batch, state, config, dtype):
 
 def grads_fused(batch, state, config, dtype):
     """One step of the one-kernel trainer on `batch`: its summed gradient, before Adam used it."""
-    params = flat_parameters(state, config, getattr(torch, np.dtype(dtype).name), DEVICE)
+    params = stage4.FlatParameters(config, state, getattr(torch, np.dtype(dtype).name), DEVICE).flat.data
     trainer = FusedTrainer(params, config, 1, len(batch), programs=2, docs_per_tile=2)
     trainer.load_documents(batch)
     trainer.launch(0, 1)
@@ -130,27 +129,17 @@ def test_a_batch_loss_is_the_mean_over_positions_not_over_documents(setup):
         assert abs(loss - sum(per_doc) / len(per_doc)) > 1e-3, name
 
 
-def test_a_gradient_change_would_be_caught(computed):
-    """The comparisons above are sharp: one weight's gradient nudged by 1e-9 fails them."""
-    _, grads = computed["emma", "2_numpy", "float64"]
-    _, reference = computed["emma", "reference"]
-    nudged = grads["layer0.attn_wq"].copy()
-    nudged[3, 5] += 1e-9
-    with pytest.raises(AssertionError):
-        np.testing.assert_allclose(nudged, reference["layer0.attn_wq"], rtol=0, atol=1e-10)
-
-
-def test_20_step_trajectories_at_batch_size_4_agree():
-    """Batches of 4 for 20 steps: every stage's own training loop trains the same model the same
-    way as stage 1's (stage 4's one-kernel step with two programs of two documents)."""
+def test_10_step_trajectories_at_batch_size_4_agree():
+    """Batches of 4 for 10 steps (40 names): every stage's own training loop trains the same model
+    the same way as stage 1's (stage 4's one-kernel step with two programs of two documents)."""
     batch = ("--batch-size", "4")
-    s1 = stage_losses("1_pure_python", 20, *batch)
-    np.testing.assert_allclose(stage_losses("2_numpy", 20, *batch), s1, rtol=0, atol=1e-9)
-    np.testing.assert_allclose(stage_losses("3_pytorch", 20, *batch, "--device", "cpu", "--dtype", "float64"), s1,
+    s1 = stage_losses("1_pure_python", 10, *batch)
+    np.testing.assert_allclose(stage_losses("2_numpy", 10, *batch), s1, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(stage_losses("3_pytorch", 10, *batch, "--device", "cpu", "--dtype", "float64"), s1,
                                rtol=0, atol=1e-9)
-    np.testing.assert_allclose(stage_losses("3_pytorch", 20, *batch, "--device", "cpu"), s1, rtol=0, atol=1e-4)
-    np.testing.assert_allclose(stage_losses("4_triton", 20, *batch), s1, rtol=0, atol=1e-4)
-    np.testing.assert_allclose(stage_losses("4_triton", 20, *batch, "--programs", "2", "--docs-per-tile", "2",
+    np.testing.assert_allclose(stage_losses("3_pytorch", 10, *batch, "--device", "cpu"), s1, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(stage_losses("4_triton", 10, *batch), s1, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(stage_losses("4_triton", 10, *batch, "--programs", "2", "--docs-per-tile", "2",
                                             program="fused_step.py"), s1, rtol=0, atol=1e-4)
     assert abs(s1[0] - 3.3660) > 1e-3  # four names are not the first one
 

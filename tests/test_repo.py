@@ -10,11 +10,9 @@ import sys
 
 import pytest
 
+from benchmarks.run import STAGE_FILES
 from conftest import REPO_ROOT
-from shared import report
-
-sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-from run import STAGE_FILES  # noqa: E402
+from report import readmes as report
 
 SPEC_CONFIG = {"n_layer": 1, "n_embd": 16, "n_head": 4, "block_size": 16, "steps": 1000, "seed": 42}
 
@@ -34,7 +32,7 @@ def test_readme_figures_match_results_files():
     for path in report.readmes():
         text = path.read_text()
         blocks += len(report.BLOCK.findall(text))
-        assert report.render(text) == text, f"{path} is stale: run python -m shared.report"
+        assert report.render(text) == text, f"{path} is stale: run python -m report"
     assert blocks >= 1
 
 
@@ -50,12 +48,26 @@ def _imported_modules(path):
 
 
 @pytest.mark.parametrize("path", ["1_pure_python/main.py", *[
-    f"shared/{p.name}" for p in sorted((REPO_ROOT / "shared").glob("*.py"))
-    if p.name not in ("plotting.py", "diagrams.py")]])  # (the pictures need matplotlib; no stage imports them)
+    f"shared/{p.name}" for p in sorted((REPO_ROOT / "shared").glob("*.py"))]])
 def test_standard_library_only(path):
     outside = {m for m in _imported_modules(REPO_ROOT / path)
                if m not in sys.stdlib_module_names and m != "shared"}
     assert not outside, f"{path} imports {outside}"
+
+
+def test_shared_stands_below_the_chapters():
+    """Floors point one way: nothing in shared/ imports a chapter, the code above the chapters
+    (tools/, report/), or names a stage, a kernel constant or an engine's size. A stage declares
+    what only it knows in its Flags (tests/test_repo.py's plumbing count keeps that short)."""
+    for path in sorted((REPO_ROOT / "shared").glob("*.py")):
+        imported = set(_imported_modules(path)) | {
+            node.module.split(".")[0] for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom) and node.module}
+        assert not imported & {"kernels", "main", "fused_step", "tools", "report", "exercises"}, (path, imported)
+        text = path.read_text()
+        for word in [*STAGES, "TRITON_INTERPRET", "sys.path.insert", "BYTES_PER_VALUE", "ROWS_PER_PROGRAM",
+                     "kernels_per_step"]:
+            assert word not in text, (path.name, word)
 
 
 def test_stage1_trains_without_numpy_or_torch(tmp_path):
@@ -124,8 +136,7 @@ def test_check_pins_compares_triton_with_torchs_requirement(monkeypatch):
     """tools/check_pins.py, offline: a triton pin that differs from what the index's torch
     requires on Linux fails in one line; the same pin passes. (The real check asks the index:
     python tools/check_pins.py.)"""
-    sys.path.insert(0, str(REPO_ROOT / "tools"))
-    import check_pins
+    from tools import check_pins
 
     def fake_index(torch_requires):
         def dry_run(requirements, extra, index_url):
@@ -168,14 +179,65 @@ PLUMBING = re.compile(r"time\.perf_counter|TrainingRun|results\.environment|argp
                       r"grads_by_name|\bprint\(|sys\.exit|UserError")
 
 
+RUN_PLUMBING = {"phase", "timed", "log", "note", "warm_up", "log_launch"}  # what a step protocol call does
+# (run.batches() and run.each_step() are the training loop itself, as microgpt's `for step in range(...)`)
+
+
+def plumbing_lines(source: str) -> dict[int, str]:
+    """{line number: kind} of every line of a program that is not its lesson, by kind: the path
+    set-up, the import of the runner, the FLAGS declaration, the `__main__` guard and its call,
+    and each statement that talks to the run (the `with` line of a timed phase, a whole
+    `run.log(...)` call)."""
+    tree = ast.parse(source)
+    lines = {}
+
+    def mark(node, kind, header_only=False):
+        for n in range(node.lineno, (node.lineno if header_only else node.end_lineno) + 1):
+            lines[n] = kind
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "shared" and {a.name for a in node.names} & {
+                "program", "runner"}:
+            mark(node, "the runner's import")
+        elif isinstance(node, ast.Expr) and "sys.path.insert" in ast.unparse(node):
+            mark(node, "the path")
+        elif isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "FLAGS" for t in node.targets):
+            mark(node, "FLAGS")
+        elif isinstance(node, ast.If) and "__name__" in ast.unparse(node.test):
+            mark(node, "the __main__ guard")
+        elif isinstance(node, ast.With) and any(
+                isinstance(item.context_expr, ast.Call) and ast.unparse(item.context_expr.func).startswith("run.")
+                for item in node.items):
+            mark(node, "a timed phase", header_only=True)
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and \
+                ast.unparse(node.value.func) in {f"run.{name}" for name in RUN_PLUMBING}:
+            mark(node, "a call to the run")
+    code = {n for n, text in enumerate(source.splitlines(), start=1) if text.strip() and
+            not text.strip().startswith("#")}
+    return {n: kind for n, kind in lines.items() if n in code}
+
+
 @pytest.mark.parametrize("program", [*(f"{stage}/main.py" for stage in STAGES), "4_triton/fused_step.py"])
 def test_a_program_holds_its_lesson_and_the_runner_the_plumbing(program):
-    """No timers, results file, environment capture, argument parsing, device syncs, prints,
-    exits or error handling in a chapter's program: shared/runner.py owns them. Each program
-    hands the runner a train(run) and a sample(...)."""
+    """A chapter's program is its lesson: at most 10 lines of it are anything else, counted by
+    kind (plumbing_lines), and it has no timers, results file, environment capture, argument
+    parsing, device syncs, prints, exits or error handling of its own: shared/runner.py and its
+    neighbours own them. Each program hands the runner a train(run) and a sample(...)."""
     source = (REPO_ROOT / program).read_text()
     assert not PLUMBING.findall(source), PLUMBING.findall(source)
-    tree = ast.parse(source)
-    functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
-    assert {"train", "sample"} <= functions
+    other = plumbing_lines(source)
+    assert len(other) <= 10, sorted(other.items())
+    namespace = {node.name for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)} | {
+        t.id for node in ast.parse(source).body if isinstance(node, ast.Assign) for t in node.targets
+        if isinstance(t, ast.Name)}
+    assert {"train", "sample"} <= namespace
     assert "runner.main(__file__, FLAGS, train, sample)" in source
+
+
+def test_the_plumbing_count_sees_what_it_counts():
+    """The count above is not a word search: a program with more runner calls counts more lines."""
+    source = (REPO_ROOT / "2_numpy" / "main.py").read_text()
+    more = source.replace("        run.log(loss.data, graph_nodes=graph_nodes)",
+                          "        run.note(extra=1)\n        run.log(loss.data,\n"
+                          "                graph_nodes=graph_nodes)")
+    assert len(plumbing_lines(more)) == len(plumbing_lines(source)) + 2

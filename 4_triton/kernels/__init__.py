@@ -15,21 +15,13 @@ buffer (every weight is used once per step, so there is nothing to add to) and h
 autograd `None` for it -- the "gradient accumulation fusion" of Megatron-LM -- so Adam can
 update all 4,192 parameters in one launch with no copies.
 
-Importing this package decides how the kernels run. Triton reads TRITON_INTERPRET once,
-when it is first imported, so the choice is made here, before any kernel file imports it:
-compiled for the GPU where there is a CUDA GPU, else through Triton's CPU interpreter
-(which emulates every program with NumPy). TRITON_INTERPRET=1 or 0 in the environment
-overrides the choice.
+Where the kernels run -- compiled for a CUDA GPU, or through Triton's CPU interpreter, which
+emulates every program with NumPy -- is decided by `backend.choose()`, which every kernel file
+calls before it imports Triton. Tile sizes and how a batch is shared among programs are
+decided in `launch.py`. This package itself imports neither Triton nor PyTorch: it holds what
+the runner asks of stage 4 (its size limits, the memory its partial sums take) and the count
+of a step's launches.
 """
-
-import os
-import sys
-
-import torch
-
-REQUESTED = os.environ.get("TRITON_INTERPRET", "")
-INTERPRET = REQUESTED == "1" if REQUESTED in ("0", "1") else not torch.cuda.is_available()
-os.environ["TRITON_INTERPRET"] = "1" if INTERPRET else "0"
 
 
 def kernels_per_step(n_layer: int, batch_size: int = 1, block_size: int = 16) -> int:
@@ -42,7 +34,7 @@ def kernels_per_step(n_layer: int, batch_size: int = 1, block_size: int = 16) ->
     lm_head's dx and dW, the first rmsnorm, embedding) and Adam. A batch of more rows than
     one program sums (kernels/partials.py) adds an ordered sum of partials after each weight
     gradient that sums over the rows: every matmul's dW and the embedding's, 4 per layer + 2."""
-    from kernels.partials import split
+    from kernels.launch import split
 
     reductions = 4 * n_layer + 2 if split(batch_size * block_size) > 1 else 0
     return 11 + 18 * n_layer + reductions
@@ -55,8 +47,9 @@ def check_sizes(args, parser) -> None:
     """Refuse, as a usage error, sizes a kernel cannot hold. The attention kernels keep a head's
     (T, T, head_dim) products in one program, T and head_dim padded to powers of two; and every
     kernel indexes its activations with 32-bit integers."""
-    head_dim = args.n_embd // args.n_head
-    T, D = 1 << (args.block_size - 1).bit_length(), 1 << (head_dim - 1).bit_length()
+    from kernels.launch import block
+
+    T, D = block(args.block_size), block(args.n_embd // args.n_head)
     if T * T * D > MAX_TILE:
         parser.error(f"stage 4's attention kernel holds a head's T x T x head_dim products in one program, here "
                      f"{T} x {T} x {D} (padded to powers of two), and Triton allows {MAX_TILE:,}; use a shorter "
@@ -67,17 +60,35 @@ def check_sizes(args, parser) -> None:
                      f"{args.batch_size} makes one of {largest:,} numbers (over 2^31); use a smaller --batch-size")
 
 
-def triton_missing() -> str:
-    """One line for a machine without Triton: why, and where each stage runs instead.
-    (This package's kernel files import Triton; this module does not, so it can say so.)"""
-    where = ("stage 4 runs on Linux, through Triton's CPU interpreter on any machine or compiled on an NVIDIA "
-             "GPU (pip install -r requirements.txt installs Triton there)")
-    if sys.platform == "darwin":
-        return f"error: Triton has no macOS build, so stage 4 cannot run on this Mac; stages 1-3 run here, and {where}"
-    if sys.platform == "win32":
-        return ("error: stage 4 needs Triton, which is not installed; on Windows it is the triton-windows package: "
-                "pip install triton-windows (stages 1-3 run without it)")
-    return f"error: stage 4 needs Triton, which is not installed; stages 1-3 run without it, and {where}"
+def check_fused_sizes(args, parser) -> None:
+    """What the one-kernel step (fused_step.py) can hold, refused as a usage error: SPEC.md's
+    one-layer model only, widths that are powers of two >= 16 (it unrolls the model on tl.dot
+    tiles), a run's documents counted in 32 bits, and one program for a whole-run launch."""
+    if args.programs is not None and args.programs <= 0:
+        parser.error("--programs must be positive")
+    if args.launch == "run" and (args.programs or 1) != 1:
+        parser.error("--launch run is one program (no barrier crosses programs); drop --programs")
+    if args.n_layer != 1:
+        parser.error("the one-kernel step implements SPEC.md's one-layer model; use 4_triton/main.py "
+                     "for --n-layer > 1")
+    if args.steps * args.batch_size >= 2**31:
+        parser.error(f"the one-kernel step counts a run's documents with 32-bit integers: --steps x --batch-size "
+                     f"must stay below 2^31, got {args.steps * args.batch_size:,}")
+    for flag in ("n_embd", "block_size"):
+        value = getattr(args, flag)
+        if value < 16 or value & (value - 1):
+            parser.error(f"the one-kernel step needs --{flag.replace('_', '-')} to be a power of two >= 16, "
+                         f"got {value}; use 4_triton/main.py for other sizes")
+
+
+def partial_sums_bytes(config, batch_size: int, itemsize: int) -> int:
+    """Memory for the partial sums of a large batch's weight gradients (kernels/partials.py):
+    up to MAX_SPLIT copies of the largest gradient, at once (shared/memory.py adds this)."""
+    from kernels.launch import split
+
+    C, T, V = config.n_embd, config.block_size, config.vocab_size
+    copies = split(batch_size * T)
+    return 0 if copies == 1 else copies * max(4 * C * C, V * C, (V + T) * C) * itemsize
 
 
 def run_on_its_own(name: str, check, bench, tolerance: float = 1e-5) -> int:
@@ -99,9 +110,3 @@ def run_on_its_own(name: str, check, bench, tolerance: float = 1e-5) -> int:
         line += f"; one call, launch included: ours {times['triton_us']:.1f} µs, PyTorch {theirs:.1f} µs"
     print(line)
     return 0 if ok else 1
-
-
-try:
-    import triton  # noqa: F401  (the first import of Triton: TRITON_INTERPRET is decided above)
-except ImportError:
-    sys.exit(triton_missing())

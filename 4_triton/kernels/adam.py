@@ -10,18 +10,19 @@ buffer rather than passed as arguments, so a captured CUDA graph can replay the 
 launch at every step: the host writes the new scalars into the buffer before replay.
 """
 
-import os
 import sys
 from pathlib import Path
 
-import torch
+if __package__ in (None, ""):  # run on its own: python 4_triton/kernels/adam.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # 4_triton/, for kernels/
+from kernels import backend  # noqa: E402
 
-if __name__ == "__main__" and not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")  # run on its own without a GPU: through Triton's interpreter
+backend.choose()  # before Triton loads: compiled on a CUDA GPU, else Triton's CPU interpreter
+import torch  # noqa: E402
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
-BLOCK = 1024
+from kernels.launch import FLAT  # noqa: E402
 
 
 def adam_reference(p, g, m, v, lr_t, bias1, bias2, beta1, beta2, eps):
@@ -63,7 +64,7 @@ def adam_kernel(
 
 def adam_step(p, g, m, v, scalars, beta1, beta2, eps):
     N = p.numel()
-    adam_kernel[(triton.cdiv(N, BLOCK),)](p, g, m, v, scalars, N, beta1, beta2, eps, BLOCK=BLOCK)
+    adam_kernel[(triton.cdiv(N, FLAT),)](p, g, m, v, scalars, N, beta1, beta2, eps, BLOCK=FLAT)
 
 
 def bench(N=4192, device="cuda"):
@@ -92,7 +93,6 @@ def check(device):
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from kernels import run_on_its_own
 
     sys.exit(run_on_its_own("adam", check, bench))

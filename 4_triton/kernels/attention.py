@@ -15,17 +15,20 @@ D = 4 is below tl.dot's minimum of 16, so the small products are broadcast-multi
 sum: q[:, None, :] * k[None, :, :] summed over D is q k^T.
 """
 
-import os
 import sys
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
+if __package__ in (None, ""):  # run on its own: python 4_triton/kernels/attention.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # 4_triton/, for kernels/
+from kernels import backend  # noqa: E402
 
-if __name__ == "__main__" and not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")  # run on its own without a GPU: through Triton's interpreter
+backend.choose()  # before Triton loads: compiled on a CUDA GPU, else Triton's CPU interpreter
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
+
+from kernels.launch import block, ensure_contiguous  # noqa: E402
 
 
 def attention_reference(qkv, n_head):
@@ -121,7 +124,7 @@ def attention_forward(qkv, n_head):
     y = torch.empty((*qkv.shape[:-1], C), device=qkv.device, dtype=qkv.dtype)
     lse = torch.empty((B, n_head, T), device=qkv.device, dtype=qkv.dtype)
     attention_fwd_kernel[(B, n_head)](qkv, y, lse, T, C, n_head, D=D,
-                                      BLOCK_T=triton.next_power_of_2(T), BLOCK_D=triton.next_power_of_2(D))
+                                      BLOCK_T=block(T), BLOCK_D=block(D))
     return y, lse
 
 
@@ -129,7 +132,7 @@ def attention_backward(qkv, y, lse, g, n_head):
     B, T, C, D = _shape(qkv, n_head)
     dqkv = torch.empty_like(qkv)
     attention_bwd_kernel[(B, n_head)](qkv, y, lse, g, dqkv, T, C, n_head, D=D,
-                                      BLOCK_T=triton.next_power_of_2(T), BLOCK_D=triton.next_power_of_2(D))
+                                      BLOCK_T=block(T), BLOCK_D=block(D))
     return dqkv
 
 
@@ -138,6 +141,7 @@ class CausalAttention(torch.autograd.Function):
     Forward saves qkv, y and the log-sum-exp of each row; backward recomputes P from them."""
 
     @staticmethod
+    @ensure_contiguous
     def forward(ctx, qkv, n_head):
         y, lse = attention_forward(qkv, n_head)
         ctx.save_for_backward(qkv, y, lse)
@@ -145,9 +149,10 @@ class CausalAttention(torch.autograd.Function):
         return y
 
     @staticmethod
+    @ensure_contiguous
     def backward(ctx, g):
         qkv, y, lse = ctx.saved_tensors
-        return attention_backward(qkv, y, lse, g.contiguous(), ctx.n_head), None
+        return attention_backward(qkv, y, lse, g, ctx.n_head), None
 
 
 def bench(T=16, n_head=4, head_dim=4, device="cuda"):
@@ -171,7 +176,6 @@ def check(device):
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from kernels import run_on_its_own
 
     sys.exit(run_on_its_own("attention", check, bench))

@@ -18,17 +18,20 @@ they get probability zero and no gradient. Rows at or past a document's n (its p
 contribute neither loss nor gradient.
 """
 
-import os
 import sys
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
+if __package__ in (None, ""):  # run on its own: python 4_triton/kernels/cross_entropy.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # 4_triton/, for kernels/
+from kernels import backend  # noqa: E402
 
-if __name__ == "__main__" and not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")  # run on its own without a GPU: through Triton's interpreter
+backend.choose()  # before Triton loads: compiled on a CUDA GPU, else Triton's CPU interpreter
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
+
+from kernels.launch import block, ensure_contiguous, flat_block  # noqa: E402
 
 
 def cross_entropy_reference(logits, targets):
@@ -116,20 +119,17 @@ def cross_entropy_forward(logits, targets, n):
     loss_sums = torch.empty(B, device=logits.device, dtype=logits.dtype)
     d_logits = torch.empty_like(logits)
     cross_entropy_fwd_kernel[(B,)](logits, targets, n, loss_sums, d_logits, T, V,
-                                   BLOCK_T=triton.next_power_of_2(T), BLOCK_V=triton.next_power_of_2(V))
+                                   BLOCK_T=block(T), BLOCK_V=block(V))
     cross_entropy_mean_kernel[(1,)](loss_sums, n, loss, count, B,
-                                    BLOCK_B=min(1024, triton.next_power_of_2(B)))
+                                    BLOCK_B=flat_block(B))
     return loss, d_logits, count
-
-
-BLOCK_BACKWARD = 1024
 
 
 def cross_entropy_backward(d_logits, g, count):
     """The gradient the forward stored, scaled by g / count."""
     numel = d_logits.numel()
     out = torch.empty_like(d_logits)
-    block = min(BLOCK_BACKWARD, triton.next_power_of_2(numel))
+    block = flat_block(numel)
     cross_entropy_bwd_kernel[(triton.cdiv(numel, block),)](d_logits, g, count, out, numel, BLOCK=block)
     return out
 
@@ -138,15 +138,17 @@ class CrossEntropy(torch.autograd.Function):
     """Mean cross-entropy over the real rows of a batch; backward only scales what forward stored."""
 
     @staticmethod
+    @ensure_contiguous
     def forward(ctx, logits, targets, n):
         loss, d_logits, count = cross_entropy_forward(logits, targets, n)
         ctx.save_for_backward(d_logits, count)
         return loss[0]
 
     @staticmethod
+    @ensure_contiguous
     def backward(ctx, g):
         d_logits, count = ctx.saved_tensors
-        return cross_entropy_backward(d_logits, g.reshape(1).contiguous(), count), None, None
+        return cross_entropy_backward(d_logits, g.reshape(1), count), None, None
 
 
 def bench(T=16, V=27, device="cuda"):
@@ -174,7 +176,6 @@ def check(device):
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from kernels import run_on_its_own
 
     sys.exit(run_on_its_own("cross_entropy", check, bench))

@@ -10,29 +10,24 @@ share of the batch that picked it (a large batch is shared among several program
 partial sums are then added in order), so there are no atomics and no zeroing.
 """
 
-import os
 import sys
 from pathlib import Path
 
-import torch
+if __package__ in (None, ""):  # run on its own: python 4_triton/kernels/embedding.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # 4_triton/, for kernels/
+from kernels import backend  # noqa: E402
 
-if __name__ == "__main__" and not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")  # run on its own without a GPU: through Triton's interpreter
+backend.choose()  # before Triton loads: compiled on a CUDA GPU, else Triton's CPU interpreter
+import torch  # noqa: E402
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
-if __package__ in (None, ""):  # run on its own: `python 4_triton/kernels/embedding.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from kernels.partials import split, sum_partials  # noqa: E402
+from kernels.launch import block, ensure_contiguous, row_block, split_rows  # noqa: E402
+from kernels.partials import sum_partials  # noqa: E402
 
 
 def embedding_reference(tokens, wte, wpe):
     return wte[tokens] + wpe[:tokens.shape[-1]]
-
-
-def _rows(M):
-    """Rows per program: the whole array when it is small, else tiles of 64 rows."""
-    return min(64, triton.next_power_of_2(M))
 
 
 @triton.jit
@@ -97,24 +92,21 @@ def embedding_forward(tokens, wte, wpe):
     """tokens (..., T) int32 -> x (..., T, C): any leading shape, e.g. (B, T) or (T,)."""
     M, T, C = tokens.numel(), tokens.shape[-1], wte.shape[1]
     x = torch.empty((*tokens.shape, C), device=wte.device, dtype=wte.dtype)
-    embedding_fwd_kernel[(triton.cdiv(M, _rows(M)),)](tokens, wte, wpe, x, M, T, C, BLOCK_M=_rows(M),
-                                                      BLOCK_C=triton.next_power_of_2(C))
+    embedding_fwd_kernel[(triton.cdiv(M, row_block(M)),)](tokens, wte, wpe, x, M, T, C, BLOCK_M=row_block(M),
+                                                          BLOCK_C=block(C))
     return x
 
 
 def embedding_backward(tokens, n, g, d_wte, d_wpe):
     """n: (B,) int32 lengths, one per document. Writes d_wte and d_wpe."""
-    assert all(t.is_contiguous() for t in (tokens, n, g, d_wte, d_wpe)), "the kernel indexes contiguous memory"
     M, T, C = tokens.numel(), tokens.shape[-1], g.shape[-1]
     V, block_size = d_wte.shape[0], d_wpe.shape[0]
-    programs = split(M)
-    block_m = _rows(M)
-    rows = triton.cdiv(triton.cdiv(M, programs), block_m) * block_m  # whole row tiles per program
-    programs = triton.cdiv(M, rows)
+    block_m = row_block(M)
+    programs, rows = split_rows(M, block_m)  # a large batch's rows shared among programs
     partials = None if programs == 1 else torch.empty((programs, V + block_size, C), device=g.device, dtype=g.dtype)
     embedding_bwd_kernel[(V + block_size, programs)](
         tokens, n, g, d_wte if partials is None else partials, d_wpe, M, T, C, V, rows,
-        PARTIALS=partials is not None, BLOCK_M=block_m, BLOCK_C=triton.next_power_of_2(C))
+        PARTIALS=partials is not None, BLOCK_M=block_m, BLOCK_C=block(C))
     if partials is not None:
         sum_partials(partials, d_wte, d_wpe)
 
@@ -123,15 +115,17 @@ class Embedding(torch.autograd.Function):
     """x = wte[tokens] + wpe[:T]; backward writes d_wte, d_wpe (weights get None)."""
 
     @staticmethod
+    @ensure_contiguous
     def forward(ctx, tokens, n, wte, wpe, d_wte, d_wpe):
         ctx.save_for_backward(tokens, n)
         ctx.grads = (d_wte, d_wpe)
         return embedding_forward(tokens, wte, wpe)
 
     @staticmethod
+    @ensure_contiguous
     def backward(ctx, g):
         tokens, n = ctx.saved_tensors
-        embedding_backward(tokens, n, g.contiguous(), *ctx.grads)
+        embedding_backward(tokens, n, g, *ctx.grads)
         return None, None, None, None, None, None
 
 
@@ -164,7 +158,6 @@ def check(device):
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from kernels import run_on_its_own
 
     sys.exit(run_on_its_own("embedding", check, bench))

@@ -13,30 +13,26 @@ has B * T rows (T = 16), n_in is 16 or 64 and n_out 16, 48, 64 or 27, so tiles a
 PyTorch's float32 run.
 """
 
-import os
 import sys
 from pathlib import Path
 
-import torch
+if __package__ in (None, ""):  # run on its own: python 4_triton/kernels/linear.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # 4_triton/, for kernels/
+from kernels import backend  # noqa: E402
 
-if __name__ == "__main__" and not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")  # run on its own without a GPU: through Triton's interpreter
+backend.choose()  # before Triton loads: compiled on a CUDA GPU, else Triton's CPU interpreter
+import torch  # noqa: E402
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
-if __package__ in (None, ""):  # run on its own: `python 4_triton/kernels/linear.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from kernels.partials import split, sum_partials  # noqa: E402
+from kernels.launch import ensure_contiguous, matmul_tiles, split_rows  # noqa: E402
+from kernels.partials import sum_partials  # noqa: E402
 
 
 def linear_reference(x, w, residual=None, relu=False):
     y = x @ w.T
     y = torch.relu(y) if relu else y
     return y if residual is None else residual + y
-
-
-def _block(n):
-    return max(16, triton.next_power_of_2(n))
 
 
 @triton.jit
@@ -127,11 +123,6 @@ def linear_bwd_dw_kernel(
     tl.store(out + ns[:, None] * K + ks[None, :], dw, mask=(ns[:, None] < N) & (ks[None, :] < K))
 
 
-def _tiles(M, N, K):
-    """Tile sizes: up to 64 in each dimension, at least 16 (tl.dot's minimum)."""
-    return min(_block(M), 64), min(_block(N), 64), min(_block(K), 64)
-
-
 def linear_forward(x, w, residual=None, relu=False):
     """x (..., K) -> y (..., N), any leading shape: (B, T, K) rows are B * T rows."""
     # Backward reads the ReLU mask off the saved output (y > 0), which a residual added
@@ -141,7 +132,7 @@ def linear_forward(x, w, residual=None, relu=False):
     K, N = x.shape[-1], w.shape[0]
     M = x.numel() // K
     y = torch.empty((*x.shape[:-1], N), device=x.device, dtype=x.dtype)
-    block_m, block_n, block_k = _tiles(M, N, K)
+    block_m, block_n, block_k = matmul_tiles(M, N, K)
     linear_fwd_kernel[(triton.cdiv(M, block_m), triton.cdiv(N, block_n))](
         x, w, y if residual is None else residual, y, M, N, K, RELU=relu, HAS_RESIDUAL=residual is not None,
         BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k)
@@ -150,18 +141,15 @@ def linear_forward(x, w, residual=None, relu=False):
 
 def linear_backward(g, x, w, y, dw, relu=False):
     """dL/dx (returned) and dL/dW (written into `dw`)."""
-    assert all(t.is_contiguous() for t in (g, x, w, y, dw)), "the kernels index rows as contiguous memory"
     K, N = x.shape[-1], w.shape[0]
     M = x.numel() // K
     dx = torch.empty_like(x)
-    block_m, block_n, block_k = _tiles(M, N, K)
+    block_m, block_n, block_k = matmul_tiles(M, N, K)
     linear_bwd_dx_kernel[(triton.cdiv(M, block_m), triton.cdiv(K, block_k))](
         g, y, w, dx, M, N, K, RELU=relu, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k)
-    # dW sums all M rows: one program per (N, K) tile while M fits ROWS_PER_PROGRAM, else S
+    # dW sums all M rows: one program per (N, K) tile while M is small, else S
     # programs per tile, each over its own rows, and an ordered sum of their partials.
-    programs = split(M)
-    rows = triton.cdiv(triton.cdiv(M, programs), block_m) * block_m  # whole row tiles per program
-    programs = triton.cdiv(M, rows)
+    programs, rows = split_rows(M, block_m)
     partials = dw if programs == 1 else torch.empty((programs, *dw.shape), device=dw.device, dtype=dw.dtype)
     linear_bwd_dw_kernel[(triton.cdiv(N, block_n), triton.cdiv(K, block_k), programs)](
         g, y, x, partials, M, N, K, rows, RELU=relu, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k)
@@ -174,6 +162,7 @@ class Linear(torch.autograd.Function):
     """y = act(x W^T) (+ residual); backward writes dW into `dw` and returns None for W."""
 
     @staticmethod
+    @ensure_contiguous
     def forward(ctx, x, w, dw, residual=None, relu=False):
         y = linear_forward(x, w, residual, relu)
         ctx.save_for_backward(x, w, y)
@@ -181,9 +170,9 @@ class Linear(torch.autograd.Function):
         return y
 
     @staticmethod
+    @ensure_contiguous
     def backward(ctx, g):
         x, w, y = ctx.saved_tensors
-        g = g.contiguous()
         dx = linear_backward(g, x, w, y, ctx.dw, ctx.relu)
         return dx, None, None, (g if ctx.has_residual else None), None
 
@@ -215,7 +204,6 @@ def check(device):
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from kernels import run_on_its_own
 
     sys.exit(run_on_its_own("linear", check, bench, tolerance=1e-4))  # sums of up to 64 products of size ~1

@@ -3,42 +3,46 @@
 A weight's gradient is a sum over every row of the batch (B * T of them). One program per
 gradient tile walking all the rows is fine at B = 1 (16 rows), but at B = 4096 a single
 program walks 65,536 rows while the rest of the GPU waits. So the launchers split the rows
-into chunks of ROWS_PER_PROGRAM: program p sums chunk p into its own slice of a partials
-buffer, and `sum_partials_kernel` adds the slices in order 0, 1, 2, ... -- no atomics, so the
-sum is the same bits on every run. Triton's layer-norm tutorial also sums a weight gradient
-in parts, but has groups of programs add into shared buffers under a lock, in whatever order
-they arrive; here each program has its slice, and the order is fixed (as in fused_step.py's
-`reduce_adam_kernel`). While the batch fits in one chunk there is one
-program per tile and no second kernel, exactly as before.
+into chunks (kernels/launch.py's `split_rows` decides how): program p sums chunk p into its
+own slice of a partials buffer, and `sum_partials_kernel` adds the slices in order 0, 1, 2,
+... -- no atomics, so the sum is the same bits on every run. Triton's layer-norm tutorial
+also sums a weight gradient in parts, but has groups of programs add into shared buffers
+under a lock, in whatever order they arrive; here each program has its slice, and the order
+is fixed. `ordered_sum` is that one sum, also used by the one-kernel step's reduction
+(fused_step.py). While the batch fits in one chunk there is one program per tile and no
+second kernel.
 
 Naive PyTorch: `partials.sum(0)`, which is one kernel too; ours writes straight into the
 flat gradient buffer (two outputs, so the embedding's two tables need one launch).
 """
 
-import os
 import sys
 from pathlib import Path
 
-import torch
+if __package__ in (None, ""):  # run on its own: python 4_triton/kernels/partials.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # 4_triton/, for kernels/
+from kernels import backend  # noqa: E402
 
-if __name__ == "__main__" and not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")  # run on its own without a GPU: through Triton's interpreter
+backend.choose()  # before Triton loads: compiled on a CUDA GPU, else Triton's CPU interpreter
+import torch  # noqa: E402
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
-# The one place that decides how a batch's rows are shared among programs.
-ROWS_PER_PROGRAM = 256  # rows of the batch one program sums for a weight gradient
-MAX_SPLIT = 1024  # at most this many partial sums per gradient (beyond it, chunks grow)
-BLOCK_SUM = 1024  # gradient elements per program of the reduction
-
-
-def split(rows: int) -> int:
-    """How many programs share `rows` rows of a batch: 1 up to ROWS_PER_PROGRAM rows."""
-    return min(MAX_SPLIT, triton.cdiv(rows, ROWS_PER_PROGRAM))
+from kernels.launch import FLAT  # noqa: E402
 
 
 def partials_reference(partials):
     return partials.sum(0)
+
+
+@triton.jit
+def ordered_sum(partials_ptr, offsets, mask, S, N):
+    """Elements `offsets` of the sum of S rows of N (rows at partials_ptr + p * N), added in the
+    order 0, 1, 2, ...: the same bits on every run."""
+    total = tl.load(partials_ptr + offsets, mask=mask, other=0.0)
+    for p in range(1, S):
+        total += tl.load(partials_ptr + p * N + offsets, mask=mask, other=0.0)
+    return total
 
 
 @triton.jit
@@ -51,19 +55,16 @@ def sum_partials_kernel(
 ):
     offsets = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offsets < N
-    total = tl.load(partials_ptr + offsets, mask=mask, other=0.0)
-    for p in range(1, S):  # in order: the same sum on every run
-        total += tl.load(partials_ptr + p * N + offsets, mask=mask, other=0.0)
+    total = ordered_sum(partials_ptr, offsets, mask, S, N)
     tl.store(out_a_ptr + offsets, total, mask=offsets < N_A)
     tl.store(out_b_ptr + offsets - N_A, total, mask=mask & (offsets >= N_A))
 
 
 def sum_partials(partials, out_a, out_b=None):
     """out_a (then out_b) = partials.sum(0), added in a fixed order. partials (S, N) contiguous."""
-    assert partials.is_contiguous() and out_a.is_contiguous() and (out_b is None or out_b.is_contiguous())
     S, N = partials.shape[0], partials[0].numel()
-    sum_partials_kernel[(triton.cdiv(N, BLOCK_SUM),)](partials, out_a, out_a if out_b is None else out_b, S, N,
-                                                      out_a.numel(), BLOCK=BLOCK_SUM)
+    sum_partials_kernel[(triton.cdiv(N, FLAT),)](partials, out_a, out_a if out_b is None else out_b, S, N,
+                                                 out_a.numel(), BLOCK=FLAT)
 
 
 def bench(S=64, N=1024, device="cuda"):
@@ -85,7 +86,6 @@ def check(device):
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from kernels import run_on_its_own
 
     sys.exit(run_on_its_own("partials", check, bench, tolerance=1e-4))

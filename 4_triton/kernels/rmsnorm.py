@@ -13,16 +13,19 @@ residual add consumes that, and the backward kernel adds the two gradients as it
 `RMSNorm` is the plain norm, for where the input feeds nothing else.
 """
 
-import os
 import sys
 from pathlib import Path
 
-import torch
+if __package__ in (None, ""):  # run on its own: python 4_triton/kernels/rmsnorm.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # 4_triton/, for kernels/
+from kernels import backend  # noqa: E402
 
-if __name__ == "__main__" and not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")  # run on its own without a GPU: through Triton's interpreter
+backend.choose()  # before Triton loads: compiled on a CUDA GPU, else Triton's CPU interpreter
+import torch  # noqa: E402
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
+
+from kernels.launch import block, ensure_contiguous, row_block  # noqa: E402
 
 EPS = 1e-5
 
@@ -30,8 +33,8 @@ EPS = 1e-5
 def launch(M, C):
     """Grid and tile sizes of every launch here: a program normalizes up to 64 whole rows
     (rows are independent, so the batch's B * T rows are simply split among programs)."""
-    block_m = min(64, triton.next_power_of_2(M))
-    return (triton.cdiv(M, block_m),), {"BLOCK_M": block_m, "BLOCK_C": triton.next_power_of_2(C)}
+    block_m = row_block(M)
+    return (triton.cdiv(M, block_m),), {"BLOCK_M": block_m, "BLOCK_C": block(C)}
 
 
 def rmsnorm_reference(x, eps=EPS):
@@ -109,15 +112,17 @@ class RMSNorm(torch.autograd.Function):
     """rmsnorm(x), for an input that feeds nothing else."""
 
     @staticmethod
+    @ensure_contiguous
     def forward(ctx, x):
         y, r = rmsnorm_forward(x)
         ctx.save_for_backward(x, r)
         return y
 
     @staticmethod
+    @ensure_contiguous
     def backward(ctx, g):
         x, r = ctx.saved_tensors
-        return rmsnorm_backward(x, r, g.contiguous())
+        return rmsnorm_backward(x, r, g)
 
 
 class RMSNormWithResidual(torch.autograd.Function):
@@ -125,6 +130,7 @@ class RMSNormWithResidual(torch.autograd.Function):
     block, so both of its gradients meet in one backward kernel instead of an autograd add."""
 
     @staticmethod
+    @ensure_contiguous
     def forward(ctx, x):
         y, r = rmsnorm_forward(x)
         ctx.save_for_backward(x, r)
@@ -132,12 +138,12 @@ class RMSNormWithResidual(torch.autograd.Function):
         return y, x.view_as(x)
 
     @staticmethod
+    @ensure_contiguous
     def backward(ctx, g, g_residual):
         x, r = ctx.saved_tensors
-        g_residual = None if g_residual is None else g_residual.contiguous()
         if g is None:  # only the residual copy was used
             return g_residual
-        return rmsnorm_backward(x, r, g.contiguous(), g_residual)
+        return rmsnorm_backward(x, r, g, g_residual)
 
 
 def bench(T=16, C=16, device="cuda"):
@@ -161,7 +167,6 @@ def check(device):
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from kernels import run_on_its_own
 
     sys.exit(run_on_its_own("rmsnorm", check, bench))

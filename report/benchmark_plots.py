@@ -1,10 +1,10 @@
 """The figures of the top-level README, drawn from committed benchmark results only.
 
-    python benchmarks/plots.py
+    python -m report.benchmark_plots
 
 Reads the newest full CPU benchmark and GPU benchmark in benchmarks/results/, the scaling
 sweeps and the newest batch sweep, and writes loss_curves.png, step_time.png, scaling.png and
-batch_throughput.png beside this file.
+batch_throughput.png into benchmarks/
 """
 
 import json
@@ -18,10 +18,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib import transforms  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from shared import plotting  # noqa: E402
+from report import plotting  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent.parent / "benchmarks"  # the figures go beside the benchmarks they draw
 RESULTS = HERE / "results"
 
 

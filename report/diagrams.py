@@ -1,7 +1,7 @@
 """The chapters' pictures, drawn from the code they explain, so they stay true when it changes.
 
-    python -m shared.diagrams            # redraws every picture into its chapter's folder
-    python -m shared.diagrams --out DIR  # ... into DIR instead (the tests do this)
+    python -m report.diagrams            # redraws every picture into its chapter's folder
+    python -m report.diagrams --out DIR  # ... into DIR instead (the tests do this)
 
 - forward_pass.png (chapter 1): microgpt's forward pass for one position, each box naming
   the function of 1_pure_python/main.py that does it, sizes from SPEC.md's configuration.
@@ -23,9 +23,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle  # noqa: E402
 
-from shared import dataset, stages  # noqa: E402
-from shared.tokenizer import Tokenizer  # noqa: E402
-from shared.weights import GPTConfig, init_run  # noqa: E402
+from shared.weights import GPTConfig, init_run, spec_run  # noqa: E402, F401  (spec_run: the tests' way too)
+from tools import stages  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BOX = dict(boxstyle="round,pad=0.02,rounding_size=0.08", linewidth=1.2)
@@ -33,17 +32,8 @@ COLORS = {"embed": "#dbe9f6", "norm": "#fde7c8", "attn": "#e3f1dd", "mlp": "#f3d
 
 
 def load_stage(stage: str):
-    """A stage's main.py as a module (shared/stages.py); its folder on the path for its imports."""
-    sys.path.insert(0, str(REPO_ROOT / stage))
+    """A stage's main.py as a module (tools/stages.py)."""
     return stages.load(stage)
-
-
-def spec_run() -> tuple[Tokenizer, GPTConfig, list[str], dict]:
-    docs = dataset.load_docs(dataset.resolve_data_path())
-    tokenizer = Tokenizer.from_docs(docs)
-    config = GPTConfig(vocab_size=tokenizer.vocab_size)
-    docs, state, _ = init_run(docs, config, 42)
-    return tokenizer, config, docs, state
 
 
 # ---------------------------------------------------------------------------- chapter 1
@@ -224,10 +214,13 @@ def graph(out: Path) -> Path:
 
 def grid(out: Path) -> Path:
     """Two launches' programs laid over the activations they write: linear_fwd_kernel for fc1
-    (rows of every document together, tiles from kernels/linear.py's _tiles) and the attention
-    kernel (one program per document and head, its grid in kernels/attention.py)."""
-    sys.path.insert(0, str(REPO_ROOT / "4_triton"))
-    from kernels.linear import _tiles
+    (rows of every document together, tiles from kernels/launch.py's matmul_tiles) and the
+    attention kernel (one program per document and head, its grid in kernels/attention.py)."""
+    stages.folder("4_triton")
+    from kernels import backend
+
+    backend.choose()  # (kernels/launch.py imports Triton)
+    from kernels.launch import matmul_tiles
 
     c = GPTConfig()
     T, C, H, D, N = c.block_size, c.n_embd, c.n_head, c.head_dim, 4 * c.n_embd
@@ -236,7 +229,7 @@ def grid(out: Path) -> Path:
 
     B = 9  # enough rows for several row tiles, the last one part padding
     M = B * T
-    block_m, block_n, _ = _tiles(M, N, C)
+    block_m, block_n, _ = matmul_tiles(M, N, C)
     ax = axes[0]
     for pm in range(-(-M // block_m)):
         for pn in range(-(-N // block_n)):

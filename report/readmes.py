@@ -12,8 +12,8 @@ PATH#STAGE; several paths are joined by commas):
 
 ("vs" adds the speed-up over the second file: the ratio of the two medians.)
 
-`python -m shared.report` rewrites every such block from the results file it names;
-`python -m shared.report --check` exits 1 if any README is out of date (the tests run it).
+`python -m report` rewrites every such block from the results file it names;
+`python -m report --check` exits 1 if any README is out of date (the tests run it).
 """
 
 import re
@@ -288,7 +288,7 @@ def main(argv: list[str]) -> int:
             if "--check" not in argv:
                 path.write_text(new)
     if stale and "--check" in argv:
-        print(f"out of date: {', '.join(map(str, stale))}; run python -m shared.report", file=sys.stderr)
+        print(f"out of date: {', '.join(map(str, stale))}; run python -m report", file=sys.stderr)
         return 1
     return 0
 
