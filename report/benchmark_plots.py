@@ -45,7 +45,7 @@ def main() -> int:
                     color=plotting.color_of(res), label=f"{label} on {machine} ({len(res['losses'])} steps)")
     ax.set(xlabel="step", ylabel=f"loss ({plotting.SMOOTH_WINDOW}-step mean)",
            title="Every stage, every machine: one loss curve")
-    ax.legend(fontsize=8)
+    plotting.legend_below(ax, ncol=2, fontsize=8)
     fig.savefig(HERE / "loss_curves.png", dpi=110, bbox_inches="tight")
 
     # 2. median step time per run, log scale, with speed-ups
@@ -54,7 +54,9 @@ def main() -> int:
     labels = [f"{r['label']} [{'GPU' if r['chain'] == 'gpu' else 'CPU'}]" for r in rows]
     medians = [r["median_step_ms"] for r in rows]
     colors = [plotting.color_of((cpu if r["chain"] == "cpu" else gpu)["runs"][r["label"]][0]) for r in rows]
-    ax.barh(range(len(rows)), medians, color=colors)
+    for i, (ms, color) in enumerate(zip(medians, colors)):  # dots: a bar's length on a log axis says nothing
+        ax.plot([ms], [i], "o", ms=11, color=color)
+        ax.axhline(i, color="#dddddd", lw=0.8, zorder=0)
     ax.set_xscale("log")
     ax.set_yticks(range(len(rows)), labels)
     ax.invert_yaxis()
@@ -69,7 +71,7 @@ def main() -> int:
         ax.text(1.02, i, f"{r['median_step_ms']:.3g} ms{note}", va="center", fontsize=8, transform=beside)
     ax.set_xlim(min(medians) / 2, max(medians) * 2)
     plotting.readable_log_axis(ax.xaxis)
-    ax.set(xlabel="median ms per step (log scale)",
+    ax.set(xlabel="median ms per step (log scale: equal steps are equal ratios)",
            title=f"CPU rows: {cpu['env']['cpu']}, {cpu['env']['cpu_count']} cores. "
                  f"GPU rows: {gpu['env']['device']}. Each group in one sitting.")
     fig.savefig(HERE / "step_time.png", dpi=110, bbox_inches="tight")

@@ -43,6 +43,9 @@ def settings(stage_dir: str, rerun: bool, steps: int) -> tuple[bool, int, Path]:
 _write_figures = False
 
 
+YOURS = "your run"  # a label that starts so is drawn in its own colour and style in every plot
+
+
 def reader_run(stage_dir: str, rerun: bool) -> dict[str, Path]:
     """{label: path} of the reader's own last run of this stage (`<stage>/last_run.json`, what
     `main.py` writes without --out), to plot beside the committed runs; empty if there is none
@@ -50,7 +53,31 @@ def reader_run(stage_dir: str, rerun: bool) -> dict[str, Path]:
     path = REPO_ROOT / stage_dir / "last_run.json"
     if rerun or os.environ.get(FAST_ENV) == "1" or not path.exists():
         return {}
-    return {"your run (last_run.json)": path}
+    return {f"{YOURS} (last_run.json)": path}
+
+
+def load_reader_run(stage_dir: str, rerun: bool) -> dict[str, dict]:
+    """The reader's own last run, loaded, or {} with one line saying why it is left out: a run cut
+    short (Ctrl-C) or a file that is not a results file is never drawn, and never stops the notebook."""
+    runs = {}
+    for label, path in reader_run(stage_dir, rerun).items():
+        try:
+            res = load_results(path)
+            problem = results_problem(res)
+        except Exception as err:  # noqa: BLE001  (whatever is wrong with it, the committed runs are still drawn)
+            problem = str(err)
+        if problem:
+            print(f"your {path.name} is left out of the plots: {problem}")
+        else:
+            runs[label] = res
+    return runs
+
+
+def results_problem(res) -> str | None:
+    """Why a results file cannot be drawn, or None."""
+    from shared.results import validate
+
+    return validate(res)
 
 
 def train_stage(stage_dir: str, out: Path, steps: int, *extra: str) -> Path:
@@ -75,15 +102,16 @@ def smooth(values, window: int = SMOOTH_WINDOW) -> np.ndarray:
 
 
 def plot_losses(ax, runs: dict[str, dict], window: int = SMOOTH_WINDOW) -> None:
-    """Each run's per-step loss, faint, with its moving average on top."""
+    """Each run's per-step loss, faint, with its moving average on top (the reader's own run
+    dashed, in black)."""
     for label, res in runs.items():
-        color = color_of(res)
+        color, style = style_of(label, res)
         steps = np.arange(1, len(res["losses"]) + 1)
         ax.plot(steps, res["losses"], color=color, alpha=0.2, lw=0.8)
-        ax.plot(steps, smooth(res["losses"], window), color=color, lw=2,
-                label=f"{label} ({window}-step mean)")
+        ax.plot(steps, smooth(res["losses"], window), color=color, lw=2, ls=style,
+                label=f"{label} ({window}-step mean; {machine(res)})")
     ax.set(xlabel="step", ylabel="loss (one document)", title="Training loss")
-    ax.legend()
+    legend_below(ax)
 
 
 def plot_loss_difference(ax, runs: dict[str, dict]) -> None:
@@ -94,30 +122,31 @@ def plot_loss_difference(ax, runs: dict[str, dict]) -> None:
     for label, res in others:
         if res["config"].get("steps") != base["config"].get("steps"):
             continue  # another schedule: its losses are not comparable step by step
-        color = color_of(res)
+        color, style = style_of(label, res)
         n = min(len(base["losses"]), len(res["losses"]))
         diff = np.abs(np.subtract(res["losses"][:n], base["losses"][:n]))
         equal = int(np.sum(diff == 0))
         shown = np.where(diff > 0, diff, np.nan)
         note = f"; equal to the last bit at {equal} of {n} steps (not drawn)" if equal else ""
-        ax.semilogy(np.arange(1, n + 1), shown, color=color, lw=1, label=f"|{label} - {label_a}|{note}")
+        ax.semilogy(np.arange(1, n + 1), shown, color=color, lw=1, ls=style, label=f"|{label} - {label_a}|{note}")
     ax.set(xlabel="step", ylabel="absolute loss difference", title="Loss difference per step")
     readable_log_axis(ax.yaxis)
-    ax.legend(fontsize=8)
+    legend_below(ax, fontsize=8)
 
 
 def plot_step_times(ax, runs: dict[str, dict], log: bool = True) -> None:
     """Wall time of every step, with each run's median after warm-up as a dashed line."""
     for label, res in runs.items():
         s = summarize(res)
-        color, median = color_of(res), s["median_step_ms"]
-        ax.plot(np.arange(1, len(res["step_ms"]) + 1), res["step_ms"], color=color, lw=0.6,
-                alpha=0.7, label=f"{label}: median {median:.3g} ms, {s['names_per_s']:,.0f} names/s")
+        (color, style), median = style_of(label, res), s["median_step_ms"]
+        ax.plot(np.arange(1, len(res["step_ms"]) + 1), res["step_ms"], color=color, lw=0.6, ls=style,
+                alpha=0.7, label=f"{label}: median {median:.3g} ms, {s['names_per_s']:,.0f} names/s ({machine(res)})")
         ax.axhline(median, color=color, ls="--", lw=1)
     if log:
         ax.set_yscale("log")
+        readable_log_axis(ax.yaxis)
     ax.set(xlabel="step", ylabel="ms per step", title="Step time")
-    ax.legend()
+    legend_below(ax)
 
 
 def plot_step_time_hist(ax, runs: dict[str, dict]) -> None:
@@ -125,12 +154,13 @@ def plot_step_time_hist(ax, runs: dict[str, dict]) -> None:
     all_ms = np.concatenate([res["step_ms"][WARMUP_STEPS:] or res["step_ms"] for res in runs.values()])
     bins = np.geomspace(all_ms.min(), all_ms.max(), 60) if all_ms.min() > 0 else 60
     for label, res in runs.items():
-        color = color_of(res)
-        ax.hist(res["step_ms"][WARMUP_STEPS:] or res["step_ms"], bins=bins, color=color, alpha=0.6, label=label)
+        color, _ = style_of(label, res)
+        ax.hist(res["step_ms"][WARMUP_STEPS:] or res["step_ms"], bins=bins, color=color, alpha=0.6, label=label,
+                histtype="stepfilled" if not label.startswith(YOURS) else "step", lw=1.5)
     if len(runs) > 1:
         ax.set_xscale("log")
     ax.set(xlabel="ms per step (after warm-up)", ylabel="steps", title="Step-time distribution")
-    ax.legend()
+    legend_below(ax)
 
 
 def plot_speedup(ax, base_label: str, base: dict, label: str, res: dict) -> float:
@@ -146,7 +176,7 @@ def plot_speedup(ax, base_label: str, base: dict, label: str, res: dict) -> floa
     ax.set(xlabel="step", ylabel=f"{base_label} time / {label} time", title=f"Speed-up of {label} over {base_label}")
     ax.set_yscale("log")
     readable_log_axis(ax.yaxis)
-    ax.legend()
+    legend_below(ax)
     return overall
 
 
@@ -160,13 +190,32 @@ def ratio_text(ratio: float) -> str:
 
 
 def readable_log_axis(axis) -> None:
-    """A log axis that spans less than a decade gets labelled ticks at 1, 2 and 5 of each decade
-    (matplotlib's default would label one tick, or none)."""
+    """A log axis that spans less than two decades gets labelled ticks at 1, 2 and 5 of each
+    decade (matplotlib's default would label one tick, or none), and its ends are moved out to
+    the ticks around the data, so the top and the bottom of the data are always labelled."""
     low, high = axis.get_view_interval()
-    if low > 0 and high / low < 100:
+    if not low > 0:
+        return
+    if high / low < 100:
         axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         axis.set_minor_formatter(ticker.NullFormatter())
+        steps = (1.0, 2.0, 5.0)
+    else:
+        steps = (1.0,)
+    ticks = sorted(m * 10.0**e for e in range(int(np.floor(np.log10(low))) - 1, int(np.ceil(np.log10(high))) + 2)
+                   for m in steps)
+    below = max([t for t in ticks if t <= low * 1.0001] or [low])
+    above = min([t for t in ticks if t >= high / 1.0001] or [high])
+    if axis is axis.axes.yaxis:
+        axis.axes.set_ylim(below, above)
+    else:
+        axis.axes.set_xlim(below, above)
+
+
+def legend_below(ax, ncol: int = 1, **kwargs) -> None:
+    """The legend under the axes, where it covers neither the data nor the title."""
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=ncol, frameon=False, **kwargs)
 
 
 PHASE_COLORS = ["#4c72b0", "#dd8452", "#55a868"]  # forward, backward, optimizer
@@ -184,7 +233,11 @@ def plot_phases(ax, runs: dict[str, dict]) -> None:
         for width_ms, (_, name), color in zip(ms, phases, PHASE_COLORS):
             width = width_ms / sum(ms)
             ax.barh(i, width, left=left, color=color, label=name if i == 0 else None)
-            ax.text(left + width / 2, i, f"{width_ms:.3g} ms", ha="center", va="center", fontsize=9, color="white")
+            if width > 0.12:  # the number inside its segment
+                ax.text(left + width / 2, i, f"{width_ms:.3g} ms", ha="center", va="center", fontsize=9, color="white")
+            else:  # a thin segment: the number above it, in the segment's colour
+                ax.text(left + width / 2, i + 0.45, f"{width_ms:.3g} ms", ha="center", va="bottom", fontsize=8,
+                        color=color)
             left += width
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlim(0, 1)
@@ -300,6 +353,45 @@ def stage_color(stage: str, device: str, variant: str | None = None) -> str:
     """The colour of a stage on a device ("cpu" or any GPU name), and of a variant of it."""
     kind = "cpu" if device == "cpu" else "gpu"
     return STAGE_COLORS.get((stage, kind, variant), STAGE_COLORS[(stage, kind)])
+
+
+YOUR_COLOR = "#000000"  # the reader's own run: black, dashed, in every plot
+
+
+def style_of(label: str, res: dict) -> tuple[str, str]:
+    """(colour, line style) of a run: the stage's colour, solid; the reader's own run black, dashed."""
+    return (YOUR_COLOR, "--") if label.startswith(YOURS) else (color_of(res), "-")
+
+
+def machine(res: dict) -> str:
+    """Where a run ran, short: 'AMD EPYC CPU', 'NVIDIA H100 80GB HBM3', with 'interpreter' where it was."""
+    env = res["env"]
+    where = f"{env.get('cpu', 'CPU')} CPU" if env["device"] == "cpu" else env["device"]
+    return where + (", Triton interpreter" if env.get("interpreter") else "")
+
+
+def plot_step_time_dots(ax, runs: dict[str, dict], base: str) -> None:
+    """One dot per run at its median step time, on a log axis (where a bar's length would say
+    nothing), each labelled right of the axes with the time and the ratio to `base`."""
+    from matplotlib import transforms
+
+    labels = list(runs)
+    medians = [summarize(runs[label])["median_step_ms"] * 1000 for label in labels]
+    base_us = summarize(runs[base])["median_step_ms"] * 1000
+    for i, (label, us) in enumerate(zip(labels, medians)):
+        color, _ = style_of(label, runs[label])
+        ax.plot([us], [i], "o", ms=11, color=color, mec="black" if label.startswith(YOURS) else color)
+        ax.axhline(i, color="#dddddd", lw=0.8, zorder=0)
+    ax.set_xscale("log")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    beside = transforms.blended_transform_factory(ax.transAxes, ax.transData)
+    for i, (label, us) in enumerate(zip(labels, medians)):
+        ratio = "" if label == base else f", {ratio_text(base_us / us)} over {base}"
+        ax.text(1.02, i, f"{us:,.3g} µs{ratio}", va="center", transform=beside, fontsize=9)
+    ax.set_xlim(min(medians) / 1.5, max(medians) * 1.5)
+    readable_log_axis(ax.xaxis)
+    ax.set(xlabel="median µs per step (log scale: equal steps are equal ratios)")
 
 
 def color_of(res: dict) -> str:

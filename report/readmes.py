@@ -71,7 +71,7 @@ def figures_table(results_path: str, base_path: str | None = None) -> str:
 
 def launches_table(profile_path: str) -> str:
     """Kernels per training step (CUDA profiler) and each kernel against naive PyTorch."""
-    prof = load_results(REPO_ROOT / profile_path)
+    prof = load_results(REPO_ROOT / profile_path, check=False)
     env = prof["env"]
     lines = [f"| measured in `{profile_path}` on {env['device']}, torch {env['torch']}, {env['date'][:10]} | |",
              "|---|---|",
@@ -119,7 +119,7 @@ def benchmark_markdown(*reports: dict) -> str:
 
 def benchmark_table(report_paths: str) -> str:
     """The committed benchmark sittings named (comma-separated), rendered from their JSON."""
-    return benchmark_markdown(*(load_results(REPO_ROOT / path) for path in report_paths.split(",")))
+    return benchmark_markdown(*(load_results(REPO_ROOT / path, check=False) for path in report_paths.split(",")))
 
 
 def run_label(res: dict) -> str:
@@ -203,7 +203,7 @@ def batches_line(path_and_stage: str) -> str:
     --batch-sizes), whose rows are named by stage, or a GPU sitting (benchmarks/gpu_batches.py),
     whose rows are named by label, written with '+' for its spaces. Failed rows are left out."""
     path, name = path_and_stage.split("#")
-    sweep = load_results(REPO_ROOT / path)
+    sweep = load_results(REPO_ROOT / path, check=False)
     rows = sorted((r for r in sweep["rows"] if r.get("stage", r.get("label")) == name.replace("+", " ")
                    and "error" not in r), key=lambda r: r["batch_size"])
     env, first, last = sweep["env"], rows[0], rows[-1]
@@ -219,7 +219,7 @@ def batches_line(path_and_stage: str) -> str:
 
 def install_line(path: str) -> str:
     """The venv's measured size (tools/install_size.py), and its largest packages."""
-    report = load_results(REPO_ROOT / path)
+    report = load_results(REPO_ROOT / path, check=False)
     top = list(report["packages_bytes"].items())[:4]
     biggest = ", ".join(f"{name} {size / 1e6:,.0f} MB" for name, size in top)
     nvidia = (f"; it pulled {len(report['nvidia_packages'])} NVIDIA CUDA packages" if report["nvidia_packages"]
@@ -230,18 +230,19 @@ def install_line(path: str) -> str:
 
 def profile_lines(path: str) -> str:
     """Stage 3's CPU profile (benchmarks/profile_step.py): where a step's time goes, by kind of op."""
-    p = load_results(REPO_ROOT / path)
-    groups = sorted(p["groups_us_per_step"].items(), key=lambda kv: -kv[1])
-    total = sum(us for _, us in groups)
+    from benchmarks.profile_step import step_parts
+
+    p = load_results(REPO_ROOT / path, check=False)
+    total = p["profiled_us_per_step"]
     calls = sum(row["calls"] for row in p["ops_per_step"].values())
     lines = [f"| measured in `{path}` ({p['env']['cpu']}, one thread, torch {p['env']['torch']}, "
              f"{p['env']['date'][:10]}) | µs per step | share |", "|---|---|---|"]
-    lines += [f"| {group} | {us:.0f} | {us / total:.0%} |" for group, us in groups]
-    lines += [f"| all {calls:.0f} op calls of a step (profiled) | {total:.0f} | 100% |",
+    lines += [f"| {group} | {us:.0f} | {us / total:.0%} |" for group, us in step_parts(p)]
+    lines += [f"| one profiled step: its {calls:.0f} op calls and what lies between them | {total:.0f} | 100% |",
               f"| the step's arithmetic, {p['flops_per_step']:,.0f} FLOPs, at this CPU's matmul speed "
               f"({p['cpu_matmul_flop_per_s'] / 1e9:.1f} GFLOP/s) | {p['arithmetic_us_at_matmul_speed']:.2f} | "
               f"{p['arithmetic_us_at_matmul_speed'] / total:.1%} |",
-              f"| the median step without the profiler | {p['median_step_us_unprofiled']:.0f} | |"]
+              f"| the same step without the profiler (its median) | {p['median_step_us_unprofiled']:.0f} | |"]
     return "\n".join(lines) + "\n"
 
 
