@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -119,11 +120,94 @@ def adam(out: Path) -> Path:
     axes[1].axhline(3.0, color="k", lw=0.8, ls=":")
     path_adam = c["paths"][1.0][0]
     axes[1].annotate("Adam: one path for both losses\n(the two red lines coincide)", (300, path_adam[300]),
-                     xytext=(380, 1.0), color="#d62728", fontsize=9, arrowprops=dict(arrowstyle="->", color="#d62728"))
+                     xytext=(420, 1.2), color="#d62728", fontsize=9, arrowprops=dict(arrowstyle="->", color="#d62728"))
     axes[1].set(xlabel="step", ylabel="w", ylim=(-0.2, 3.6),
-                title="Minimizing scale x (w - 3)^2 / 2 from w = 0, same schedule")
-    axes[1].legend(fontsize=8)
+                title="Minimizing scale x (w - 3)^2 / 2 from w = 0")
+    axes[1].legend(fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.16))
     path = out / "adam.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def trained_stage2(steps: int = 1000):
+    """(stage 2 module, config, tokenizer, initial params, trained params): stage 2's own `train`
+    run in this process on SPEC.md's run (1000 steps take about a second), as main.py runs it."""
+    import contextlib
+    import io
+    import tempfile
+
+    from shared import runner
+
+    stage2 = load_stage("2_numpy")
+    with tempfile.TemporaryDirectory() as folder:  # (nothing is written: the run is read from memory)
+        run = runner.start(stage2.__file__, stage2.FLAGS, ["--steps", str(steps), "--samples", "0",
+                                                           "--out", str(Path(folder) / "r.json")])
+    with contextlib.redirect_stdout(io.StringIO()):
+        trained = stage2.train(run)
+    _, initial = stage2.make_params(run.initial_weights, run.config)
+    return stage2, run.config, run.tokenizer, initial, trained
+
+
+def attention_weights(stage2, params: dict, config, tokens: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(weights (H, T, T), value vectors (H, T, D)) of layer 0's attention on one document's
+    positions: row t is how much position t reads each position s <= t. Computed from stage 2's
+    own embed, rmsnorm and linear; tests/test_diagrams.py checks that weights @ values is
+    exactly what stage 2's causal_attention returns."""
+    inputs = np.array([tokens[:-1][:config.block_size]])
+    x = stage2.rmsnorm(stage2.embed(params["wte"], params["wpe"], inputs))
+    qkv = stage2.linear(stage2.rmsnorm(x), params["layer0.attn_wqkv"]).data[0]  # (T, 3C)
+    T, H, D = len(qkv), config.n_head, config.head_dim
+    q, k, v = qkv.reshape(T, 3, H, D).transpose(1, 2, 0, 3)  # each (H, T, D)
+    scores = q @ k.transpose(0, 2, 1) / np.sqrt(D) + np.triu(np.full((T, T), -np.inf), k=1)
+    weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    return weights / weights.sum(axis=-1, keepdims=True), v
+
+
+ATTENTION_NAME = "isabella"
+
+
+def attention(out: Path, name: str = ATTENTION_NAME) -> Path:
+    """Top: the causal mask, and layer 0's four heads on one name with the initial weights.
+    Bottom: the same heads after stage 2's 1000 training steps. Row = the position reading,
+    column = the position read; each row sums to 1."""
+    stage2, config, tokenizer, initial, trained = trained_stage2()
+    tokens = tokenizer.encode_doc(name)
+    shown = ["BOS", *name][:config.block_size]
+    T = len(shown)
+    fig, axes = plt.subplots(2, config.n_head + 1, figsize=(3.3 * (config.n_head + 1), 7.2),
+                             gridspec_kw=dict(wspace=0.35, hspace=0.35))
+    mask = np.tril(np.ones((T, T)))
+    axes[0, 0].imshow(mask, cmap="Greys", vmin=0, vmax=1.6)
+    for t in range(T):
+        for s in range(T):
+            axes[0, 0].text(s, t, "0" if s <= t else "-inf", ha="center", va="center", fontsize=6,
+                            color="white" if s <= t else "#999999")
+    axes[0, 0].set_title("causal mask, added to the scores:\n0 on/below the diagonal, -inf above", fontsize=9)
+    axes[1, 0].axis("off")
+    axes[1, 0].text(0, 0.5, f"Row t: position t reading\npositions 0..t of '{name}'.\nEach row's weights sum "
+                    "to 1\n(a softmax); above the diagonal\nthey are exactly 0.\n\nTop: the initial weights.\n"
+                    "Bottom: after stage 2's\n1000 steps (SPEC.md's run).",
+                    fontsize=9, va="center", transform=axes[1, 0].transAxes)
+    for row, (params, when) in enumerate(((initial, "initial weights"), (trained, "after 1000 steps"))):
+        weights, _ = attention_weights(stage2, params, config, tokens)
+        for h in range(config.n_head):
+            ax = axes[row, h + 1]
+            ax.imshow(weights[h], cmap="viridis", vmin=0, vmax=1)
+            ax.set_title(f"head {h}, {when}", fontsize=9)
+    for ax in axes.flat:
+        if ax is axes[1, 0]:
+            continue
+        ax.set_xticks(range(T), shown, fontsize=7)
+        ax.set_yticks(range(T), shown, fontsize=7)
+        ax.set_xlabel("position read (key)", fontsize=8)
+    for ax in (axes[0, 0], axes[0, 1], axes[1, 1]):
+        ax.set_ylabel("position reading (query)", fontsize=8)
+    colorbar = fig.colorbar(axes[1, 1].images[0], ax=axes[:, 1:].ravel().tolist(), shrink=0.6, pad=0.02)
+    colorbar.set_label("attention weight")
+    fig.suptitle(f"Layer 0's attention weights on '{name}': softmax(q k^T / sqrt({config.head_dim}) + mask), "
+                 f"per head", fontsize=11)
+    path = out / "attention.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
@@ -270,7 +354,7 @@ def grid(out: Path) -> Path:
     return path
 
 
-DIAGRAMS = {"1_pure_python": [forward_pass, adam], "2_numpy": [graph], "4_triton": [grid]}
+DIAGRAMS = {"1_pure_python": [forward_pass, adam, attention], "2_numpy": [graph], "4_triton": [grid]}
 
 
 def main(argv=None) -> int:

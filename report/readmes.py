@@ -16,16 +16,17 @@ PATH#STAGE; several paths are joined by commas):
 `python -m report --check` exits 1 if any README is out of date (the tests run it).
 """
 
+import math
 import re
 import statistics
 import sys
 from pathlib import Path
 
 from shared.errors import UserError
-from shared.results import LOSS_WINDOW, WARMUP_STEPS, load_results, summarize
+from shared.results import LOSS_WINDOW, WARMUP_STEPS, final_loss, load_results, summarize
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-KINDS = "figures|table|launches|benchmark|runtimes|batches|install|profile"
+KINDS = "figures|table|launches|benchmark|runtimes|batches|install|profile|losses"
 BLOCK = re.compile(rf"(<!-- BEGIN (?P<kind>{KINDS}) (?P<path>\S+)"
                    r"(?: vs (?P<base>\S+))? -->\n)(?P<body>.*?)(<!-- END (?P=kind) -->)", re.S)
 
@@ -246,6 +247,31 @@ def profile_lines(path: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def loss_meaning_table(path: str) -> str:
+    """benchmarks/loss_meaning.py's report: losses of simpler guessers beside microgpt's, each with
+    its perplexity (as many equally likely letters as), and what step 1's loss was."""
+    r = load_results(REPO_ROOT / path, check=False)
+    last100 = final_loss(load_results(REPO_ROOT / "1_pure_python" / "results.json")["losses"])
+    rows = [(f"uniform: 1/{r['vocab_size']} for every token (ln {r['vocab_size']})", r["ln_vocab"]),
+            ("microgpt with SPEC.md's initial weights", r["initial_mean_loss"]),
+            ("letter frequencies alone (a unigram table counted on these names)", r["unigram_loss"]),
+            ("the previous letter alone (a bigram table counted on these names)", r["bigram_loss"]),
+            (f"microgpt after {r['trained_steps']} steps (it saw {r['trained_steps']} of these names once)",
+             r["trained_mean_loss"]),
+            ("microgpt's training loss, mean of its last 100 steps (`1_pure_python/results.json`)", last100)]
+    lines = [f"| guesser, scored on all {r['positions']:,} positions of the {r['names']:,} names | loss (nats) "
+             f"| as unsure as a fair pick among |", "|---|---|---|"]
+    lines += [f"| {what} | {loss:.4f} | {math.exp(loss):.1f} letters |" for what, loss in rows]
+    lines.append(f"\nStep 1 trains on one name, `{r['first_name']}` ({r['first_name_positions']} positions): loss "
+                 f"{r['first_loss']:.4f}. At its first position the initial model gives the 27 tokens "
+                 f"probabilities from {r['first_position_p_min']:.3f} to {r['first_position_p_max']:.3f} "
+                 f"(uniform: {1 / r['vocab_size']:.3f}). Of the first 2,000 names, "
+                 f"{r['first_2000_names_initial_loss_above_ln_vocab']:.0%} score above ln {r['vocab_size']} "
+                 f"with the initial weights. (Measured in `{path}`, {r['env']['cpu']}, {r['env']['date'][:10]}: "
+                 f"stage 2, float64.)")
+    return "\n".join(lines) + "\n"
+
+
 def _render_block(m) -> str:
     kind, path = m.group("kind"), m.group("path")
     if kind == "runtimes":
@@ -262,6 +288,8 @@ def _render_block(m) -> str:
         body = install_line(path)
     elif kind == "profile":
         body = profile_lines(path)
+    elif kind == "losses":
+        body = loss_meaning_table(path)
     else:
         body = benchmark_table(path)
     return m.group(1) + body + m.group(6)

@@ -46,3 +46,27 @@ def test_adam_steps_do_not_depend_on_the_gradients_scale():
     adam_100, descent_100 = demo["paths"][0.01]
     np.testing.assert_allclose(adam_1, adam_100, atol=1e-4)
     assert abs(descent_1[-1] - 3) < 0.05 and descent_100[-1] < 0.5
+
+
+def test_the_attention_picture_is_the_models_attention():
+    """attention.png draws what stage 2 computes: weights @ values is exactly causal_attention's
+    output, rows sum to 1, nothing above the diagonal; and what chapter 1 says of it holds:
+    before training the rows from t = 2 on are near uniform, after training some row puts most
+    of its weight on one earlier letter."""
+    stage2, config, tokenizer, initial, trained = diagrams.trained_stage2()
+    tokens = tokenizer.encode_doc(diagrams.ATTENTION_NAME)
+    T = len(tokens) - 1
+    for params in (initial, trained):
+        weights, values = diagrams.attention_weights(stage2, params, config, tokens)
+        x = stage2.rmsnorm(stage2.embed(params["wte"], params["wpe"], np.array([tokens[:-1]])))
+        qkv = stage2.linear(stage2.rmsnorm(x), params["layer0.attn_wqkv"])
+        model = stage2.causal_attention(qkv, config.n_head).data[0]  # (T, C)
+        np.testing.assert_allclose((weights @ values).transpose(1, 0, 2).reshape(T, -1), model, rtol=1e-12)
+        np.testing.assert_allclose(weights.sum(axis=-1), 1.0)
+        assert not np.triu(weights, k=1).any()
+    before, _ = diagrams.attention_weights(stage2, initial, config, tokens)
+    after, _ = diagrams.attention_weights(stage2, trained, config, tokens)
+    uniform = 1.0 / (np.arange(T) + 1)
+    assert np.abs(before[:, 2:, :].max(axis=-1) - uniform[2:]).max() < 0.2
+    shown = ["BOS", *diagrams.ATTENTION_NAME]
+    assert after[2, T - 1].argmax() == shown.index("b") and after[2, T - 1].max() > 0.5  # "head 2's last row, on b"
