@@ -51,7 +51,8 @@ def reader_run(stage_dir: str, rerun: bool) -> dict[str, Path]:
     `main.py` writes without --out), to plot beside the committed runs; empty if there is none
     (or if the notebook's own rerun already is it)."""
     path = REPO_ROOT / stage_dir / "last_run.json"
-    if rerun or os.environ.get(FAST_ENV) == "1" or not path.exists():
+    committed = os.environ.get(FIGURES_ENV) == "1"  # the committed figures never show a local run
+    if rerun or committed or os.environ.get(FAST_ENV) == "1" or not path.exists():
         return {}
     return {f"{YOURS} (last_run.json)": path}
 
@@ -295,7 +296,8 @@ def integer_ticks(axis, values) -> None:
 
 def samples_table(runs: dict[str, dict]) -> str:
     """Markdown table with each run's samples side by side."""
-    rows = ["| # | " + " | ".join(runs) + " |", "|---|" + "---|" * len(runs)]
+    rows = ["| # | " + " | ".join(f"{label}, after {len(res['losses'])} of {res['config']['steps']} steps"
+                                 for label, res in runs.items()) + " |", "|---|" + "---|" * len(runs)]
     longest = max(len(res["samples"]) for res in runs.values())
     for i in range(longest):
         cells = [res["samples"][i] if i < len(res["samples"]) else "" for res in runs.values()]
@@ -310,8 +312,9 @@ def summary_table(runs: dict[str, dict]) -> str:
     for label, res in runs.items():
         s = summarize(res)
         device = s["device"] + (" (Triton interpreter)" if s["interpreter"] else "")
+        short = f" (all {s['steps']} steps)" if s["steps"] < LOSS_WINDOW else ""
         rows.append(f"| {label} | {s['num_params']:,} | {s['steps']} | {s['batch_size']} | {s['median_step_ms']:.3f} | "
-                    f"{s['names_per_s']:,.0f} | {s['total_s']:.2f} | {s['final_loss']:.4f} | {device} |")
+                    f"{s['names_per_s']:,.0f} | {s['total_s']:.2f} | {s['final_loss']:.4f}{short} | {device} |")
     return "\n".join(rows)
 
 
@@ -388,7 +391,8 @@ def plot_step_time_dots(ax, runs: dict[str, dict], base: str) -> None:
     beside = transforms.blended_transform_factory(ax.transAxes, ax.transData)
     for i, (label, us) in enumerate(zip(labels, medians)):
         ratio = "" if label == base else f", {ratio_text(base_us / us)} over {base}"
-        ax.text(1.02, i, f"{us:,.3g} µs{ratio}", va="center", transform=beside, fontsize=9)
+        time = f"{us:,.0f}" if us >= 100 else f"{us:.3g}"
+        ax.text(1.02, i, f"{time} µs{ratio}", va="center", transform=beside, fontsize=9)
     ax.set_xlim(min(medians) / 1.5, max(medians) * 1.5)
     readable_log_axis(ax.xaxis)
     ax.set(xlabel="median µs per step (log scale: equal steps are equal ratios)")

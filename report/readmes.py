@@ -22,11 +22,13 @@ import statistics
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from shared.errors import UserError
 from shared.results import LOSS_WINDOW, WARMUP_STEPS, final_loss, load_results, summarize
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-KINDS = "figures|table|launches|benchmark|runtimes|batches|install|profile|losses"
+KINDS = "figures|table|launches|benchmark|runtimes|batches|install|profile|losses|gc"
 BLOCK = re.compile(rf"(<!-- BEGIN (?P<kind>{KINDS}) (?P<path>\S+)"
                    r"(?: vs (?P<base>\S+))? -->\n)(?P<body>.*?)(<!-- END (?P=kind) -->)", re.S)
 
@@ -272,6 +274,33 @@ def loss_meaning_table(path: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def gc_line(path: str) -> str:
+    """benchmarks/gc_stage1.py's report: stage 1's step time with Python's cyclic garbage collector
+    on and off, and the on-run's steps grouped by how many full collections they ran."""
+    report = load_results(REPO_ROOT / path, check=False)
+    on, off = (next(r for r in report["runs"] if r["collector"] is flag) for flag in (True, False))
+    median = lambda values: statistics.median(values[WARMUP_STEPS:])
+    groups = {}
+    for ms, full in zip(on["step_ms"][WARMUP_STEPS:], on["full_collections"][WARMUP_STEPS:]):
+        groups.setdefault(full, []).append(ms)
+    by_count = "; ".join(f"{len(ms)} steps with {full} full collection{'s' * (full != 1)}: median {statistics.median(ms):.0f} ms"
+                         for full, ms in sorted(groups.items()))
+    def r2(run):  # how much of the step-time variation a straight line in the node count explains
+        nodes, ms = (np.array(run[key][WARMUP_STEPS:], dtype=float) for key in ("graph_nodes", "step_ms"))
+        fit = np.polyval(np.polyfit(nodes, ms, 1), nodes)
+        return 1 - np.sum((ms - fit) ** 2) / np.sum((ms - ms.mean()) ** 2)
+
+    env = report["env"]
+    return (f"Measured in `{path}` ({env['cpu']}, Python {env['python']}, {env['date'][:10]}; "
+            f"{len(on['step_ms'])} steps of stage 1's own `train`, twice): with the collector on, as stage 1 runs, "
+            f"median {median(on['step_ms']):.0f} ms per step, of which the collector took "
+            f"{sum(on['gc_ms']) / sum(on['step_ms']):.0%} of the time ({by_count}); with `gc.disable()`, "
+            f"median {median(off['step_ms']):.0f} ms per step, "
+            f"{'and every loss equal to the last bit' if on['losses'] == off['losses'] else 'but other losses (a bug)'}. "
+            f"A straight line in the node count explains R² = {r2(on):.2f} of the step-time variation with the "
+            f"collector on, {r2(off):.2f} with it off.\n")
+
+
 def _render_block(m) -> str:
     kind, path = m.group("kind"), m.group("path")
     if kind == "runtimes":
@@ -288,6 +317,8 @@ def _render_block(m) -> str:
         body = install_line(path)
     elif kind == "profile":
         body = profile_lines(path)
+    elif kind == "gc":
+        body = gc_line(path)
     elif kind == "losses":
         body = loss_meaning_table(path)
     else:

@@ -60,6 +60,10 @@ MIN_TEMPERATURE = 0.001  # logits / temperature must stay finite in float32
 RUN_FILE = "last_run.json"  # a reader's own run; the committed results*.json are benchmark sittings
 
 
+
+SPEC_STEPS = 1000  # SPEC.md's run; a much shorter one samples before the model has learned names
+UNTRAINED_BELOW = 200  # steps under which main.py says its samples will be gibberish
+
 def build_parser(description: str, stage_dir: Path) -> argparse.ArgumentParser:
     """The common flags; a stage adds its own (--device, --dtype, ...) to the result.
 
@@ -68,7 +72,7 @@ def build_parser(description: str, stage_dir: Path) -> argparse.ArgumentParser:
     parser = Parser(
         description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    parser.add_argument("--steps", type=int, default=1000, help="training steps")
+    parser.add_argument("--steps", type=int, default=SPEC_STEPS, help="training steps")
     parser.add_argument("--batch-size", type=int, default=1,
                         help="documents per step; step i trains on documents i*B .. i*B+B-1 of the shuffled list")
     parser.add_argument("--seed", type=int, default=42, help="seed of the one random stream")

@@ -211,6 +211,9 @@ def train_and_sample(program_file, flags: Flags, train: Callable, sample: Callab
         raise RuntimeError(f"train() logged {len(run.losses)} of {run.last_step} steps")
     where = save(run, [])
     names = []
+    if run.args.samples and run.steps < cli.UNTRAINED_BELOW:
+        results.say(f"(after {run.steps} steps the model has barely left its random start: expect mostly gibberish; "
+                    f"SPEC.md's run is {cli.SPEC_STEPS} steps)")
     try:
         for i in range(run.args.samples):
             names.append(sample(trained, run.config, run.tokenizer, run.rng, run.args.temperature))

@@ -91,3 +91,18 @@ def test_the_gpu_sitting_rehearses_end_to_end_on_the_cpu(tmp_path, names_path, m
     assert {("3_pytorch eager", 2), ("3_pytorch torch.compile", 2), ("4_triton per-op, CUDA graph", 2),
             ("4_triton one kernel", 2)} <= labels
     assert batches["profile"]["total_kernel_us_per_step"] > 0 and batches["rehearsal"] is True
+
+
+def test_the_loss_meaning_table_is_what_its_script_measures():
+    """Chapter 1's table of what a loss means is benchmarks/loss_meaning.py's output: run again
+    here (float64, deterministic), every loss equals the committed file's."""
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    import loss_meaning
+
+    committed = sorted((REPO_ROOT / "benchmarks" / "results").glob("loss-meaning-*.json"))[-1]
+    recorded = json.loads(committed.read_text())
+    measured = loss_meaning.measure()
+    for key, value in measured.items():
+        assert value == pytest.approx(recorded[key], rel=1e-9), key
+    assert measured["initial_mean_loss"] > measured["ln_vocab"]  # what chapter 1 explains
+    assert measured["trained_mean_loss"] < measured["bigram_loss"] < measured["unigram_loss"] < measured["ln_vocab"]

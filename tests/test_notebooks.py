@@ -11,7 +11,7 @@ from conftest import REPO_ROOT
 from report import plotting
 
 NOTEBOOKS = {
-    "1_pure_python": ["loss.png", "step_time.png", "graph_nodes.png"],
+    "1_pure_python": ["loss.png", "step_time.png", "graph_nodes.png", "gc.png"],
     "2_numpy": ["loss.png", "step_time.png", "graph_nodes.png", "phases.png"],
     "3_pytorch": ["loss.png", "step_time.png", "phases.png", "width_sweep.png", "batch_throughput.png"],
     "4_triton": ["loss.png", "step_time.png", "launches.png"],
@@ -66,3 +66,30 @@ def test_a_readers_rerun_changes_no_tracked_file(tmp_path, names_path, monkeypat
     assert json.loads((clone / "2_numpy" / "last_run.json").read_text())["config"]["steps"] == 12
     status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True, check=True)
     assert status.stdout == "", status.stdout
+
+
+def test_your_run_is_drawn_apart_and_a_bad_one_is_left_out_with_a_line(tmp_path, monkeypatch, capsys):
+    """The reader's own last_run.json gets its own label and style (black, dashed) in every plot;
+    one cut short or not a results file is left out with one line saying why; and the committed
+    figures (MICROGPT_WRITE_FIGURES=1) never include it."""
+    for var in (plotting.FAST_ENV, plotting.FIGURES_ENV):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(plotting, "REPO_ROOT", tmp_path)
+    (tmp_path / "2_numpy").mkdir()
+    mine = tmp_path / "2_numpy" / "last_run.json"
+    good = json.loads((REPO_ROOT / "2_numpy" / "results.json").read_text())
+    mine.write_text(json.dumps(good))
+    runs = plotting.load_reader_run("2_numpy", rerun=False)
+    (label, res), = runs.items()
+    assert label.startswith(plotting.YOURS) and res["losses"] == good["losses"]
+    assert plotting.style_of(label, res) == (plotting.YOUR_COLOR, "--")
+    assert plotting.style_of("stage 2, NumPy", res) == (plotting.color_of(res), "-")
+    monkeypatch.setenv(plotting.FIGURES_ENV, "1")
+    assert plotting.load_reader_run("2_numpy", rerun=False) == {}
+    monkeypatch.delenv(plotting.FIGURES_ENV)
+    capsys.readouterr()
+    for broken in ("{not json", json.dumps({**good, "losses": []}), json.dumps({**good, "losses": [float("nan")] * 3})):
+        mine.write_text(broken)
+        assert plotting.load_reader_run("2_numpy", rerun=False) == {}
+        line = capsys.readouterr().out
+        assert line.startswith("your last_run.json is left out of the plots: ") and line.count("\n") == 1, line
