@@ -283,8 +283,9 @@ def gc_line(path: str) -> str:
     groups = {}
     for ms, full in zip(on["step_ms"][WARMUP_STEPS:], on["full_collections"][WARMUP_STEPS:]):
         groups.setdefault(full, []).append(ms)
-    by_count = "; ".join(f"{len(ms)} steps with {full} full collection{'s' * (full != 1)}: median {statistics.median(ms):.0f} ms"
-                         for full, ms in sorted(groups.items()))
+    by_count = "; ".join(f"{len(ms)} steps with {full} full collection{'s' * (full != 1)}: "
+                         f"median {statistics.median(ms):.0f} ms" for full, ms in sorted(groups.items()))
+
     def r2(run):  # how much of the step-time variation a straight line in the node count explains
         nodes, ms = (np.array(run[key][WARMUP_STEPS:], dtype=float) for key in ("graph_nodes", "step_ms"))
         fit = np.polyval(np.polyfit(nodes, ms, 1), nodes)
@@ -296,7 +297,7 @@ def gc_line(path: str) -> str:
             f"median {median(on['step_ms']):.0f} ms per step, of which the collector took "
             f"{sum(on['gc_ms']) / sum(on['step_ms']):.0%} of the time ({by_count}); with `gc.disable()`, "
             f"median {median(off['step_ms']):.0f} ms per step, "
-            f"{'and every loss equal to the last bit' if on['losses'] == off['losses'] else 'but other losses (a bug)'}. "
+            f"{'and every loss equal to the last bit' if on['losses'] == off['losses'] else 'but other losses'}. "
             f"A straight line in the node count explains R² = {r2(on):.2f} of the step-time variation with the "
             f"collector on, {r2(off):.2f} with it off.\n")
 
