@@ -39,6 +39,24 @@ def load_stage(stage: str):
 SCHEDULE = 1000  # a run's length: trajectories stop early in microgpt's 1000-step schedule
 
 
+def run_worked_examples(stage: str) -> list[str]:
+    """Run every `<!-- worked example -->` code block of a chapter's README from the chapter's
+    folder, as the README tells the reader to, and check each prints exactly the output block
+    that follows it; returns what they printed."""
+    import re
+    import subprocess
+
+    readme = (REPO_ROOT / stage / "README.md").read_text()
+    blocks = re.findall(r"<!-- worked example.*?-->\n```python\n(.*?)```\n\n```\n(.*?)```", readme, re.S)
+    assert blocks, f"{stage}/README.md has no worked example"
+    for code, printed in blocks:
+        proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT / stage, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == printed, f"{stage}/README.md's block prints:\n{proc.stdout}"
+    return [printed for _, printed in blocks]
+
+
 def train_stage(stage: str, *argv: str, max_steps: int | None = None, program: str = "main.py"):
     """(run, trained) of `stage`'s own train() from its command line `argv`, in-process, stopped
     after `max_steps` of a SCHEDULE-step schedule. Writes nothing."""

@@ -104,17 +104,7 @@ def test_adam_step_updates_every_parameter_and_clears_its_gradient(setup):
 def test_the_worked_example_in_the_readme_prints_what_the_readme_says():
     """Chapter 1's backprop-by-hand example: its code block, run from the chapter's folder as
     the README says, prints exactly the output block below it (and the numbers worked by hand)."""
-    import re
-    import subprocess
-    import sys
+    from conftest import run_worked_examples
 
-    from conftest import REPO_ROOT
-
-    readme = (REPO_ROOT / "1_pure_python" / "README.md").read_text()
-    match = re.search(r"<!-- worked example.*?-->\n```python\n(.*?)```\n\n```\n(.*?)```", readme, re.S)
-    code, printed = match.group(1), match.group(2)
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT / "1_pure_python", capture_output=True,
-                          text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == printed
+    (printed,) = run_worked_examples("1_pure_python")
     assert printed.split() == ["16.0", "16.0", "-16.0", "5"]  # L, dL/da (two paths: 24 - 8), dL/db, nodes

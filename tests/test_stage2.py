@@ -154,3 +154,19 @@ def test_float32_step_stays_float32(setup):
     m, v = np.zeros_like(flat), np.zeros_like(flat)
     stage2.adam_step(flat, stage2.flat_grad(params), m, v, 0, 1000)
     assert flat.dtype == m.dtype == v.dtype == np.float32
+
+
+def test_the_chapters_worked_examples_print_what_the_readme_says():
+    """Chapter 2's NumPy primer and its 2x3 linear layer by hand: each block runs from the
+    chapter's folder and prints exactly the output the README shows beside it; and the hand
+    arithmetic (dL/dx = g W, dL/dW = g^T x with g = 2y) gives the same numbers again."""
+    from conftest import run_worked_examples
+
+    blocks = run_worked_examples("2_numpy")
+    assert len(blocks) == 2
+    x = np.array([[1.0, 2.0, 0.0], [0.0, 1.0, -1.0]])
+    W = np.array([[1.0, 0.0, 2.0], [-1.0, 1.0, 0.0]])
+    g = 2 * x @ W.T
+    printed = blocks[1].splitlines()
+    assert eval(printed[1]) == (g @ W).tolist() and eval(printed[2]) == (g.T @ x).tolist()
+    assert (g.T @ x)[0, 1] == 0  # "the two positions ... cancel"

@@ -67,3 +67,12 @@ def test_compile_flag_reports_compile_time(tmp_path, names_path):
     res = json.loads(out.read_text())
     assert res["env"]["compile"] is True and res["env"]["compile_s"] > 0
     assert round(res["losses"][0], 4) == 3.3660
+
+
+def test_the_pytorch_primer_gives_chapter_2s_gradients():
+    """Chapter 3's primer runs as printed, and its gradients are chapter 2's worked example's."""
+    from conftest import run_worked_examples
+
+    (primer,) = run_worked_examples("3_pytorch")
+    chapter2 = run_worked_examples("2_numpy")[1]
+    assert primer.splitlines()[:2] == chapter2.splitlines()[1:3]
