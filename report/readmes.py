@@ -28,7 +28,7 @@ from shared.errors import UserError
 from shared.results import LOSS_WINDOW, WARMUP_STEPS, final_loss, load_results, summarize
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-KINDS = "figures|table|launches|benchmark|runtimes|batches|install|profile|losses|gc"
+KINDS = "figures|table|launches|benchmark|runtimes|batches|install|profile|losses|gc|quickstart"
 BLOCK = re.compile(rf"(<!-- BEGIN (?P<kind>{KINDS}) (?P<path>\S+)"
                    r"(?: vs (?P<base>\S+))? -->\n)(?P<body>.*?)(<!-- END (?P=kind) -->)", re.S)
 
@@ -302,6 +302,21 @@ def gc_line(path: str) -> str:
             f"collector on, {r2(off):.2f} with it off.\n")
 
 
+def quick_start_line(path: str) -> str:
+    """tools/time_quick_start.py's report: the Quick start's commands timed on a fresh clone."""
+    r = load_results(REPO_ROOT / path, check=False)
+    env = r["env"]
+    local = any("file://" in line or "find-links" in line for line in r["pip_config"])
+    source = ("from this machine's local package mirror, so without download time: on your connection, add "
+              "the time to download the venv's size (below)" if local else "downloaded from the package index")
+    minutes = lambda s: f"{s / 60:.1f} minutes" if s >= 90 else f"{s:.0f} s"
+    return (f"Measured in `{path}` on {env['cpu']} ({env['cpu_count']} cores), Python {env['python']}, on a "
+            f"fresh clone of commit {r['commit'][:7]}, {r['date']}: the venv and `pip install` "
+            f"{minutes(r['install_s'])} ({source}); the first run of `1_pure_python/main.py` "
+            f"{minutes(r['first_run_s'])}; `python -m pytest` {minutes(r['tests_s'])}, with empty kernel caches "
+            f"as on a first run.\n")
+
+
 def _render_block(m) -> str:
     kind, path = m.group("kind"), m.group("path")
     if kind == "runtimes":
@@ -318,6 +333,8 @@ def _render_block(m) -> str:
         body = install_line(path)
     elif kind == "profile":
         body = profile_lines(path)
+    elif kind == "quickstart":
+        body = quick_start_line(path)
     elif kind == "gc":
         body = gc_line(path)
     elif kind == "losses":
