@@ -283,7 +283,7 @@ def plot_scaling(ax, rows: list[dict], x: str = "n_embd", labels: dict[str, str]
                     crossings.append((xc, a, b))
     ax.set(xlabel=x + ("  (x: where two lines cross, labelled with the " + x + ")" if crossings else ""),
            ylabel=Y_LABELS[y], title=f"{Y_LABELS[y].split(' (')[0].capitalize()} against {x}")
-    ax.legend(fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False, fontsize=8)  # off the data
     return crossings
 
 
