@@ -55,7 +55,7 @@ import torch  # noqa: E402
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
-from kernels import backend, check_fused_sizes, launch  # noqa: E402
+from kernels import backend, check_fused_sizes, launch, tile_bytes  # noqa: E402
 from kernels.adam import adam_update  # noqa: E402
 from kernels.partials import ordered_sum  # noqa: E402
 from kernels.rmsnorm import EPS  # noqa: E402
@@ -373,7 +373,7 @@ class FusedTrainer:
         rows = [padded_document(tokens, self.config.block_size) for tokens in documents]
         self.documents = torch.tensor(rows, dtype=torch.int32).to(self.params.device)
         counts = positions_per_step([row[0] for row in rows], self.num_steps, self.batch_size)
-        self.counts = torch.tensor(counts, dtype=torch.int32).to(self.params.device)
+        self.counts = torch.tensor(list(counts), dtype=torch.int32).to(self.params.device)
 
     def launch(self, first_step: int, num_steps: int):
         """Steps first_step .. first_step + num_steps - 1: one launch with one program (several
@@ -468,7 +468,8 @@ sample = main.sample  # draws from the trainer's `next_logits`, as from the per-
 # ----------------------------------------------------------------------------------------
 
 FLAGS = runner.Flags(dtypes=("float32", "float64"), device=backend.device, extra=launch.fused_step_flags,
-                     check=check_fused_sizes, memory=runner.Memory(keeps_activations=False))  # (in registers)
+                     check=check_fused_sizes,
+                     memory=runner.Memory(keeps_activations=False, pads_to_block_size=True, extra=tile_bytes))
 
 if __name__ == "__main__":
     runner.main(__file__, FLAGS, train, sample)

@@ -351,7 +351,7 @@ def sample(model: GPT, config: GPTConfig, tokenizer: Tokenizer, rng, temperature
 # --dtype float32 (default) or float64 (interpreter only); a CUDA GPU, else Triton's interpreter; --no-cuda-graph;
 # the sizes our kernels can hold; the memory a large batch's partial sums take
 FLAGS = runner.Flags(dtypes=("float32", "float64"), device=backend.device, cuda_graph=True, check=check_sizes,
-                     memory=runner.Memory(extra=partial_sums_bytes))
+                     memory=runner.Memory(extra=partial_sums_bytes, pads_to_block_size=True))
 
 if __name__ == "__main__":
     runner.main(__file__, FLAGS, train, sample)

@@ -22,7 +22,6 @@ sitting cut short keeps what it measured):
 a few steps, so the sitting's code cannot rot between GPUs (tests/test_benchmarks.py).
 """
 
-import argparse
 import functools
 import itertools
 import os
@@ -35,7 +34,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
-from shared import results  # noqa: E402
+from shared import cli, results  # noqa: E402
 from tools import stages  # noqa: E402
 
 stages.folder("4_triton")  # on the path, for kernels/ and fused_step.py
@@ -223,8 +222,23 @@ def profile_fused(batch_size: int, best: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    global REHEARSE
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """The sweep; Ctrl-C, SIGTERM or SIGHUP stop it with one line, the rows measured so far kept
+    (beside --out when --out holds a complete sweep)."""
+    cli.stop_on_signals()
+    try:
+        return sweep(argv)
+    except KeyboardInterrupt as stop:
+        print(f"\n{getattr(stop, 'word', 'interrupted')}: the rows measured so far are in {partial_where}",
+              file=sys.stderr)
+        return getattr(stop, "status", 130)
+
+
+partial_where = "(none yet)"
+
+
+def sweep(argv=None) -> int:
+    global REHEARSE, partial_where
+    parser = cli.Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 16, 256, 4096, 32768])
     parser.add_argument("--per-op-max", type=int, default=32768, help="largest B for the per-op row")
     parser.add_argument("--timeout", type=int, default=120, help="seconds per run")
@@ -244,13 +258,15 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     env = results.environment("cpu" if REHEARSE else torch.cuda.get_device_name(), cuda=torch.version.cuda,
                               interpreter=REHEARSE)
+    progress = results.Progress(args.out, "gpu-batches")  # a complete sweep in --out is never replaced by this one
+    partial_where = str(progress.unfinished)
     tuning = tune(args.batch_sizes)
     rows = []
 
-    def write(**more):  # after every row: a sitting cut short still leaves what it measured
+    def write(complete: bool, **more):  # after every row: a sitting cut short still leaves what it measured
         report = {"rows": rows, "tuning": {str(b): t for b, t in tuning.items()}, "env": env,
                   "sitting_s": time.perf_counter() - t0, "rehearsal": REHEARSE, **more}
-        results.write_json_atomic(args.out, report)
+        report["path"] = str(progress.write(report, complete))
         return report
 
     def measure(label, batch_size, extra=()):
@@ -295,7 +311,7 @@ def main(argv=None) -> int:
     best = max(fused, key=lambda r: r["names_per_s"])
     if best is not profiled:
         report = write(profile=where_the_time_goes(best, tuning, args.batch_sizes), complete=True)
-    print(f"-> {args.out} ({report['sitting_s']:.0f} s)")
+    print(f"-> {report['path']} ({report['sitting_s']:.0f} s)")
     return 0
 
 

@@ -29,7 +29,6 @@ ones), and `python -m report` regenerates the tables. The parts:
 The budgets add up to the estimate `--plan` prints; the sitting stops a part at its budget.
 """
 
-import argparse
 import datetime
 import json
 import os
@@ -42,7 +41,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
-from shared import results  # noqa: E402
+from shared import cli, results  # noqa: E402
 
 LIMIT_S = 8 * 60  # the whole sitting, on one H100/H200
 MICROGPT_SAMPLES = ["kamon", "ann", "karai"]  # microgpt's first published samples (SPEC.md's run)
@@ -118,12 +117,12 @@ def check(name: str, out: Path, output: str, rehearse: bool) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--plan", action="store_true", help="print the parts and the estimate; run nothing")
     parser.add_argument("--rehearse", action="store_true", help="on a CPU: every part, tiny, through the interpreter")
     parser.add_argument("--out", default=None, help="folder for everything (default benchmarks/results/gpu-<date>)")
     args = parser.parse_args(argv)
-    out = Path(args.out or REPO_ROOT / "benchmarks" / "results" / f"gpu-{datetime.date.today().isoformat()}").resolve()
+    out = output_folder(parser, args.out)
     plan = parts(out, args.rehearse)
     estimate = sum(p["budget"] for p in plan)
     print(f"sitting: {len(plan)} parts, estimated {estimate / 60:.1f} minutes at most (limit {LIMIT_S / 60:.0f}):")
@@ -132,13 +131,44 @@ def main(argv=None) -> int:
     assert estimate <= LIMIT_S, "the parts' budgets exceed the sitting's limit"
     if args.plan:
         return 0
-    (out / "stage-files").mkdir(parents=True, exist_ok=True)
+    try:
+        (out / "stage-files").mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        parser.error(f"--out {out} cannot be made ({err.strerror}); give another folder")
+    cli.stop_on_signals()
+    try:
+        return sit(parser, args, out, plan, estimate)
+    except KeyboardInterrupt as stop:
+        print(f"\n{getattr(stop, 'word', 'interrupted')}: the parts done so far are in {out}", file=sys.stderr)
+        return getattr(stop, "status", 130)
+
+
+def output_folder(parser, given: str | None) -> Path:
+    """The sitting's folder, absolute (the parts run from the repository's root). A folder that
+    already holds a sitting's record is never written into again: without --out the sitting
+    takes the next free name (gpu-<date>-2, ...); a given --out that holds one is refused."""
+    default = REPO_ROOT / "benchmarks" / "results" / f"gpu-{datetime.date.today().isoformat()}"
+    out = Path(given).resolve() if given else default
+    for above in (out, *out.parents):
+        if above.exists() and not above.is_dir():
+            parser.error(f"--out {given}: {above} is a file, not a folder; give a folder")
+    holds_record = lambda folder: folder.is_dir() and any(folder.glob("gpu-sitting-*.json"))
+    if given and holds_record(out):
+        parser.error(f"--out {given} holds a sitting's record already; give a new folder, so it is kept")
+    n = 1
+    while holds_record(out):
+        n += 1
+        out = default.with_name(f"{default.name}-{n}")
+    return out
+
+
+def sit(parser, args, out: Path, plan: list[dict], estimate: int) -> int:
     import torch
 
     if not args.rehearse and not torch.cuda.is_available():
         parser.error("the sitting needs a CUDA GPU; --rehearse runs it on a CPU")
     device = "cpu" if args.rehearse else torch.cuda.get_device_name()
-    record = {"device": device, "rehearsal": args.rehearse, "parts": [], "estimate_s": estimate,
+    record = {"device": device, "rehearsal": args.rehearse, "parts": [], "estimate_s": estimate, "complete": False,
               "env": results.environment(device)}
     path = out / f"gpu-sitting-{re.sub(r'[^a-z0-9]+', '-', device.lower()).strip('-')}.json"
     started = time.perf_counter()
@@ -154,6 +184,12 @@ def main(argv=None) -> int:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             output, status = proc.communicate()[0], "out of time"
+        except KeyboardInterrupt:  # the sitting is stopped: so is the part, with everything it started
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            record["interrupted_in"] = p["name"]
+            save(path, record)
+            raise
         output = output.decode(errors="replace")
         print(output[-3000:], flush=True)
         entry = {"name": p["name"], "status": status, "seconds": time.perf_counter() - t0, "budget": p["budget"],
@@ -165,12 +201,20 @@ def main(argv=None) -> int:
         entry["ok"] = entry["ok"] and status == "ok"
         record["parts"].append(entry)
         record["sitting_s"] = time.perf_counter() - started
-        results.write_json_atomic(path, record)
+        record["complete"] = len(record["parts"]) == len(plan)
+        save(path, record)
         print(f"== {p['name']}: {status}, {'ok' if entry['ok'] else 'NOT OK'}, {entry['seconds']:.0f} s", flush=True)
     failed = [e["name"] for e in record["parts"] if not e["ok"]]
     print(f"sitting done in {record['sitting_s']:.0f} s -> {path}"
           + (f"; not ok: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
+
+
+def save(path: Path, record: dict) -> None:
+    """The record, after every part; a full disk sends it to the temporary folder, said so."""
+    where, err = results.write_or_rescue(path, record, "gpu-sitting")
+    if err is not None:
+        print(f"could not write {path} ({err.strerror}); the record is in {where}", flush=True)
 
 
 if __name__ == "__main__":

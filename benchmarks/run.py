@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from report.readmes import benchmark_markdown  # noqa: E402
-from shared import results  # noqa: E402
+from shared import cli, results  # noqa: E402
 from shared.cli import Parser  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -111,9 +111,24 @@ def run_once(run: dict, progress: str) -> dict:
         with stopped_with_us(proc):
             tail = follow(proc, run, progress, started)
         if proc.wait() != 0:
-            raise SystemExit(f"\n{run['label']} failed:\n{''.join(tail)}")
+            raise RunFailed(f"{run['label']} failed:\n{''.join(tail).rstrip()}")
         print()
         return results.load_results(out)
+
+
+class RunFailed(Exception):
+    """A stage's run ended with an error: the harness stops, keeping the runs that finished."""
+
+
+def new_stem(out_dir: Path, stem: str) -> str:
+    """`stem`, or `stem-2`, `stem-3`, ... if a record of that name (complete or partial) is already
+    in `out_dir`: a second sitting on the same day makes a new record, never replaces one."""
+    taken = lambda name: any((out_dir / f"{name}{end}").exists() for end in (".json", ".partial.json", ".md"))
+    n, name = 1, stem
+    while taken(name):
+        n += 1
+        name = f"{stem}-{n}"
+    return name
 
 
 @contextlib.contextmanager
@@ -202,23 +217,36 @@ def main(argv=None) -> int:
     print(f"{len(runs)} runs x {args.repeats} repeat(s), {steps} steps each, every thread pool pinned to 1 thread"
           + (", GPU rows on CUDA" if gpu else ", stage 4 through the interpreter (short, labelled)"), flush=True)
     env = results.environment("cuda" if gpu else "cpu", threads_pinned=1)
-    stem = f"{machine_name(env)}-{datetime.date.today().isoformat()}" + ("-quick" if args.quick else "")
+    today = datetime.date.today().isoformat()
+    stem = new_stem(out_dir, f"{machine_name(env)}-{today}" + ("-quick" if args.quick else ""))
     repeats = [[] for _ in runs]
+    partial = out_dir / f"{stem}.partial.json"
+
+    def keep_finished() -> Path:  # after every run: the finished ones are on disk before the next starts
+        done = {run["label"]: tries for run, tries in zip(runs, repeats) if tries}
+        return results.write_json_atomic(partial, {"runs": done, "steps": steps, "repeats": args.repeats,
+                                                   "quick": args.quick, "env": env, "partial": True})
+
+    cli.stop_on_signals()  # SIGTERM and SIGHUP stop the harness like Ctrl-C: its run stops with it
     try:
         for r in range(args.repeats):
             for i, run in enumerate(runs):
                 repeats[i].append(run_once(run, f"[repeat {r + 1}/{args.repeats}, run {i + 1}/{len(runs)}]"))
-    except KeyboardInterrupt:  # keep every finished run
-        done = {run["label"]: tries for run, tries in zip(runs, repeats) if tries}
-        where = results.write_json_atomic(out_dir / f"{stem}.partial.json", {
-            "runs": done, "steps": steps, "repeats": args.repeats, "quick": args.quick, "env": env, "partial": True})
-        print(f"\ninterrupted; the {sum(map(len, done.values()))} finished run(s) are in {where}", file=sys.stderr)
-        return 130
+                keep_finished()
+    except (KeyboardInterrupt, RunFailed) as stop:  # keep every finished run
+        finished = sum(map(len, repeats))
+        kept = f"the {finished} finished run(s) are in {partial}" if finished else "no run had finished"
+        if isinstance(stop, RunFailed):
+            print(f"\n{stop}\n{kept}", file=sys.stderr)
+            return 1
+        print(f"\n{getattr(stop, 'word', 'interrupted')}; {kept}", file=sys.stderr)
+        return getattr(stop, "status", 130)
     rows = summarize_runs(runs, repeats)
     env["device"] = next((r["device"] for r in rows if r["chain"] == "gpu"), "cpu")
     report = {"rows": rows, "runs": {run["label"]: tries for run, tries in zip(runs, repeats)},
               "steps": steps, "repeats": args.repeats, "quick": args.quick, "env": env}
     results.write_json_atomic(out_dir / f"{stem}.json", report)
+    partial.unlink(missing_ok=True)
     markdown = benchmark_markdown(report)
     (out_dir / f"{stem}.md").write_text(markdown)
     if args.stage_files:

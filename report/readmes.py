@@ -345,7 +345,22 @@ def _render_block(m) -> str:
 
 
 def render(text: str) -> str:
-    return BLOCK.sub(_render_block, text)
+    return BLOCK.sub(_render_one_block, text)
+
+
+def _render_one_block(m) -> str:
+    """One block; a file that is not what the block reads (a key missing, a wrong type, an empty
+    sweep) is a UserError naming the file and what is wrong, never a traceback."""
+    try:
+        return _render_block(m)
+    except UserError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, ZeroDivisionError,
+            statistics.StatisticsError, RecursionError) as err:
+        what = f"has no {err}" if isinstance(err, KeyError) else f"{type(err).__name__}: {err}"
+        files = ", ".join(part.split("#")[0] for part in m.group("path").split(","))
+        raise UserError(f"{files} is not what a `{m.group('kind')}` block reads ({what}); restore it "
+                        f"(git checkout -- {files}) or rerun what writes it") from None
 
 
 def readmes() -> list[Path]:

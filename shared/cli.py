@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared import devices
-from shared.errors import Terminated, UserError
+from shared.errors import HungUp, Terminated, UserError
 from shared.memory import Memory
 
 
@@ -61,6 +61,7 @@ RUN_FILE = "last_run.json"  # a reader's own run; the committed results*.json ar
 
 
 
+MAX_THREADS = 1024  # far past any machine's cores, and within what torch.set_num_threads takes
 SPEC_STEPS = 1000  # SPEC.md's run; a much shorter one samples before the model has learned names
 UNTRAINED_BELOW = 200  # steps under which main.py says its samples will be gibberish
 
@@ -129,6 +130,9 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -
     for flag in ("steps", "batch_size", "n_layer", "n_embd", "n_head", "block_size", "threads"):
         if getattr(args, flag, 1) <= 0:
             parser.error(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
+    if getattr(args, "threads", 1) > MAX_THREADS:
+        parser.error(f"--threads must be at most {MAX_THREADS}, got {args.threads} (this machine has "
+                     f"{os.cpu_count()} cores; with tensors this small, 1 is fastest)")
     if args.samples < 0:
         parser.error(f"--samples must be zero or more, got {args.samples}")
     if args.seed < 0:
@@ -151,6 +155,19 @@ def check_writable(path: str) -> None:
 
     --out must name a regular file or a new one. A symlink is written through: the file it
     points to gets the results, and the link stays. A device, a pipe or a directory is refused."""
+    try:
+        check_out_path(path)
+    except OSError as err:  # a name too long for the file system, a loop of symlinks, ...
+        raise UserError(f"--out {shorten(path)} cannot be used ({err.strerror}); choose a shorter or "
+                        f"another path") from None
+
+
+def shorten(path: str, keep: int = 80) -> str:
+    """A path for a one-line message: a very long one with its middle left out."""
+    return path if len(path) <= keep else f"{path[:keep // 2]}...{path[-keep // 2:]}"
+
+
+def check_out_path(path: str) -> None:
     if path.endswith(("/", os.sep)):
         raise UserError(f"--out {path} names a directory; give a file path such as {Path(path) / 'results.json'}")
     out = Path(os.path.realpath(path))  # through a symlink, to the file it points to
@@ -183,18 +200,29 @@ def on_sigterm(signum, frame):
     raise Terminated()
 
 
+def on_sighup(signum, frame):
+    raise HungUp()
+
+
+def stop_on_signals() -> None:
+    """SIGTERM and SIGHUP stop a program the way Ctrl-C does: what it finished is kept."""
+    signal.signal(signal.SIGTERM, on_sigterm)
+    if hasattr(signal, "SIGHUP"):  # (not on Windows)
+        signal.signal(signal.SIGHUP, on_sighup)
+
+
 def run(main: Callable[[], object]) -> int:
     """Call `main`, turning bad input into one line on stderr and a non-zero status; Ctrl-C
-    exits with 130 and SIGTERM, taken like Ctrl-C, with 143."""
-    signal.signal(signal.SIGTERM, on_sigterm)
+    exits with 130; SIGTERM and SIGHUP, taken like Ctrl-C, with 143 and 129."""
+    stop_on_signals()
     try:
         main()
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except Terminated as err:
-        print(str(err) or "terminated", file=sys.stderr)
-        return 143
+        print(str(err) or type(err).word, file=sys.stderr)
+        return type(err).status
     except KeyboardInterrupt as err:
         print(str(err) or "interrupted", file=sys.stderr)
         return 130

@@ -39,24 +39,35 @@ def resolve_data_path(path: str | os.PathLike | None = None) -> Path:
 
 def load_docs(path: str | os.PathLike) -> list[str]:
     """The documents of `path`: its non-empty lines, stripped, in file order."""
-    path = Path(path)
+    try:
+        return read_docs(Path(path))
+    except OSError as err:  # a name too long for the file system, a loop of symlinks, ...
+        shown = str(path) if len(str(path)) <= 80 else f"{str(path)[:40]}...{str(path)[-40:]}"
+        raise UserError(f"data file {shown} cannot be read ({err.strerror}); pass --data with a path to "
+                        f"names.txt") from None
+
+
+def read_docs(path: Path) -> list[str]:
     if not path.exists():
         raise UserError(f"data file {path} does not exist; pass --data with a path to names.txt")
     if path.is_dir():
         raise UserError(f"data path {path} is a directory; pass --data with a path to names.txt")
-    if not path.is_file():
+    if not path.is_file() and not path.is_fifo():  # a pipe (`--data <(head names.txt)`) is read once, below
         raise UserError(f"data path {path} is not a regular file; pass --data with a path to a text file of names")
-    if path.stat().st_size > MAX_DATA_BYTES:
-        raise UserError(f"data file {path} is {path.stat().st_size / 2**20:,.0f} MiB, over the "
-                        f"{MAX_DATA_BYTES // 2**20} MiB this tutorial reads (names.txt is 0.2 MiB); "
-                        f"give a smaller file")
+    too_big = (f"data file {path} is over the {MAX_DATA_BYTES // 2**20} MiB this tutorial reads (names.txt is "
+               f"0.2 MiB); give a smaller file")
+    if path.is_file() and path.stat().st_size > MAX_DATA_BYTES:
+        raise UserError(too_big)
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:
+            raw = f.read(MAX_DATA_BYTES + 1)  # at most one byte over the cap: a pipe has no size to ask first
     except OSError as err:
         raise UserError(f"cannot read data file {path} ({err.strerror}); check its permissions") from None
+    if len(raw) > MAX_DATA_BYTES:
+        raise UserError(too_big)
     raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark is not a character of the first name
     docs = []
-    for lineno, line in enumerate(raw.split(b"\n"), start=1):
+    for lineno, line in enumerate(raw.splitlines(), start=1):  # \n, \r\n, or an old Mac's \r alone
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
@@ -76,16 +87,36 @@ def step_documents(docs: list[str], step: int, batch_size: int = 1) -> list[str]
     return [docs[(step * batch_size + j) % len(docs)] for j in range(batch_size)]
 
 
-def positions_per_step(lengths: list[int], num_steps: int, batch_size: int = 1) -> list[int]:
-    """The target positions each step trains, summed over its batch, when document i of the
-    shuffled list has lengths[i] of them: step s takes documents (s*B + j) mod len(lengths).
-    Prefix sums over the endlessly repeated list, so no step's batch is built to count it."""
-    total, prefix = sum(lengths), [0]
-    for n in lengths:
-        prefix.append(prefix[-1] + n)
+class StepPositions:
+    """The target positions each of `num_steps` steps trains, summed over its batch, when document
+    i of the shuffled list has lengths[i] of them: step s takes documents (s*B + j) mod
+    len(lengths). Counted when asked, from prefix sums over the endlessly repeated list, so
+    neither a step's batch nor a list as long as the run (--steps 10**12) is ever built."""
 
-    def first(k):  # the positions of the first k documents of the repeated list
-        laps, rest = divmod(k, len(lengths))
-        return laps * total + prefix[rest]
+    def __init__(self, lengths: list[int], num_steps: int, batch_size: int = 1):
+        self.total, self.prefix = sum(lengths), [0]
+        for n in lengths:
+            self.prefix.append(self.prefix[-1] + n)
+        self.num_docs, self.num_steps, self.batch_size = len(lengths), num_steps, batch_size
 
-    return [first((s + 1) * batch_size) - first(s * batch_size) for s in range(num_steps)]
+    def first(self, k: int) -> int:  # the positions of the first k documents of the repeated list
+        laps, rest = divmod(k, self.num_docs)
+        return laps * self.total + self.prefix[rest]
+
+    def __len__(self) -> int:
+        return self.num_steps
+
+    def __getitem__(self, step):
+        if isinstance(step, slice):
+            return [self[s] for s in range(*step.indices(self.num_steps))]
+        if not 0 <= step < self.num_steps:
+            raise IndexError(step)
+        return self.first((step + 1) * self.batch_size) - self.first(step * self.batch_size)
+
+    def __eq__(self, other) -> bool:
+        return list(self) == list(other)
+
+
+def positions_per_step(lengths: list[int], num_steps: int, batch_size: int = 1) -> StepPositions:
+    """StepPositions: step s's target positions, as a sequence that computes each when asked."""
+    return StepPositions(lengths, num_steps, batch_size)

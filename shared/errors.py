@@ -12,8 +12,17 @@ class UserError(Exception):
 class Terminated(KeyboardInterrupt):
     """SIGTERM (what `kill`, `timeout` and container stops send), handled like Ctrl-C."""
 
+    word, status = "terminated", 143
+
+
+class HungUp(Terminated):
+    """SIGHUP (a closed terminal, a dropped ssh session), handled like Ctrl-C."""
+
+    word, status = "stopped: the terminal hung up,", 129
+
 
 def stopped(exc_type, what: str) -> KeyboardInterrupt:
-    """The interrupt to re-raise with one line that says what was kept: `interrupted ...` or `terminated ...`."""
-    word = "terminated" if issubclass(exc_type, Terminated) else "interrupted"
-    return (Terminated if issubclass(exc_type, Terminated) else KeyboardInterrupt)(f"{word} {what}")
+    """The interrupt to re-raise with one line that says what was kept: `interrupted ...`,
+    `terminated ...` or `stopped: the terminal hung up, ...`, of the same kind as `exc_type`."""
+    kind = exc_type if issubclass(exc_type, Terminated) else KeyboardInterrupt
+    return kind(f"{getattr(kind, 'word', 'interrupted')} {what}")

@@ -15,7 +15,7 @@ Every engine also holds the initial weights as Python floats (shared/weights.py)
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from shared.errors import UserError
@@ -31,6 +31,7 @@ class Memory:
 
     bytes_per_scalar_op: int = 0  # > 0: one object of this size per scalar operation (a graph of scalars)
     keeps_activations: bool = True  # arrays: each position's activations and their gradients
+    pads_to_block_size: bool = False  # every document padded to block_size (static shapes), not to the longest
     extra: Callable[[GPTConfig, int, int], int] | None = None  # (config, batch_size, itemsize) -> bytes
 
 
@@ -49,10 +50,13 @@ def activations_per_position(config: GPTConfig) -> int:
     return L * (40 * C + 8 * H * T) + 8 * V
 
 
-def needed(memory: Memory, config: GPTConfig, batch_size: int, dtype: str) -> int:
+def needed(memory: Memory, config: GPTConfig, batch_size: int, dtype: str, longest: int | None = None) -> int:
     """A generous estimate of the bytes one training step holds at once. Positions are counted
-    at the most a step can have, batch_size x block_size."""
+    at the most a step can have: batch_size documents of the longest document's positions
+    (`longest`, at most block_size), or of block_size where the stage pads every document to it."""
     params = sum(rows * cols for _, (rows, cols) in param_shapes(config))
+    if longest is not None and not memory.pads_to_block_size:
+        config = replace(config, block_size=min(config.block_size, longest))  # attention spans what a step has
     positions = batch_size * config.block_size
     total = params * PYTHON_FLOAT
     if memory.bytes_per_scalar_op:
@@ -86,9 +90,9 @@ def available(device) -> tuple[int | None, str]:
     return None, ""
 
 
-def check(memory: Memory, config: GPTConfig, batch_size: int, dtype: str, device) -> None:
+def check(memory: Memory, config: GPTConfig, batch_size: int, dtype: str, device, longest: int | None = None) -> None:
     """Refuse, before allocating anything, a run that cannot fit, in one line with both figures."""
-    bytes_needed = needed(memory, config, batch_size, dtype)
+    bytes_needed = needed(memory, config, batch_size, dtype, longest)
     free, where = available(device)
     if free is not None and bytes_needed > free:
         raise UserError(f"this run needs about {bytes_needed / GIB:,.1f} GiB ({config.n_layer} layer(s) of width "

@@ -27,3 +27,6 @@ def one_line_on_load(exc_type, exc, tb):
 
 
 sys.excepthook = one_line_on_load
+for stream in (sys.stdout, sys.stderr):  # a path or a name this terminal's encoding cannot show: escaped, not an error
+    if hasattr(stream, "reconfigure"):
+        stream.reconfigure(errors="backslashreplace")

@@ -124,7 +124,8 @@ def write_json_atomic(path: str | os.PathLike, obj: dict) -> Path:
     done. Returns the path written."""
     path = Path(os.path.realpath(path))
     with signals_held():
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:100]}.", suffix=".tmp")  # (a name
+        # near the file system's 255-byte limit still gets a temporary beside it)
         try:
             with os.fdopen(fd, "w") as f:
                 json.dump(obj, f, indent=1)
@@ -145,7 +146,7 @@ def current_umask() -> int:
 
 @contextlib.contextmanager
 def signals_held():
-    """Hold Ctrl-C and SIGTERM while a file is written: they take effect when it is on disk.
+    """Hold Ctrl-C, SIGTERM and SIGHUP while a file is written: they take effect when it is on disk.
     (Python runs signal handlers in the main thread, so the hold is a handler that only notes
     the signal; afterwards the handler that was there before gets it.)"""
     if threading.current_thread() is not threading.main_thread():
@@ -153,7 +154,7 @@ def signals_held():
         return
     pending = []
     previous = {sig: signal.signal(sig, lambda signum, frame: pending.append(signum))
-                for sig in (signal.SIGINT, signal.SIGTERM)}
+                for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if sig}
     try:
         yield
     finally:
@@ -168,14 +169,14 @@ def signals_held():
 
 
 def say(line: str = "", **kwargs) -> None:
-    """print(), except that a closed stdout (`| head`) does not stop the run: from then on the
-    log goes nowhere, and the results file still gets every step."""
+    """print(), except that a stdout that cannot take it (`| head` closed it, `> /dev/full`) does
+    not stop the run: from then on the log goes nowhere, and the results file still gets every step."""
     global stdout_closed
     if stdout_closed:
         return
     try:
         print(line, flush=True, **kwargs)
-    except BrokenPipeError:
+    except OSError:  # a closed pipe, or a full device (`> /dev/full`): the log is lost, not the run
         stdout_closed = True
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so the flush at exit does not fail again
@@ -200,14 +201,49 @@ def write_or_rescue(path: str | os.PathLike, obj: dict, name: str) -> tuple[Path
                             f"space and train again") from None
 
 
+def holds_a_record(path: str | os.PathLike) -> bool:
+    """Whether `path` holds something a run must not replace with an unfinished one: a complete
+    record (neither `"partial": true` nor `"complete": false`), or a file that is not ours to judge."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return Path(path).exists()
+    return not isinstance(data, dict) or (data.get("partial") is not True and data.get("complete") is not False)
+
+
+def beside(out: Path) -> Path:
+    """`<name>.partial.json` beside `out`."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.partial{out.suffix or '.json'}")
+
+
 def partial_path(out: Path) -> Path:
     """Where an interrupted run's steps go: `out` itself, unless it holds a complete run, which
     is kept; then beside it, `<name>.partial.json`."""
-    try:
-        complete = "partial" not in json.loads(Path(out).read_text())
-    except (OSError, ValueError):
-        complete = Path(out).exists()
-    return out.with_name(f"{out.stem}.partial{out.suffix or '.json'}") if complete else out
+    return beside(out) if holds_a_record(out) else Path(out)
+
+
+class Progress:
+    """A record written again as it grows (a benchmark sitting, row by row), by the stages' rule:
+    while unfinished it goes to `out`, unless `out` held a complete record when the writer
+    started, which is never replaced by an unfinished one: then it goes beside, to
+    `<name>.partial.json`. The finished record goes to `out`, and the partial beside is removed."""
+
+    def __init__(self, out: str | os.PathLike, name: str):
+        self.out, self.name = Path(out), name
+        self.unfinished = partial_path(self.out)
+
+    def write(self, obj: dict, complete: bool) -> Path:
+        """Write `obj` (with `"complete"` set) where it belongs; rescued to the temporary folder,
+        and said so, if that fails."""
+        obj = {**obj, "complete": complete}
+        where, err = write_or_rescue(self.out if complete else self.unfinished, obj, self.name)
+        if err is not None:
+            print(f"could not write {self.out if complete else self.unfinished} ({err.strerror}); "
+                  f"saved in {where} instead", file=sys.stderr, flush=True)
+        elif complete and self.unfinished != self.out:
+            self.unfinished.unlink(missing_ok=True)
+        return where
 
 
 def load_results(path: str | os.PathLike, check: bool = True) -> dict:

@@ -63,7 +63,8 @@ class Run:
         self.config = GPTConfig(self.tokenizer.vocab_size, args.n_layer, args.n_embd, args.n_head, args.block_size)
         self.where = flags.device(args)
         self.device = self.where.device
-        memory.check(flags.memory, self.config, args.batch_size, args.dtype, self.device)
+        longest = max(positions(self.tokenizer.encode_doc(doc), args.block_size) for doc in docs)
+        memory.check(flags.memory, self.config, args.batch_size, args.dtype, self.device, longest)
         self.docs, self.initial_weights, self.rng = init_run(docs, self.config, args.seed)
         self.steps, self.batch_size, self.dtype = args.steps, args.batch_size, args.dtype
         self.last_step = min(self.steps, max_steps or self.steps)  # tests may stop early in a long schedule
@@ -184,9 +185,27 @@ def words(key: str, value) -> str:
 def read_documents(args) -> list[str]:
     """The data file's documents; --out must not be that file, under any name (SPEC.md)."""
     data = dataset.resolve_data_path(args.data)
-    if Path(args.out).exists() and data.exists() and os.path.samefile(args.out, data):
-        raise UserError(f"--out {args.out} is the data file {data}; writing the results there would replace the "
-                        f"names; choose another --out path")
+    try:
+        return check_and_read(data, args)
+    except OSError as err:  # a name too long for the file system, a loop of symlinks, ...
+        raise UserError(f"--data {cli.shorten(str(data))} cannot be read ({err.strerror}); pass --data with a "
+                        f"path to names.txt") from None
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one existing file (False where either cannot exist: a name too long)."""
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_and_read(data: Path, args) -> list[str]:
+    out = Path(args.out)
+    for written, what in ((out, "its results"), (results.beside(out), "its steps if it were stopped")):
+        if same_file(written, data):
+            raise UserError(f"--data {data} is where this run would write {what} ({written}); writing there would "
+                            f"replace the names; choose another --out path")
     return dataset.load_docs(data)
 
 

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,7 +53,18 @@ def test_out_that_is_the_data_file_is_refused(tmp_path, names_path):
     link.symlink_to(data)
     for out in (data, link):
         proc = program("1_pure_python/main.py", "--data", str(data), "--out", str(out), "--steps", "1")
-        assert proc.returncode == 1 and "is the data file" in one_line(proc.stderr)
+        assert proc.returncode == 1 and "is where this run would write its results" in one_line(proc.stderr)
+    assert data.read_bytes() == names_path.read_bytes()
+
+
+def test_data_where_a_stopped_run_would_go_is_refused(tmp_path, names_path):
+    """--data x.partial.json --out x.json, x.json complete: a Ctrl-C would write the steps over the
+    names, so the run is refused before it starts."""
+    out, data = tmp_path / "x.json", tmp_path / "x.partial.json"
+    assert program("2_numpy/main.py", "--data", str(names_path), "--out", str(out), "--steps", "2").returncode == 0
+    data.write_bytes(names_path.read_bytes())
+    proc = program("2_numpy/main.py", "--data", str(data), "--out", str(out), "--steps", "2")
+    assert proc.returncode == 1 and "its steps if it were stopped" in one_line(proc.stderr)
     assert data.read_bytes() == names_path.read_bytes()
 
 
@@ -87,9 +99,11 @@ def test_ctrl_c_while_sampling_keeps_the_trained_run(tmp_path, names_path):
     assert "partial" not in res and len(res["losses"]) == 3 and 2 <= len(res["samples"]) < 100000
 
 
-@pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated"),
+                                             (signal.SIGHUP, 129, "stopped: the terminal hung up,")])
 def test_a_stopped_rerun_never_replaces_a_complete_run(sig, code, word, tmp_path, names_path):
-    """Ctrl-C or SIGTERM: the steps done go beside a complete results file, never over it."""
+    """Ctrl-C, SIGTERM or SIGHUP (a closed terminal): the steps done go beside a complete
+    results file, never over it."""
     out = tmp_path / "r.json"
     assert program("2_numpy/main.py", "--data", str(names_path), "--out", str(out), "--steps", "2").returncode == 0
     complete = out.read_bytes()
@@ -286,3 +300,229 @@ def test_stage4_float64_follows_stage1_to_1e_12():
     np.testing.assert_allclose(stage_losses("4_triton", 20, "--dtype", "float64"), stage1, rtol=0, atol=1e-12)
     np.testing.assert_allclose(stage_losses("4_triton", 20, "--dtype", "float64", program="fused_step.py"), stage1,
                                rtol=0, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------- around the chapters (issue 28)
+
+
+def test_a_stage_that_fails_keeps_the_harness_s_finished_runs(tmp_path, names_path):
+    """benchmarks/run.py: stage 2 finishes, stage 3 cannot start (no torch, here): stage 2's run is
+    on disk, said in the last lines, and the harness exits 1."""
+    fake = tmp_path / "fake"
+    (fake / "torch").mkdir(parents=True)
+    (fake / "torch" / "__init__.py").write_text("raise ImportError('no torch here')\n")
+    out = tmp_path / "out"
+    proc = program("benchmarks/run.py", "--stages", "2_numpy", "3_pytorch", "--quick", "--out-dir", str(out),
+                   env={**os.environ, "MICROGPT_DATA": str(names_path), "PYTHONPATH": str(fake)}, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert "3_pytorch" in proc.stderr and "finished run(s) are in" in proc.stderr and "Traceback (most" not in \
+        proc.stderr.split("failed:")[0]
+    (partial,) = out.glob("*.partial.json")
+    assert list(json.loads(partial.read_text())["runs"]) == ["2_numpy"]
+
+
+def test_sigterm_to_the_harness_stops_its_run_too(tmp_path, names_path):
+    """`kill` on benchmarks/run.py: the stage it started stops with it (no orphan trains on)."""
+    mark = f"microgpt-test-{os.getpid()}-{time.monotonic_ns()}"
+    proc = subprocess.Popen([sys.executable, "-u", str(REPO_ROOT / "benchmarks" / "run.py"), "--stages",
+                             "1_pure_python", "--out-dir", str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "MICROGPT_DATA": str(names_path),
+                                                         "MICROGPT_TEST_MARK": mark})
+    seen = b""
+    while b"1_pure_python: step" not in seen:
+        chunk = os.read(proc.stdout.fileno(), 4096)
+        assert chunk, proc.stderr.read()
+        seen += chunk
+    proc.send_signal(signal.SIGTERM)  # to the harness alone, as `kill PID` does
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "terminated" in one_line(stderr.decode())
+
+    def marked():
+        found = []
+        for environ in Path("/proc").glob("[0-9]*/environ"):
+            try:
+                if mark.encode() in environ.read_bytes():
+                    found.append(environ.parent.name)
+            except OSError:
+                pass
+        return found
+    assert marked() == []
+
+
+def test_a_second_gpu_sitting_never_replaces_the_first(tmp_path):
+    """gpu_sitting.py into a folder that holds a sitting's record is refused in one line before
+    anything runs; without --out a second sitting on the same day takes a new folder; an --out
+    that is a file, or under one, is one line too."""
+    (tmp_path / "gpu-sitting-cpu.json").write_text('{"parts": [1, 2, 3, 4, 5, 6], "complete": true}')
+    kept = (tmp_path / "gpu-sitting-cpu.json").read_bytes()
+    proc = program("benchmarks/gpu_sitting.py", "--rehearse", "--out", str(tmp_path))
+    assert proc.returncode == 2 and "holds a sitting's record already" in one_line(proc.stderr)
+    assert (tmp_path / "gpu-sitting-cpu.json").read_bytes() == kept and len(list(tmp_path.iterdir())) == 1
+    a_file = tmp_path / "gpu-sitting-cpu.json"
+    for out in (a_file, a_file / "below"):
+        proc = program("benchmarks/gpu_sitting.py", "--rehearse", "--out", str(out))
+        assert proc.returncode == 2 and "is a file, not a folder" in one_line(proc.stderr)
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    import gpu_sitting
+
+    today = gpu_sitting.output_folder(None, None)
+    assert today.parent == REPO_ROOT / "benchmarks" / "results"
+    original = gpu_sitting.REPO_ROOT
+    try:
+        gpu_sitting.REPO_ROOT = tmp_path
+        first = gpu_sitting.output_folder(None, None)
+        first.mkdir(parents=True)
+        (first / "gpu-sitting-cpu.json").write_text("{}")
+        assert gpu_sitting.output_folder(None, None) == first.with_name(first.name + "-2")
+    finally:
+        gpu_sitting.REPO_ROOT = original
+
+
+def test_ctrl_c_in_a_sitting_is_one_line_and_keeps_the_record(tmp_path, names_path):
+    proc = subprocess.Popen([sys.executable, "-u", str(REPO_ROOT / "benchmarks" / "gpu_sitting.py"), "--rehearse",
+                             "--out", str(tmp_path / "sit")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "MICROGPT_DATA": str(names_path)}, **DEFAULT_SIGINT)
+    wait_for(proc, "== environment")
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "the parts done so far are in" in one_line(stderr)
+
+
+def test_a_stopped_batch_sweep_never_replaces_a_complete_one(tmp_path):
+    """gpu_batches.py into a file holding a complete sweep, stopped: the sweep is kept, the rows
+    of the stopped one go beside it, one line says where."""
+    from shared import results
+
+    out = tmp_path / "sweep.json"
+    out.write_text(json.dumps({"rows": [{"label": "kept"}], "complete": True}))
+    kept = out.read_bytes()
+    unit = tmp_path / "unit.json"
+    unit.write_bytes(kept)
+    progress = results.Progress(unit, "sweep")
+    assert progress.write({"rows": []}, complete=False) == tmp_path / "unit.partial.json"
+    assert unit.read_bytes() == kept
+    assert progress.write({"rows": [1]}, complete=True) == unit and not (tmp_path / "unit.partial.json").exists()
+    fresh = results.Progress(tmp_path / "new.json", "sweep")
+    assert fresh.write({"rows": []}, complete=False) == tmp_path / "new.json"  # nothing to keep: written in place
+    proc = subprocess.Popen([sys.executable, "-u", str(REPO_ROOT / "benchmarks" / "gpu_batches.py"), "--rehearse",
+                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            **DEFAULT_SIGINT)
+    wait_for(proc, "B=")  # the first row is measured and written
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "sweep.partial.json" in one_line(stderr)
+    assert json.loads(out.read_bytes()) == json.loads(kept)
+    assert json.loads((tmp_path / "sweep.partial.json").read_text())["complete"] is False
+
+
+def malformed(kind: str) -> str:
+    """A results file (stage 2's committed one) spoiled one way."""
+    good = json.loads((REPO_ROOT / "2_numpy" / "results.json").read_text())
+    return {"nan losses": json.dumps({**good, "losses": [float("nan")] * len(good["losses"])}),
+            "no env": json.dumps({k: v for k, v in good.items() if k != "env"}),
+            "strings": json.dumps({**good, "total_s": str(good["total_s"])}),
+            "string losses": json.dumps({**good, "losses": [str(x) for x in good["losses"]]}),
+            "deep": "[" * 100000 + "]" * 100000,
+            "no steps": json.dumps({**good, "losses": [], "step_ms": []}),
+            "a list": "[]"}[kind]
+
+
+@pytest.mark.parametrize("kind, problem", [
+    ("nan losses", "its losses hold nan"), ("no env", "it has no env"), ("strings", "its total_s is str"),
+    ("string losses", "its losses hold '"), ("deep", "nested too deeply"), ("no steps", "it has no steps"),
+    ("a list", "it holds list"),
+])
+def test_report_names_a_malformed_results_file_in_one_line(tmp_path, kind, problem):
+    """python -m report --check on a results file that is wrong inside: one line that names the
+    file and what is wrong, exit 1; never a traceback, never a silent pass, never "nan" in a README."""
+    (tmp_path / "README.md").write_text("<!-- BEGIN figures r.json -->\n<!-- END figures -->\n")
+    (tmp_path / "r.json").write_text(malformed(kind))
+    code = (f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r})\nfrom pathlib import Path\n"
+            f"from report import readmes as report\nreport.REPO_ROOT = Path({str(tmp_path)!r})\n"
+            f"sys.exit(report.main(['--check']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    line = one_line(proc.stderr)
+    assert proc.returncode == 1 and "r.json" in line and problem in line, line
+
+
+def test_report_names_a_malformed_sweep_in_one_line(tmp_path):
+    """A file other than a run's (a batch sweep) missing what its block reads: one line too."""
+    (tmp_path / "README.md").write_text("<!-- BEGIN batches s.json#2_numpy -->\n<!-- END batches -->\n")
+    (tmp_path / "s.json").write_text('{"rows": [{"stage": "2_numpy", "batch_size": 1}]}')
+    code = (f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r})\nfrom pathlib import Path\n"
+            f"from report import readmes as report\nreport.REPO_ROOT = Path({str(tmp_path)!r})\n"
+            f"sys.exit(report.main(['--check']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "s.json is not what a `batches` block reads" in one_line(proc.stderr)
+
+
+def test_names_with_old_mac_line_ends_are_names(tmp_path, names_path):
+    """A names file with CR-only line ends trains on the same names as the usual one."""
+    from shared import dataset
+
+    cr = tmp_path / "cr.txt"
+    cr.write_bytes(names_path.read_bytes().replace(b"\n", b"\r"))
+    assert dataset.load_docs(cr) == dataset.load_docs(names_path)
+    proc = program("2_numpy/main.py", "--data", str(cr), "--out", str(tmp_path / "r.json"), "--steps", "1")
+    assert proc.returncode == 0 and "loss 3.3660" in proc.stdout
+
+
+def test_names_from_a_pipe_are_read_once(tmp_path, names_path):
+    """`--data <(cat names.txt)`: a pipe, read once (with the size cap), trains as the file does."""
+    read, write = os.pipe()
+    feeder = subprocess.Popen(["cat", str(names_path)], stdout=write)
+    os.close(write)
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "2_numpy" / "main.py"), "--data", f"/dev/fd/{read}",
+                           "--out", str(tmp_path / "r.json"), "--steps", "1"], capture_output=True, text=True,
+                          timeout=60, pass_fds=(read,))
+    os.close(read)
+    feeder.wait()
+    assert proc.returncode == 0 and "loss 3.3660" in proc.stdout, proc.stderr
+
+
+def test_a_long_block_size_is_sized_by_the_longest_name(tmp_path, names_path):
+    """--block-size 100000 for stage 2: memory is counted for the longest name (15 letters), so
+    the run starts rather than being refused as needing thousands of GiB."""
+    proc = program("2_numpy/main.py", "--data", str(names_path), "--out", str(tmp_path / "r.json"),
+                   "--block-size", "100000", "--steps", "1", "--samples", "0")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_sizes_past_what_a_machine_has_are_one_line(tmp_path, names_path):
+    """--threads past any machine's cores; --steps 10**12 starts at once (nothing is built per
+    step up front) and a stop keeps its steps; the one-kernel step at a block size whose tiles
+    cannot fit is refused by the memory estimate, not by a MemoryError."""
+    out = tmp_path / "r.json"
+    proc = program("3_pytorch/main.py", "--data", str(names_path), "--out", str(out), "--threads", "99999999999")
+    assert proc.returncode == 2 and "--threads must be at most" in one_line(proc.stderr)
+    proc = start("2_numpy/main.py", "--data", str(names_path), "--out", str(out), "--steps", str(10**12))
+    wait_for(proc, "step    2 /")
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and len(json.loads(out.read_text())["losses"]) >= 2
+    proc = program("4_triton/fused_step.py", "--data", str(names_path), "--out", str(out), "--block-size",
+                   "131072", "--steps", "1")
+    assert proc.returncode == 1 and "GiB" in one_line(proc.stderr)
+
+
+def test_names_the_file_system_or_the_terminal_cannot_take(tmp_path, names_path):
+    """A 305-character --out or --data: one line saying so; a 250-character --out: written there;
+    stdout on a full device: the run is kept; an --out this terminal's encoding cannot show: escaped."""
+    long = tmp_path / ("x" * 305)
+    for flag in ("--out", "--data"):
+        argv = ["--data", str(names_path), "--out", str(long)] if flag == "--out" else \
+            ["--data", str(long), "--out", str(tmp_path / "r.json")]
+        proc = program("2_numpy/main.py", *argv, "--steps", "1")
+        assert proc.returncode == 1 and "File name too long" in one_line(proc.stderr)
+    near_limit = tmp_path / ("y" * 245 + ".json")
+    proc = program("2_numpy/main.py", "--data", str(names_path), "--out", str(near_limit), "--steps", "1")
+    assert proc.returncode == 0 and near_limit.exists(), proc.stderr
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, str(REPO_ROOT / "2_numpy" / "main.py"), "--data", str(names_path),
+                               "--out", str(tmp_path / "full.json"), "--steps", "2"], stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr and (tmp_path / "full.json").exists()
+    accented = tmp_path / "résultats.json"
+    proc = program("2_numpy/main.py", "--data", str(names_path), "--out", str(accented), "--steps", "1",
+                   env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    assert proc.returncode == 0 and accented.exists(), proc.stderr

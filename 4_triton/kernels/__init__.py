@@ -81,6 +81,14 @@ def check_fused_sizes(args, parser) -> None:
                          f"got {value}; use 4_triton/main.py for other sizes")
 
 
+def tile_bytes(config, batch_size: int, itemsize: int) -> int:
+    """What the one-kernel step holds per program beyond the weights (shared/memory.py adds this):
+    a tile's attention, every row against every row, as the (T, T, C) products of its
+    broadcast-multiply-and-sum, a few at once (in registers on a GPU, as arrays in the
+    interpreter), at one document per tile."""
+    return 4 * config.block_size ** 2 * config.n_embd * itemsize
+
+
 def partial_sums_bytes(config, batch_size: int, itemsize: int) -> int:
     """Memory for the partial sums of a large batch's weight gradients (kernels/partials.py):
     up to MAX_SPLIT copies of the largest gradient, at once (shared/memory.py adds this)."""
