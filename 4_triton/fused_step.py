@@ -55,7 +55,7 @@ import torch  # noqa: E402
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
-from kernels import backend, check_fused_sizes, launch, tile_bytes  # noqa: E402
+from kernels import backend, check_fused_sizes, fused_memory, launch  # noqa: E402
 from kernels.adam import adam_update  # noqa: E402
 from kernels.partials import ordered_sum  # noqa: E402
 from kernels.rmsnorm import EPS  # noqa: E402
@@ -468,8 +468,7 @@ sample = main.sample  # draws from the trainer's `next_logits`, as from the per-
 # ----------------------------------------------------------------------------------------
 
 FLAGS = runner.Flags(dtypes=("float32", "float64"), device=backend.device, extra=launch.fused_step_flags,
-                     check=check_fused_sizes,
-                     memory=runner.Memory(keeps_activations=False, pads_to_block_size=True, extra=tile_bytes))
+                     check=check_fused_sizes, memory=fused_memory)
 
 if __name__ == "__main__":
     runner.main(__file__, FLAGS, train, sample)
