@@ -468,7 +468,7 @@ sample = main.sample  # draws from the trainer's `next_logits`, as from the per-
 # ----------------------------------------------------------------------------------------
 
 FLAGS = runner.Flags(dtypes=("float32", "float64"), device=backend.device, extra=launch.fused_step_flags,
-                     check=check_fused_sizes, memory=fused_memory)
+                     check=check_fused_sizes, memory=fused_memory())
 
 if __name__ == "__main__":
     runner.main(__file__, FLAGS, train, sample)

@@ -272,11 +272,11 @@ def sweep(argv=None) -> int:
     def measure(label, batch_size, extra=()):
         row = run_row(label, batch_size, list(extra), args.timeout)
         rows.append(row)
+        write(complete=False)  # on disk before it is shown
         shown = (f"{row['median_step_ms']:9.4f} ms/step {row['names_per_s']:14,.0f} names/s "
                  f"{row['us_per_name']:9.4f} us/name loss {row['last100_loss']:.4f}" if "error" not in row
                  else "FAILED " + (row["error"].strip().splitlines() or ["(no output)"])[-1][:200])
         print(f"B={batch_size:6d} {label:30s} {shown}", flush=True)
-        write(complete=False)
         return row
 
     def fused_flags(best):

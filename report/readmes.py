@@ -319,28 +319,13 @@ def quick_start_line(path: str) -> str:
 
 def _render_block(m) -> str:
     kind, path = m.group("kind"), m.group("path")
-    if kind == "runtimes":
-        body = runtimes_list(path)
-    elif kind == "batches":
-        body = batches_line(path)
-    elif kind == "table":
-        body = comparison_table(path)
-    elif kind == "figures":
+    if kind == "figures":
         body = figures_table(path, m.group("base"))
-    elif kind == "launches":
-        body = launches_table(path)
-    elif kind == "install":
-        body = install_line(path)
-    elif kind == "profile":
-        body = profile_lines(path)
-    elif kind == "quickstart":
-        body = quick_start_line(path)
-    elif kind == "gc":
-        body = gc_line(path)
-    elif kind == "losses":
-        body = loss_meaning_table(path)
     else:
-        body = benchmark_table(path)
+        body = {"runtimes": runtimes_list, "batches": batches_line, "table": comparison_table,
+                "launches": launches_table, "install": install_line, "profile": profile_lines,
+                "quickstart": quick_start_line, "gc": gc_line, "losses": loss_meaning_table,
+                "benchmark": benchmark_table}[kind](path)
     return m.group(1) + body + m.group(6)
 
 

@@ -252,16 +252,21 @@ def test_ctrl_c_while_torch_loads_is_one_line(names_path):
     assert proc.returncode == 130 and one_line(proc.stderr) == "interrupted", proc.stderr
 
 
+def report_check(folder):
+    """`python -m report --check` on a folder of READMEs and results files of a test's own."""
+    code = (f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r})\nfrom pathlib import Path\n"
+            f"from report import readmes as report\nreport.REPO_ROOT = Path({str(folder)!r})\n"
+            f"sys.exit(report.main(['--check']))")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+
 def test_report_check_with_a_cut_short_results_file_is_one_line(tmp_path):
     (tmp_path / "README.md").write_text("<!-- BEGIN table r.json -->\n<!-- END table -->\n")
     (tmp_path / "r.json").write_text('{"losses": [3.36')
-    code = (f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r})\nfrom pathlib import Path\n"
-            f"from report import readmes as report\nreport.REPO_ROOT = Path({str(tmp_path)!r})\n"
-            f"sys.exit(report.main(['--check']))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    proc = report_check(tmp_path)
     assert proc.returncode == 1 and "is not complete JSON" in one_line(proc.stderr)
     (tmp_path / "r.json").unlink()
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    proc = report_check(tmp_path)
     assert proc.returncode == 1 and "cannot read results file" in one_line(proc.stderr)
 
 
@@ -437,10 +442,7 @@ def test_report_names_a_malformed_results_file_in_one_line(tmp_path, kind, probl
     file and what is wrong, exit 1; never a traceback, never a silent pass, never "nan" in a README."""
     (tmp_path / "README.md").write_text("<!-- BEGIN figures r.json -->\n<!-- END figures -->\n")
     (tmp_path / "r.json").write_text(malformed(kind))
-    code = (f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r})\nfrom pathlib import Path\n"
-            f"from report import readmes as report\nreport.REPO_ROOT = Path({str(tmp_path)!r})\n"
-            f"sys.exit(report.main(['--check']))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    proc = report_check(tmp_path)
     line = one_line(proc.stderr)
     assert proc.returncode == 1 and "r.json" in line and problem in line, line
 
@@ -449,10 +451,7 @@ def test_report_names_a_malformed_sweep_in_one_line(tmp_path):
     """A file other than a run's (a batch sweep) missing what its block reads: one line too."""
     (tmp_path / "README.md").write_text("<!-- BEGIN batches s.json#2_numpy -->\n<!-- END batches -->\n")
     (tmp_path / "s.json").write_text('{"rows": [{"stage": "2_numpy", "batch_size": 1}]}')
-    code = (f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r})\nfrom pathlib import Path\n"
-            f"from report import readmes as report\nreport.REPO_ROOT = Path({str(tmp_path)!r})\n"
-            f"sys.exit(report.main(['--check']))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    proc = report_check(tmp_path)
     assert proc.returncode == 1 and "s.json is not what a `batches` block reads" in one_line(proc.stderr)
 
 

@@ -23,8 +23,6 @@ the runner asks of stage 4 (its size limits, the memory its partial sums take) a
 of a step's launches.
 """
 
-from shared.memory import Memory
-
 
 def kernels_per_step(n_layer: int, batch_size: int = 1, block_size: int = 16) -> int:
     """Launches in one training step of main.py's model (tests/test_stage4.py counts them).
@@ -91,10 +89,13 @@ def tile_bytes(config, batch_size: int, itemsize: int) -> int:
     return 4 * config.block_size ** 2 * config.n_embd * itemsize
 
 
-# How the one-kernel step holds memory, for the runner's fit check (shared/memory.py): no
-# activations kept between kernels (they live in registers), every document padded to
-# block_size, and its tiles (tile_bytes).
-fused_memory = Memory(keeps_activations=False, pads_to_block_size=True, extra=tile_bytes)
+def fused_memory():
+    """How the one-kernel step holds memory, for the runner's fit check (shared/memory.py): no
+    activations kept between kernels (they live in registers), every document padded to
+    block_size, and its tiles (tile_bytes)."""
+    from shared.memory import Memory  # (here, not above: a kernel file runs on its own, without shared/)
+
+    return Memory(keeps_activations=False, pads_to_block_size=True, extra=tile_bytes)
 
 
 def partial_sums_bytes(config, batch_size: int, itemsize: int) -> int:
