@@ -177,7 +177,7 @@ def test_benchmark_harness_keeps_finished_runs_on_ctrl_c(tmp_path, names_path):
     """Ctrl-C (to the whole process group, as a terminal sends it) while stage 1 trains: stage 2's
     finished run is kept, in one file beside where the sitting would have gone."""
     proc = subprocess.Popen([sys.executable, "-u", str(REPO_ROOT / "benchmarks" / "run.py"), "--stages", "2_numpy",
-                             "1_pure_python", "--out-dir", str(tmp_path)], stdout=subprocess.PIPE,
+                             "1_pure_python", "--steps", "100", "--out-dir", str(tmp_path)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env={**os.environ, "MICROGPT_DATA": str(names_path)},
                             start_new_session=True, **DEFAULT_SIGINT)
     seen = b""
@@ -191,7 +191,7 @@ def test_benchmark_harness_keeps_finished_runs_on_ctrl_c(tmp_path, names_path):
     assert "finished run(s) are in" in one_line(stderr.decode())
     (partial,) = tmp_path.glob("*.partial.json")
     runs = json.loads(partial.read_text())["runs"]
-    assert list(runs) == ["2_numpy"] and len(runs["2_numpy"][0]["losses"]) == 1000
+    assert list(runs) == ["2_numpy"] and len(runs["2_numpy"][0]["losses"]) == 100
 
 
 # ---------------------------------------------------------------------------- failing fast
@@ -330,7 +330,7 @@ def test_sigterm_to_the_harness_stops_its_run_too(tmp_path, names_path):
     """`kill` on benchmarks/run.py: the stage it started stops with it (no orphan trains on)."""
     mark = f"microgpt-test-{os.getpid()}-{time.monotonic_ns()}"
     proc = subprocess.Popen([sys.executable, "-u", str(REPO_ROOT / "benchmarks" / "run.py"), "--stages",
-                             "1_pure_python", "--out-dir", str(tmp_path)], stdout=subprocess.PIPE,
+                             "1_pure_python", "--steps", "100", "--out-dir", str(tmp_path)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env={**os.environ, "MICROGPT_DATA": str(names_path),
                                                          "MICROGPT_TEST_MARK": mark})
     seen = b""
