@@ -228,8 +228,9 @@ def main(argv=None) -> int:
     try:
         return sweep(argv)
     except KeyboardInterrupt as stop:
-        print(f"\n{getattr(stop, 'word', 'interrupted')}: the rows measured so far are in {partial_where}",
-              file=sys.stderr)
+        kept = (f"the rows measured so far are in {partial_where}" if Path(partial_where).exists()
+                else "no row had been measured")
+        cli.say_last(f"{getattr(stop, 'word', 'interrupted')}: {kept}")
         return getattr(stop, "status", 130)
 
 
@@ -263,16 +264,20 @@ def sweep(argv=None) -> int:
     tuning = tune(args.batch_sizes)
     rows = []
 
-    def write(complete: bool, **more):  # after every row: a sitting cut short still leaves what it measured
+    state = {"complete": False}  # once the planned rows and their profile are written, the record stays complete
+
+    def write(**more):  # after every row: a sitting cut short still leaves what it measured
+        state.update(more)
         report = {"rows": rows, "tuning": {str(b): t for b, t in tuning.items()}, "env": env,
-                  "sitting_s": time.perf_counter() - t0, "rehearsal": REHEARSE, **more}
-        report["path"] = str(progress.write(report, complete))
+                  "sitting_s": time.perf_counter() - t0, "rehearsal": REHEARSE,
+                  **{k: v for k, v in state.items() if k != "complete"}}
+        report["path"] = str(progress.write(report, state["complete"]))
         return report
 
     def measure(label, batch_size, extra=()):
         row = run_row(label, batch_size, list(extra), args.timeout)
         rows.append(row)
-        write(complete=False)  # on disk before it is shown
+        write()  # on disk before it is shown (a doubled row after the profile: still complete)
         shown = (f"{row['median_step_ms']:9.4f} ms/step {row['names_per_s']:14,.0f} names/s "
                  f"{row['us_per_name']:9.4f} us/name loss {row['last100_loss']:.4f}" if "error" not in row
                  else "FAILED " + (row["error"].strip().splitlines() or ["(no output)"])[-1][:200])
@@ -293,7 +298,7 @@ def sweep(argv=None) -> int:
     fused = [r for r in rows if r["label"] == "4_triton one kernel" and "error" not in r]
     compare_with_eager(rows)
     if not fused:
-        write(complete=False, profile=None)
+        write(profile=None)
         print("no one-kernel row succeeded: no profile")
         return 1
     profiled = max(fused, key=lambda r: r["names_per_s"])
@@ -309,8 +314,8 @@ def sweep(argv=None) -> int:
             break
         fused.append(row)
     best = max(fused, key=lambda r: r["names_per_s"])
-    if best is not profiled:
-        report = write(profile=where_the_time_goes(best, tuning, args.batch_sizes), complete=True)
+    profile = report["profile"] if best is profiled else where_the_time_goes(best, tuning, args.batch_sizes)
+    report = write(profile=profile, complete=True)  # with the doubled rows
     print(f"-> {report['path']} ({report['sitting_s']:.0f} s)")
     return 0
 

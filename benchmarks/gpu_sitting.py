@@ -29,6 +29,7 @@ ones), and `python -m report` regenerates the tables. The parts:
 The budgets add up to the estimate `--plan` prints; the sitting stops a part at its budget.
 """
 
+import contextlib
 import datetime
 import json
 import os
@@ -139,7 +140,8 @@ def main(argv=None) -> int:
     try:
         return sit(parser, args, out, plan, estimate)
     except KeyboardInterrupt as stop:
-        print(f"\n{getattr(stop, 'word', 'interrupted')}: the parts done so far are in {out}", file=sys.stderr)
+        kept = f"the parts done so far are in {out}" if any(out.glob("gpu-sitting-*.json")) else "no part had started"
+        cli.say_last(f"{getattr(stop, 'word', 'interrupted')}: {kept}")
         return getattr(stop, "status", 130)
 
 
@@ -172,42 +174,54 @@ def sit(parser, args, out: Path, plan: list[dict], estimate: int) -> int:
               "env": results.environment(device)}
     path = out / f"gpu-sitting-{re.sub(r'[^a-z0-9]+', '-', device.lower()).strip('-')}.json"
     started = time.perf_counter()
-    for p in plan:
-        print(f"== {p['name']} (budget {p['budget']} s)", flush=True)
-        t0 = time.perf_counter()
-        # its own process group, so a part out of time is stopped with every process it started
-        proc = subprocess.Popen(p["cmd"], cwd=REPO_ROOT, env={**os.environ, **p["env"]}, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        try:  # (a rehearsal has no budget: on a busy CPU it may take longer, and it proves no timing)
-            output = proc.communicate(timeout=REHEARSAL_CAP_S if args.rehearse else p["budget"])[0]
-            status = "ok" if proc.returncode == 0 else f"exit {proc.returncode}"
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            output, status = proc.communicate()[0], "out of time"
-        except KeyboardInterrupt:  # the sitting is stopped: so is the part, with everything it started
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            record["interrupted_in"] = p["name"]
+    running = {"part": None, "proc": None}
+    try:
+        for p in plan:
+            entry = run_part(p, out, args.rehearse, running)
+            record["parts"].append(entry)
+            record["sitting_s"] = time.perf_counter() - started
+            record["complete"] = len(record["parts"]) == len(plan)
             save(path, record)
-            raise
-        output = output.decode(errors="replace")
-        print(output[-3000:], flush=True)
-        entry = {"name": p["name"], "status": status, "seconds": time.perf_counter() - t0, "budget": p["budget"],
-                 "command": " ".join(p["cmd"][1:]), "tail": output[-2000:]}
-        try:
-            entry.update(check(p["name"], out, output, args.rehearse))
-        except (OSError, ValueError, KeyError) as err:
-            entry.update(ok=False, check_error=f"{type(err).__name__}: {err}")
-        entry["ok"] = entry["ok"] and status == "ok"
-        record["parts"].append(entry)
-        record["sitting_s"] = time.perf_counter() - started
-        record["complete"] = len(record["parts"]) == len(plan)
+            print(f"== {p['name']}: {entry['status']}, {'ok' if entry['ok'] else 'NOT OK'}, {entry['seconds']:.0f} s",
+                  flush=True)
+    except KeyboardInterrupt:  # the sitting is stopped: so is the running part, with everything it started
+        if running["proc"] is not None:
+            with contextlib.suppress(ProcessLookupError):  # (it may have ended just before)
+                os.killpg(running["proc"].pid, signal.SIGKILL)
+            running["proc"].wait()
+        record["interrupted_in"] = running["part"]
         save(path, record)
-        print(f"== {p['name']}: {status}, {'ok' if entry['ok'] else 'NOT OK'}, {entry['seconds']:.0f} s", flush=True)
+        raise
     failed = [e["name"] for e in record["parts"] if not e["ok"]]
     print(f"sitting done in {record['sitting_s']:.0f} s -> {path}"
           + (f"; not ok: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
+
+
+def run_part(p: dict, out: Path, rehearse: bool, running: dict) -> dict:
+    """One part in its own process group, so a part out of time (or a sitting stopped) is stopped
+    with every process it started; its record entry: status, time, last lines, and its check."""
+    running.update(part=p["name"], proc=None)  # (before the line that says it started)
+    print(f"== {p['name']} (budget {p['budget']} s)", flush=True)
+    t0 = time.perf_counter()
+    running["proc"] = proc = subprocess.Popen(p["cmd"], cwd=REPO_ROOT, env={**os.environ, **p["env"]},
+                                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:  # (a rehearsal has no budget: on a busy CPU it may take longer, and it proves no timing)
+        output = proc.communicate(timeout=REHEARSAL_CAP_S if rehearse else p["budget"])[0]
+        status = "ok" if proc.returncode == 0 else f"exit {proc.returncode}"
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, status = proc.communicate()[0], "out of time"
+    output = output.decode(errors="replace")
+    print(output[-3000:], flush=True)
+    entry = {"name": p["name"], "status": status, "seconds": time.perf_counter() - t0, "budget": p["budget"],
+             "command": " ".join(p["cmd"][1:]), "tail": output[-2000:]}
+    try:
+        entry.update(check(p["name"], out, output, rehearse))
+    except (OSError, ValueError, KeyError) as err:
+        entry.update(ok=False, check_error=f"{type(err).__name__}: {err}")
+    entry["ok"] = entry["ok"] and status == "ok"
+    return entry
 
 
 def save(path: Path, record: dict) -> None:

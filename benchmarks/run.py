@@ -234,12 +234,14 @@ def main(argv=None) -> int:
                 repeats[i].append(run_once(run, f"[repeat {r + 1}/{args.repeats}, run {i + 1}/{len(runs)}]"))
                 keep_finished()
     except (KeyboardInterrupt, RunFailed) as stop:  # keep every finished run
+        if any(repeats):
+            keep_finished()  # (a stop between a run's end and its write would lose it)
         finished = sum(map(len, repeats))
         kept = f"the {finished} finished run(s) are in {partial}" if finished else "no run had finished"
         if isinstance(stop, RunFailed):
             print(f"\n{stop}\n{kept}", file=sys.stderr)
             return 1
-        print(f"\n{getattr(stop, 'word', 'interrupted')}; {kept}", file=sys.stderr)
+        cli.say_last(f"\n{getattr(stop, 'word', 'interrupted')}; {kept}")
         return getattr(stop, "status", 130)
     rows = summarize_runs(runs, repeats)
     env["device"] = next((r["device"] for r in rows if r["chain"] == "gpu"), "cpu")

@@ -75,10 +75,23 @@ def load_reader_run(stage_dir: str, rerun: bool) -> dict[str, dict]:
 
 
 def results_problem(res) -> str | None:
-    """Why a results file cannot be drawn, or None."""
+    """Why a results file cannot be drawn, or None: not a results file, or a run cut short."""
     from shared.results import validate
 
-    return validate(res)
+    problem = validate(res)
+    if problem is None and res.get("partial"):
+        problem = f"it was stopped after {len(res['losses'])} of its {res['config']['steps']} steps"
+    return problem
+
+
+CONFIG_FLAGS = ("batch_size", "n_layer", "n_embd", "n_head", "block_size", "seed", "dtype")
+
+
+def config_flags(res: dict) -> list[str]:
+    """The command-line flags that train another stage the way `res` was trained (its sizes, seed
+    and dtype), so a comparison of losses compares like with like."""
+    return [arg for key in CONFIG_FLAGS if key in res["config"]
+            for arg in (f"--{key.replace('_', '-')}", str(res["config"][key]))]
 
 
 def train_stage(stage_dir: str, out: Path, steps: int, *extra: str) -> Path:

@@ -259,11 +259,12 @@ def loss_meaning_table(path: str) -> str:
             ("letter frequencies alone (a unigram table counted on these names)", r["unigram_loss"]),
             ("the previous letter alone (a bigram table counted on these names)", r["bigram_loss"]),
             (f"microgpt after {r['trained_steps']} steps (it saw {r['trained_steps']} of these names once)",
-             r["trained_mean_loss"]),
-            ("microgpt's training loss, mean of its last 100 steps (`1_pure_python/results.json`)", last100)]
+             r["trained_mean_loss"])]
     lines = [f"| guesser, scored on all {r['positions']:,} positions of the {r['names']:,} names | loss (nats) "
              f"| as unsure as a fair pick among |", "|---|---|---|"]
     lines += [f"| {what} | {loss:.4f} | {math.exp(loss):.1f} letters |" for what, loss in rows]
+    lines.append(f"\nmicrogpt's training loss, the mean of its last 100 steps (one name each, in "
+                 f"`1_pure_python/results.json`): {last100:.4f}, as unsure as {math.exp(last100):.1f} letters.")
     lines.append(f"\nStep 1 trains on one name, `{r['first_name']}` ({r['first_name_positions']} positions): loss "
                  f"{r['first_loss']:.4f}. At its first position the initial model gives the 27 tokens "
                  f"probabilities from {r['first_position_p_min']:.3f} to {r['first_position_p_max']:.3f} "
@@ -310,8 +311,10 @@ def quick_start_line(path: str) -> str:
     source = ("from this machine's local package mirror, so without download time: on your connection, add "
               "the time to download the venv's size (below)" if local else "downloaded from the package index")
     minutes = lambda s: f"{s / 60:.1f} minutes" if s >= 90 else f"{s:.0f} s"
+    command = r.get("install_command", "pip install --quiet -r requirements.txt")
     return (f"Measured in `{path}` on {env['cpu']} ({env['cpu_count']} cores), Python {env['python']}, on a "
-            f"fresh clone of commit {r['commit'][:7]}, {r['date']}: the venv and `pip install` "
+            f"fresh clone of commit {r['commit'][:7]}, {r['date']}: the venv and "
+            f"`{command}`{'' if 'extra-index' in command else ' (no CPU index: that machine cannot reach it)'} "
             f"{minutes(r['install_s'])} ({source}); the first run of `1_pure_python/main.py` "
             f"{minutes(r['first_run_s'])}; `python -m pytest` {minutes(r['tests_s'])}, with empty kernel caches "
             f"as on a first run.\n")

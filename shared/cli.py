@@ -205,10 +205,20 @@ def on_sighup(signum, frame):
 
 
 def stop_on_signals() -> None:
-    """SIGTERM and SIGHUP stop a program the way Ctrl-C does: what it finished is kept."""
+    """SIGTERM and SIGHUP stop a program the way Ctrl-C does: what it finished is kept. A SIGHUP
+    that was ignored when the program started (`nohup`) stays ignored."""
     signal.signal(signal.SIGTERM, on_sigterm)
-    if hasattr(signal, "SIGHUP"):  # (not on Windows)
+    if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # (no SIGHUP on Windows)
         signal.signal(signal.SIGHUP, on_sighup)
+
+
+def say_last(line: str) -> None:
+    """A program's last line, on stderr; a terminal that is gone (it hung up) takes nothing, and
+    that is no reason for a traceback."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except OSError:
+        pass
 
 
 def run(main: Callable[[], object]) -> int:
@@ -218,12 +228,12 @@ def run(main: Callable[[], object]) -> int:
     try:
         main()
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        say_last(f"error: {err}")
         return 1
     except Terminated as err:
-        print(str(err) or type(err).word, file=sys.stderr)
+        say_last(str(err) or type(err).word)
         return type(err).status
     except KeyboardInterrupt as err:
-        print(str(err) or "interrupted", file=sys.stderr)
+        say_last(str(err) or "interrupted")
         return 130
     return 0

@@ -18,11 +18,11 @@ class Terminated(KeyboardInterrupt):
 class HungUp(Terminated):
     """SIGHUP (a closed terminal, a dropped ssh session), handled like Ctrl-C."""
 
-    word, status = "stopped: the terminal hung up,", 129
+    word, status = "stopped (the terminal hung up)", 129
 
 
 def stopped(exc_type, what: str) -> KeyboardInterrupt:
     """The interrupt to re-raise with one line that says what was kept: `interrupted ...`,
-    `terminated ...` or `stopped: the terminal hung up, ...`, of the same kind as `exc_type`."""
+    `terminated ...` or `stopped (the terminal hung up) ...`, of the same kind as `exc_type`."""
     kind = exc_type if issubclass(exc_type, Terminated) else KeyboardInterrupt
     return kind(f"{getattr(kind, 'word', 'interrupted')} {what}")

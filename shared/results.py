@@ -14,6 +14,7 @@ loss = mean of the last 100 losses (at batch size 1 one step's loss is one name:
 
 import contextlib
 import datetime
+import errno
 import importlib.metadata
 import json
 import math
@@ -176,7 +177,9 @@ def say(line: str = "", **kwargs) -> None:
         return
     try:
         print(line, flush=True, **kwargs)
-    except OSError:  # a closed pipe, or a full device (`> /dev/full`): the log is lost, not the run
+    except OSError as err:  # a closed pipe, a full device (`> /dev/full`), a terminal gone: the log is lost
+        if err.errno not in (errno.EPIPE, errno.ENOSPC, errno.EIO):
+            raise
         stdout_closed = True
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so the flush at exit does not fail again

@@ -70,7 +70,7 @@ def test_a_readers_rerun_changes_no_tracked_file(tmp_path, names_path, monkeypat
 
 def test_your_run_is_drawn_apart_and_a_bad_one_is_left_out_with_a_line(tmp_path, monkeypatch, capsys):
     """The reader's own last_run.json gets its own label and style (black, dashed) in every plot;
-    one cut short or not a results file is left out with one line saying why; and the committed
+    one cut short (Ctrl-C) or not a results file is left out with one line saying why; and the committed
     figures (MICROGPT_WRITE_FIGURES=1) never include it."""
     for var in (plotting.FAST_ENV, plotting.FIGURES_ENV):
         monkeypatch.delenv(var, raising=False)
@@ -88,7 +88,11 @@ def test_your_run_is_drawn_apart_and_a_bad_one_is_left_out_with_a_line(tmp_path,
     assert plotting.load_reader_run("2_numpy", rerun=False) == {}
     monkeypatch.delenv(plotting.FIGURES_ENV)
     capsys.readouterr()
-    for broken in ("{not json", json.dumps({**good, "losses": []}), json.dumps({**good, "losses": [float("nan")] * 3})):
+    n = len(good["losses"])
+    cut_short = {**{k: v[:20] if isinstance(v, list) and len(v) == n else v for k, v in good.items()}, "partial": True}
+    assert plotting.results_problem({**cut_short, "partial": False}) is None  # cut short is all that is wrong
+    for broken in ("{not json", json.dumps({**good, "losses": []}), json.dumps({**good, "losses": [float("nan")] * 3}),
+                   json.dumps(cut_short)):
         mine.write_text(broken)
         assert plotting.load_reader_run("2_numpy", rerun=False) == {}
         line = capsys.readouterr().out

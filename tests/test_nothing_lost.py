@@ -100,7 +100,7 @@ def test_ctrl_c_while_sampling_keeps_the_trained_run(tmp_path, names_path):
 
 
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated"),
-                                             (signal.SIGHUP, 129, "stopped: the terminal hung up,")])
+                                             (signal.SIGHUP, 129, "stopped (the terminal hung up)")])
 def test_a_stopped_rerun_never_replaces_a_complete_run(sig, code, word, tmp_path, names_path):
     """Ctrl-C, SIGTERM or SIGHUP (a closed terminal): the steps done go beside a complete
     results file, never over it."""
@@ -391,6 +391,8 @@ def test_ctrl_c_in_a_sitting_is_one_line_and_keeps_the_record(tmp_path, names_pa
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "the parts done so far are in" in one_line(stderr)
+    record = json.loads((tmp_path / "sit" / "gpu-sitting-cpu.json").read_text())
+    assert record["interrupted_in"] == "environment" and record["complete"] is False
 
 
 def test_a_stopped_batch_sweep_never_replaces_a_complete_one(tmp_path):
@@ -407,6 +409,7 @@ def test_a_stopped_batch_sweep_never_replaces_a_complete_one(tmp_path):
     assert progress.write({"rows": []}, complete=False) == tmp_path / "unit.partial.json"
     assert unit.read_bytes() == kept
     assert progress.write({"rows": [1]}, complete=True) == unit and not (tmp_path / "unit.partial.json").exists()
+    assert results.Progress(unit, "sweep").write({"rows": []}, complete=False) == tmp_path / "unit.partial.json"
     fresh = results.Progress(tmp_path / "new.json", "sweep")
     assert fresh.write({"rows": []}, complete=False) == tmp_path / "new.json"  # nothing to keep: written in place
     proc = subprocess.Popen([sys.executable, "-u", str(REPO_ROOT / "benchmarks" / "gpu_batches.py"), "--rehearse",
@@ -525,3 +528,18 @@ def test_names_the_file_system_or_the_terminal_cannot_take(tmp_path, names_path)
     proc = program("2_numpy/main.py", "--data", str(names_path), "--out", str(accented), "--steps", "1",
                    env={**os.environ, "PYTHONIOENCODING": "ascii"})
     assert proc.returncode == 0 and accented.exists(), proc.stderr
+
+
+def test_under_nohup_a_hangup_is_still_ignored(tmp_path, names_path):
+    """`nohup python main.py &`: SIGHUP was ignored when the program started, so it stays ignored
+    and the run finishes."""
+    out = tmp_path / "r.json"
+    proc = subprocess.Popen([sys.executable, "-u", str(REPO_ROOT / "1_pure_python" / "main.py"), "--data",
+                             str(names_path), "--out", str(out), "--steps", "4", "--samples", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    wait_for(proc, "step    1 /")
+    proc.send_signal(signal.SIGHUP)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "partial" not in json.loads(out.read_text()) and len(json.loads(out.read_text())["losses"]) == 4

@@ -23,6 +23,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 from shared.results import environment, write_json_atomic  # noqa: E402
 
+# The README's first command adds PyTorch's CPU-only index; a machine whose pip cannot reach it
+# (this one's reads a local mirror that has the CPU build) times the install without it, and the
+# file says which command was timed: MICROGPT_TIME_EXTRA_INDEX=0 leaves it out.
+EXTRA_INDEX = ([] if os.environ.get("MICROGPT_TIME_EXTRA_INDEX") == "0"
+               else ["--extra-index-url", "https://download.pytorch.org/whl/cpu"])
+
 
 def timed(cmd: list[str], cwd: Path, env: dict | None = None) -> float:
     """Run a command to completion (its output to our stderr) and return its wall time; a
@@ -47,11 +53,13 @@ def main() -> int:
         env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if ".venv" not in p)
         python = str(clone / ".venv" / "bin" / "python")
         install_s = timed(["python3", "-m", "venv", ".venv"], clone, env)
-        install_s += timed([python, "-m", "pip", "install", "--quiet", "-r", "requirements.txt"], clone, env)
+        install = [python, "-m", "pip", "install", "--quiet", "-r", "requirements.txt", *EXTRA_INDEX]
+        install_s += timed(install, clone, env)
         first_run_s = timed([python, "1_pure_python/main.py", "--out", str(Path(tmp) / "first.json")], clone, env)
         first = json.loads((Path(tmp) / "first.json").read_text())
         tests_s = timed([python, "-m", "pytest", "-q"], clone, env)
-    report = {"commit": commit, "install_s": install_s, "first_run_s": first_run_s,
+    report = {"commit": commit, "install_command": " ".join(install[2:]), "install_s": install_s,
+              "first_run_s": first_run_s,
               "first_run_training_s": first["total_s"], "tests_s": tests_s, "pip_config": pip_config,
               "date": datetime.date.today().isoformat(), "env": environment("cpu")}
     out = REPO_ROOT / "benchmarks" / "results" / f"quick-start-{report['date']}.json"

@@ -60,6 +60,9 @@ def check_sizes(args, parser) -> None:
                      f"{args.batch_size} makes one of {largest:,} numbers (over 2^31); use a smaller --batch-size")
 
 
+MAX_FUSED_STEPS = 10**7  # its per-step arrays: 40 bytes a step, 0.4 GB at most
+
+
 def check_fused_sizes(args, parser) -> None:
     """What the one-kernel step (fused_step.py) can hold, refused as a usage error: SPEC.md's
     one-layer model only, widths that are powers of two >= 16 (it unrolls the model on tl.dot
@@ -71,6 +74,9 @@ def check_fused_sizes(args, parser) -> None:
     if args.n_layer != 1:
         parser.error("the one-kernel step implements SPEC.md's one-layer model; use 4_triton/main.py "
                      "for --n-layer > 1")
+    if args.steps > MAX_FUSED_STEPS:
+        parser.error(f"the one-kernel step keeps a few numbers per step on the device (Adam's step scalars, the "
+                     f"losses, the positions): --steps must be at most {MAX_FUSED_STEPS:,}, got {args.steps:,}")
     if args.steps * args.batch_size >= 2**31:
         parser.error(f"the one-kernel step counts a run's documents with 32-bit integers: --steps x --batch-size "
                      f"must stay below 2^31, got {args.steps * args.batch_size:,}")
@@ -83,10 +89,10 @@ def check_fused_sizes(args, parser) -> None:
 
 def tile_bytes(config, batch_size: int, itemsize: int) -> int:
     """What the one-kernel step holds per program beyond the weights (shared/memory.py adds this):
-    a tile's attention, every row against every row, as the (T, T, C) products of its
-    broadcast-multiply-and-sum, a few at once (in registers on a GPU, as arrays in the
-    interpreter), at one document per tile."""
-    return 4 * config.block_size ** 2 * config.n_embd * itemsize
+    a tile's attention, per head the (R, R) scores and probabilities and their two gradients,
+    R = block_size rows at one document per tile (`--docs-per-tile` multiplies R); in registers
+    on a GPU, as arrays in the interpreter."""
+    return 4 * config.n_head * config.block_size ** 2 * itemsize
 
 
 def fused_memory():
