@@ -58,12 +58,10 @@ class Parser(argparse.ArgumentParser):
 
 MIN_TEMPERATURE = 0.001  # logits / temperature must stay finite in float32
 RUN_FILE = "last_run.json"  # a reader's own run; the committed results*.json are benchmark sittings
-
-
-
 MAX_THREADS = 1024  # far past any machine's cores, and within what torch.set_num_threads takes
 SPEC_STEPS = 1000  # SPEC.md's run; a much shorter one samples before the model has learned names
 UNTRAINED_BELOW = 200  # steps under which main.py says its samples will be gibberish
+
 
 def build_parser(description: str, stage_dir: Path) -> argparse.ArgumentParser:
     """The common flags; a stage adds its own (--device, --dtype, ...) to the result.
