@@ -28,7 +28,7 @@ from shared.errors import UserError
 from shared.results import LOSS_WINDOW, WARMUP_STEPS, final_loss, load_results, summarize
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-KINDS = "figures|table|launches|benchmark|runtimes|batches|install|profile|losses|gc|quickstart"
+KINDS = "figures|table|launches|benchmark|runtimes|batches|install|profile|losses|gc|quickstart|page"
 BLOCK = re.compile(rf"(<!-- BEGIN (?P<kind>{KINDS}) (?P<path>\S+)"
                    r"(?: vs (?P<base>\S+))? -->\n)(?P<body>.*?)(<!-- END (?P=kind) -->)", re.S)
 
@@ -320,6 +320,18 @@ def quick_start_line(path: str) -> str:
             f"as on a first run.\n")
 
 
+def page_line(path: str) -> str:
+    """A generated page's size, from the file itself (report/step_page.py writes it)."""
+    from report import step_page
+
+    data = step_page.committed_data(REPO_ROOT / path)
+    size = (REPO_ROOT / path).stat().st_size
+    return (f"`{path}`: {size / 1e6:.1f} MB, one file with its data and its script inline; "
+            f"{len(data['names'])} names ({', '.join(data['names'])}) x the weights after "
+            f"{', '.join(map(str, data['steps']))} steps, {len(data['boxes'])} boxes, each from all four stages "
+            f"(`python -m report.step_page --screenshot` regenerates it and this picture).\n")
+
+
 def _render_block(m) -> str:
     kind, path = m.group("kind"), m.group("path")
     if kind == "figures":
@@ -327,7 +339,7 @@ def _render_block(m) -> str:
     else:
         body = {"runtimes": runtimes_list, "batches": batches_line, "table": comparison_table,
                 "launches": launches_table, "install": install_line, "profile": profile_lines,
-                "quickstart": quick_start_line, "gc": gc_line, "losses": loss_meaning_table,
+                "quickstart": quick_start_line, "gc": gc_line, "losses": loss_meaning_table, "page": page_line,
                 "benchmark": benchmark_table}[kind](path)
     return m.group(1) + body + m.group(6)
 

@@ -1,0 +1,184 @@
+"""training_step.html: its numbers are a fresh generation from the four stages' code, they are
+what the model computes, and the page works in a real browser (headless Chromium)."""
+
+import base64
+import os
+import struct
+
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT
+from report import step_page
+
+TOLERANCE = 1e-10  # the parity tests' float64 tolerance
+
+
+def values(box: dict) -> np.ndarray:
+    """A box's stage-1 numbers, (2, *shape): values, then gradients."""
+    return np.frombuffer(base64.b64decode(box["ref"]), dtype="<f8").reshape(2, *box["shape"])
+
+
+@pytest.fixture(scope="module")
+def fresh():
+    return step_page.page_data()
+
+
+@pytest.fixture(scope="module")
+def committed():
+    return step_page.committed_data()
+
+
+def test_the_committed_page_is_a_fresh_generation(fresh, committed):
+    """Every number of the committed page equals a generation from today's code (float64, to
+    the parity tests' 1e-10), and each box names the lines that compute it today."""
+    assert {k: v for k, v in fresh.items() if k != "runs"} == {k: v for k, v in committed.items() if k != "runs"}, \
+        "training_step.html is stale: python -m report.step_page --screenshot"
+    assert fresh["runs"].keys() == committed["runs"].keys()
+    for run, new in fresh["runs"].items():
+        old = committed["runs"][run]
+        for key in ("inputs", "targets", "graph_nodes"):
+            assert new[key] == old[key], (run, key)
+        for stage, loss in new["loss"].items():
+            assert loss == pytest.approx(old["loss"][stage], rel=0, abs=TOLERANCE), (run, stage)
+        for key, box in new["boxes"].items():
+            np.testing.assert_allclose(values(box), values(old["boxes"][key]), rtol=0, atol=TOLERANCE,
+                                       err_msg=f"{run} {key}")
+            assert box["diff"].keys() == old["boxes"][key]["diff"].keys()
+        for a, b in zip(new["adam"], old["adam"]):
+            assert a["weight"] == b["weight"]
+            np.testing.assert_allclose([a[k] for k in a if k != "weight"], [b[k] for k in b if k != "weight"],
+                                       rtol=1e-9, atol=TOLERANCE)
+
+
+def test_the_four_stages_agree_on_every_box(fresh):
+    """What the page shows: every stage that holds a box has its values and gradients within
+    1e-10 of stage 1's, and every stage's loss is stage 1's."""
+    for run, data in fresh["runs"].items():
+        assert max(data["loss"].values()) - min(data["loss"].values()) < TOLERANCE, run
+        for key, box in data["boxes"].items():
+            for stage, (value_gap, grad_gap) in box["max"].items():
+                assert value_gap < TOLERANCE and grad_gap < TOLERANCE, (run, key, stage)
+    held = {key: set(box["diff"]) for key, box in fresh["runs"]["emma|0"]["boxes"].items()}
+    assert held["q"] == {"2_numpy", "3_pytorch", "4_triton"} and held["attn"] == set()
+    assert held["fc1"] == {"2_numpy", "3_pytorch"}  # stage 4 fuses the ReLU into fc1's matmul
+
+
+def test_the_boxes_are_the_model_s_quantities(fresh):
+    """The captured boxes are what their titles say (a wrong call picked up would fail here):
+    rmsnorm of the embedding, softmax of the logits, rows of attention summing to 1 with nothing
+    above the diagonal, the loss as -log p[next], the residuals as sums, and Adam's update."""
+    data = fresh["runs"]["isabella|1000"]
+    v = {key: values(box)[0] for key, box in data["boxes"].items()}
+    rms = lambda x: x / np.sqrt((x * x).mean(axis=-1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(v["x1"], rms(v["x0"]), atol=1e-12)
+    np.testing.assert_allclose(v["h_attn"], rms(v["x1"]), atol=1e-12)
+    np.testing.assert_allclose(v["h_mlp"], rms(v["x2"]), atol=1e-12)
+    np.testing.assert_allclose(v["relu"], np.maximum(v["fc1"], 0), atol=1e-12)
+    probs = np.exp(v["logits"] - v["logits"].max(axis=-1, keepdims=True))
+    np.testing.assert_allclose(v["probs"], probs / probs.sum(axis=-1, keepdims=True), atol=1e-12)
+    np.testing.assert_allclose(v["attn"].sum(axis=-1), 1.0, atol=1e-12)
+    assert not np.triu(v["attn"], k=1).any()
+    y = np.einsum("hts,shd->thd", v["attn"], v["v"].reshape(len(v["v"]), 4, 4)).reshape(v["y"].shape)
+    np.testing.assert_allclose(v["y"], y, atol=1e-12)
+    vocab = fresh["vocab"]
+    targets = [vocab.index(t) for t in data["targets"]]
+    np.testing.assert_allclose(v["loss"], -np.log(v["probs"][np.arange(len(targets)), targets]), atol=1e-12)
+    assert np.mean(v["loss"]) == pytest.approx(data["loss"]["1_pure_python"], abs=1e-12)
+    for a in fresh["runs"]["emma|1"]["adam"]:
+        m = a["beta1"] * a["m_before"] + (1 - a["beta1"]) * a["g"]
+        step = a["lr"] * (m / (1 - a["beta1"] ** a["t"])) / (np.sqrt(a["v_hat"]) + a["eps"])
+        assert a["m"] == pytest.approx(m) and a["update"] == pytest.approx(step)
+        assert a["w_after"] == pytest.approx(a["w"] - a["update"], abs=1e-15)
+
+
+def test_the_page_stands_alone_and_says_its_size():
+    """One file, no network: no external script, style, font or image; small enough to open at once."""
+    html = step_page.PAGE.read_text()
+    for reference in ("src=\"http", "href=\"http", "src='http", "@import", "url(http"):
+        assert reference not in html
+    assert step_page.PAGE.stat().st_size < 3e6
+    width, _ = struct.unpack(">II", step_page.SCREENSHOT.read_bytes()[16:24])  # the PNG's header
+    assert width >= 1000
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert "training_step.html" in readme and "training_step.png" in readme
+    assert "training_step.html" in (REPO_ROOT / "1_pure_python" / "README.md").read_text()
+
+
+# ---------------------------------------------------------------------------- in a real browser
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from report.browser import BrowserMissing, chromium
+
+    try:
+        with chromium() as session:
+            session.get(step_page.PAGE.resolve().as_uri())
+            yield session
+    except BrowserMissing as err:
+        if os.environ.get("MICROGPT_REQUIRE_BROWSER") == "1":  # .ci/run installs one: there it must run
+            pytest.fail(f"the browser tests need Chromium: {err}")
+        pytest.skip(f"THE BROWSER TESTS DID NOT RUN: {err}")
+
+
+def detail_rows(browser) -> list[str]:
+    return [row.text for row in browser.find_elements("css selector", "#detail tr.stage-row")]
+
+
+def no_errors(browser) -> None:
+    """The page's console has no error since the last look (an exception in a click handler too)."""
+    errors = [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert errors == []
+
+
+def test_the_page_loads_without_errors_and_draws_every_box(browser):
+    no_errors(browser)
+    boxes = browser.find_elements("css selector", ".box")
+    assert [b.get_attribute("data-key") for b in boxes] == [key for key, *_ in step_page.BOXES]
+    for box in boxes:
+        assert box.find_elements("css selector", "canvas"), box.get_attribute("data-key")
+    assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def test_a_box_shows_what_each_stage_computed(browser):
+    browser.find_element("css selector", '.box[data-key="q"]').click()
+    rows = detail_rows(browser)
+    assert len(rows) == 4
+    numbers = [browser.find_elements("css selector", "#detail .stage-value")[i].text for i in range(4)]
+    assert all(len(n.strip().lstrip("-").replace(".", "").replace("e", "")) >= 17 for n in numbers), numbers
+    assert len({float(n) for n in numbers}) <= 4
+    browser.find_element("css selector", '.box[data-key="attn"]').click()
+    rows = detail_rows(browser)
+    assert sum("not held" in row for row in rows) == 3 and "pure Python" in rows[0]
+    no_errors(browser)
+
+
+def test_choosing_a_name_a_step_and_the_backward_pass_changes_the_numbers(browser):
+    from selenium.webdriver.support.ui import Select
+
+    browser.find_element("css selector", '.box[data-key="logits"]').click()
+    before = detail_rows(browser)[0]
+    Select(browser.find_element("id", "name")).select_by_value("isabella")
+    browser.find_element("css selector", '.box[data-key="logits"]').click()
+    after_name = detail_rows(browser)[0]
+    assert after_name != before and "isabella" in browser.find_element("id", "summary").text
+    Select(browser.find_element("id", "step")).select_by_value("1000")
+    browser.find_element("css selector", '.box[data-key="logits"]').click()
+    assert detail_rows(browser)[0] != after_name
+    browser.find_element("id", "backward").click()
+    assert browser.find_element("css selector", ".box h2").text.startswith("gradient of the loss with respect to: loss")
+    assert browser.find_element("id", "backward").get_attribute("aria-pressed") == "true"
+    browser.find_element("id", "forward").click()
+    no_errors(browser)
+
+
+def test_the_boxes_are_reached_with_the_keyboard(browser):
+    from selenium.webdriver.common.keys import Keys
+
+    box = browser.find_element("css selector", '.box[data-key="relu"]')
+    browser.execute_script("arguments[0].focus()", box)
+    box.send_keys(Keys.ENTER)
+    assert browser.find_element("css selector", "#detail h2").text == "ReLU"
+    assert browser.find_element("css selector", '.box[data-key="relu"]').get_attribute("tabindex") == "0"
+    no_errors(browser)
