@@ -77,7 +77,11 @@ BOXES = [
         "2_numpy": ("linear", 'qkv = linear(rmsnorm(x), params[f"layer{li}.attn_wqkv"])'),
         "3_pytorch": ("CausalSelfAttention.forward", "qkv = self.attn_wqkv(x).view("),
         "4_triton": ("CausalSelfAttention.forward", "qkv = linear(x, self.attn_wqkv)")}),
-    ("attn", "attention weights", "softmax(q k^T / sqrt(4) + causal mask), per head: row t reads positions 0..t", {
+    ("scores", "attention scores", "q . k / sqrt(4) per head, and the causal mask: -inf where a position "
+     "would read a later one (grey)", {
+        "1_pure_python": ("gpt", "attn_logits = [sum(q_h[j] * k_t[j] for j in range(head_dim)) / head_dim**0.5"),
+        "2_numpy": None, "3_pytorch": None, "4_triton": None}),
+    ("attn", "attention weights", "softmax of each row of the scores, per head: row t reads positions 0..t", {
         "1_pure_python": ("softmax", "attn_weights = softmax(attn_logits)"),
         "2_numpy": None, "3_pytorch": None, "4_triton": None}),
     ("y", "weighted values", "each head's sum of weight x value, the 4 heads side by side", {
@@ -123,6 +127,9 @@ BOXES = [
         "2_numpy": None, "3_pytorch": None, "4_triton": None}),
 ]
 WHY_NOT = {  # why a stage holds no value for a box
+    ("scores", "2_numpy"): "inside causal_attention: one op, its scores never leave it",
+    ("scores", "3_pytorch"): "inside F.scaled_dot_product_attention: one fused op",
+    ("scores", "4_triton"): "inside the attention kernel's registers",
     ("attn", "2_numpy"): "inside causal_attention: one op, its weights never leave it",
     ("attn", "3_pytorch"): "inside F.scaled_dot_product_attention: one fused op",
     ("attn", "4_triton"): "inside the attention kernel's registers",
@@ -214,13 +221,14 @@ def stage1_boxes(state, config, tokens) -> dict:
     for box, (made, every, which, side) in per_position.items():
         rows = [made[t * every + which][0][0] if side == "in" else made[t * every + which][1] for t in range(T)]
         boxes[box] = values_and_grads(rows)
-    attn = np.zeros((2, H, T, T))
+    attn, scores = np.zeros((2, H, T, T)), np.zeros((2, H, T, T))
+    scores[0][np.broadcast_to(np.triu(np.ones((T, T), dtype=bool), k=1), (H, T, T))] = -np.inf  # the causal mask
     for t in range(T):
         for h in range(H):
-            weights = soft[t * (H + 1) + h][1]
-            attn[0, h, t, :t + 1] = [w.data for w in weights]
-            attn[1, h, t, :t + 1] = [w.grad for w in weights]
-    boxes["attn"] = attn
+            (logits,), weights = soft[t * (H + 1) + h]
+            attn[:, h, t, :t + 1] = [[w.data for w in weights], [w.grad for w in weights]]
+            scores[:, h, t, :t + 1] = [[s.data for s in logits], [s.grad for s in logits]]
+    boxes["attn"], boxes["scores"] = attn, scores
     (_, position_losses), = of(calls, "token_losses")
     boxes["loss"] = np.array([[p.data for p in position_losses], [p.grad for p in position_losses]])
     return {"boxes": boxes, "loss": loss.data, "graph_nodes": nodes}

@@ -60,7 +60,7 @@ def test_the_four_stages_agree_on_every_box(fresh):
             for stage, (value_gap, grad_gap) in box["max"].items():
                 assert value_gap < TOLERANCE and grad_gap < TOLERANCE, (run, key, stage)
     held = {key: set(box["diff"]) for key, box in fresh["runs"]["emma|0"]["boxes"].items()}
-    assert held["q"] == {"2_numpy", "3_pytorch", "4_triton"} and held["attn"] == set()
+    assert held["q"] == {"2_numpy", "3_pytorch", "4_triton"} and held["attn"] == held["scores"] == set()
     assert held["fc1"] == {"2_numpy", "3_pytorch"}  # stage 4 fuses the ReLU into fc1's matmul
 
 
@@ -79,6 +79,12 @@ def test_the_boxes_are_the_model_s_quantities(fresh):
     np.testing.assert_allclose(v["probs"], probs / probs.sum(axis=-1, keepdims=True), atol=1e-12)
     np.testing.assert_allclose(v["attn"].sum(axis=-1), 1.0, atol=1e-12)
     assert not np.triu(v["attn"], k=1).any()
+    upper = np.triu(np.ones(v["scores"].shape[-2:], dtype=bool), k=1)
+    assert np.all(v["scores"][:, upper] == -np.inf) and np.isfinite(v["scores"][:, ~upper]).all()
+    weights = np.exp(v["scores"] - v["scores"].max(axis=-1, keepdims=True))
+    np.testing.assert_allclose(v["attn"], weights / weights.sum(axis=-1, keepdims=True), atol=1e-12)
+    q, k = (v[key].reshape(len(v[key]), 4, 4) for key in "qk")
+    np.testing.assert_allclose(v["scores"][:, ~upper], (np.einsum("thd,shd->hts", q, k) / 2)[:, ~upper], atol=1e-12)
     y = np.einsum("hts,shd->thd", v["attn"], v["v"].reshape(len(v["v"]), 4, 4)).reshape(v["y"].shape)
     np.testing.assert_allclose(v["y"], y, atol=1e-12)
     vocab = fresh["vocab"]
