@@ -7,11 +7,12 @@ model is an nn.Module with the same 4,192 parameters, loaded from the same initi
 weights, so float64 reproduces stage 2's losses. What PyTorch buys is not speed on a
 4k-parameter model on a CPU -- each op pays a fixed dispatch cost of microseconds, like
 our NumPy engine did -- but the same code on a GPU, torch.compile, and scale: at larger
-widths the arithmetic outgrows the per-op cost, and there PyTorch's kernels win.
+widths the arithmetic outgrows the per-op cost, and there PyTorch's kernels win. With
+--compile the whole step (forward, backward and Adam) is one compiled graph.
 
 Run:  python 3_pytorch/main.py                          (--device auto: cuda, else mps, else cpu; float32)
       python 3_pytorch/main.py --dtype float64          (stage 2's run, to float64 rounding)
-      python 3_pytorch/main.py --device cuda --compile
+      python 3_pytorch/main.py --compile --batch-size 256   (the whole step compiled; compile time apart)
 """
 
 import sys
@@ -142,11 +143,13 @@ class GPT(nn.Module):
         return logits, loss
 
 
-def batch_tensors(batch: list[list[int]], block_size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(inputs, targets), each (B, T) with T the longest document's positions: every document's
-    first min(block_size, len-1) positions, inputs padded with 0 and targets with PADDING."""
+def batch_tensors(batch: list[list[int]], block_size: int, device, pad_to: int | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, targets), each (B, T): every document's first min(block_size, len-1) positions,
+    inputs padded with 0 and targets with PADDING, to T = the longest document's positions, or
+    to `pad_to` (the compiled step pads to block_size: one shape for every step)."""
     n = [positions(tokens, block_size) for tokens in batch]
-    T = max(n)  # one tensor from padded lists: per-document tensor ops would cost more than the step
+    T = pad_to or max(n)  # one tensor from padded lists: per-document tensor ops would cost more than the step
     inputs = torch.tensor([tokens[:k] + [0] * (T - k) for tokens, k in zip(batch, n)], dtype=torch.long)
     targets = torch.tensor([tokens[1:k + 1] + [PADDING] * (T - k) for tokens, k in zip(batch, n)], dtype=torch.long)
     return inputs.to(device), targets.to(device)
@@ -174,22 +177,12 @@ def train(run) -> GPT:
     """Train from SPEC.md's initial weights on `run.device` (a CPU, a CUDA GPU or an Apple GPU).
     `run` (shared/runner.py) hands out each step's documents and records the step."""
     model = load_weights(GPT(run.config).to(getattr(torch, run.dtype)), run.initial_weights).to(run.device)
+    if run.args.compile:
+        return train_compiled(run, model)
     optimizer, schedule = make_optimizer(model, run.steps, run.device)
-    forward = model
-    if run.args.compile:  # traced and compiled at its first calls; on a GPU its steps replay as CUDA graphs
-        compiled = torch.compile(model, dynamic=True, mode="reduce-overhead" if run.device.type == "cuda" else None)
-
-        def forward(inputs, targets):
-            torch.compiler.cudagraph_mark_step_begin()  # a new step: the last step's graph outputs may be reused
-            return compiled(inputs, targets)
-
-        def warm_up_step(batch):  # forward and backward; the gradients are returned, not kept: no step is taken
-            loss = forward(*batch_tensors(batch, run.config.block_size, run.device))[1]
-            return torch.autograd.grad(loss, list(model.parameters()))
-        run.warm_up(warm_up_step)
     for _, batch in run.batches():  # (the LambdaLR schedule counts the steps itself)
         with run.phase("forward"):
-            _, loss = forward(*batch_tensors(batch, run.config.block_size, run.device))
+            _, loss = model(*batch_tensors(batch, run.config.block_size, run.device))
         with run.phase("backward"):
             loss.backward()
         with run.phase("optimizer"):
@@ -197,6 +190,80 @@ def train(run) -> GPT:
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
         run.log(loss)
+    return model
+
+
+# ----------------------------------------------------------------------------------------
+# Training, compiled (--compile): the whole step -- forward, backward, Adam -- as one graph
+# ----------------------------------------------------------------------------------------
+
+# The loop above asks PyTorch for one op at a time, so a compiler can see only a piece of the
+# step. Here the step is one function of plain tensors: the weights in one flat buffer, Adam's
+# two moments beside it, the step count, the batch. torch.func.grad_and_value turns the loss
+# function into one that also returns the gradient, so torch.compile traces forward, backward
+# and the update as one graph, and Inductor compiles it into a few fused C++ loops (CPU) or
+# Triton kernels (GPU) around the matmuls. Every batch is padded to block_size, so the graph
+# has one shape and is compiled once. README.md ("A compiler on a CPU") measures what it buys.
+
+def flatten_parameters(model: nn.Module) -> torch.Tensor:
+    """Move every parameter into one flat buffer, in model.parameters() order; each parameter
+    becomes a view of its slice, so the module (and sampling) sees every update to the buffer."""
+    flat = torch.cat([p.detach().flatten() for p in model.parameters()])
+    for p, view in zip(model.parameters(), parameter_views(model, flat).values()):
+        p.data = view
+    return flat
+
+
+def parameter_views(model: nn.Module, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+    """{name: the parameter's slice of `flat`, shaped like it}: what the model is called with."""
+    views, offset = {}, 0
+    for name, p in model.named_parameters():
+        views[name] = flat[offset:offset + p.numel()].view(p.shape)
+        offset += p.numel()
+    return views
+
+
+def compiled_step(model: GPT, num_steps: int, device: torch.device):
+    """step(flat, m, v, t, inputs, targets) -> loss: one training step, compiled on its first
+    call. It updates the weights `flat`, the moments `m`, `v` and the step count `t` in place,
+    with torch.optim.Adam's arithmetic and the same linear schedule."""
+
+    def loss_of(flat, inputs, targets):
+        return torch.func.functional_call(model, parameter_views(model, flat), (inputs, targets))[1]
+
+    def step(flat, m, v, t, inputs, targets):  # (N,) (N,) (N,) (1,) (B, block_size) (B, block_size)
+        # attention as matmuls and a softmax the compiler sees, not a call to a library kernel
+        with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH):
+            grad, loss = torch.func.grad_and_value(loss_of)(flat, inputs, targets)
+        t.add_(1)
+        lr = LEARNING_RATE * (1 - (t - 1) / num_steps)  # the schedule, for steps t = 1, 2, ...
+        m.mul_(BETA1).add_(grad, alpha=1 - BETA1)
+        v.mul_(BETA2).addcmul_(grad, grad, value=1 - BETA2)
+        m_hat, v_hat = m / (1 - BETA1 ** t), v / (1 - BETA2 ** t)  # bias correction
+        flat.sub_(lr * m_hat / (v_hat.sqrt() + EPS_ADAM))
+        return loss.detach()
+
+    # fullgraph: a graph break (Python the compiler cannot trace) is an error, not a silent
+    # fall-back to eager; on a CPU the C++ wrapper calls the kernels without Python between them
+    return torch.compile(step, fullgraph=True, options={"cpp_wrapper": device.type == "cpu"})
+
+
+def train_compiled(run, model: GPT) -> GPT:
+    """The compiled loop: the same batches and losses as train()'s, to float rounding."""
+    flat = flatten_parameters(model)
+    m, v = torch.zeros_like(flat), torch.zeros_like(flat)
+    # the step count, a one-element vector: as a 0-d float64 tensor, Inductor's C++ wrapper
+    # passed it by value and its increment was lost (torch 2.13: NaN weights at step 2)
+    t = torch.zeros(1, dtype=flat.dtype, device=flat.device)
+    step = compiled_step(model, run.steps, run.device)
+    block = run.config.block_size
+
+    def tensors(batch):
+        return batch_tensors(batch, block, run.device, pad_to=block)
+    # compiled before the first step, on copies: the warm-up changes no weight
+    run.warm_up(lambda batch: step(flat.clone(), m.clone(), v.clone(), t.clone(), *tensors(batch)))
+    for _, batch in run.batches():
+        run.log(step(flat, m, v, t, *tensors(batch)))
     return model
 
 

@@ -102,7 +102,7 @@ def add_program_flags(parser: argparse.ArgumentParser, flags: Flags) -> None:
                             help="CPU threads; with tensors this small, more threads only add overhead")
     if flags.compile:
         parser.add_argument("--compile", action="store_true",
-                            help="torch.compile the model (its compile time is reported apart)")
+                            help="compile the whole step with torch.compile (its compile time is reported apart)")
     if flags.cuda_graph:
         parser.add_argument("--no-cuda-graph", action="store_true",
                             help="on a GPU, launch every kernel from Python instead of replaying one graph")
