@@ -147,7 +147,7 @@ def batch_tensors(batch: list[list[int]], block_size: int, device, pad_to: int |
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """(inputs, targets), each (B, T): every document's first min(block_size, len-1) positions,
     inputs padded with 0 and targets with PADDING, to T = the longest document's positions, or
-    to `pad_to` (the compiled step pads to block_size: one shape for every step)."""
+    to `pad_to` (the compiled step pads to the data's longest: one shape for every step)."""
     n = [positions(tokens, block_size) for tokens in batch]
     T = pad_to or max(n)  # one tensor from padded lists: per-document tensor ops would cost more than the step
     inputs = torch.tensor([tokens[:k] + [0] * (T - k) for tokens, k in zip(batch, n)], dtype=torch.long)
@@ -202,8 +202,8 @@ def train(run) -> GPT:
 # two moments beside it, the step count, the batch. torch.func.grad_and_value turns the loss
 # function into one that also returns the gradient, so torch.compile traces forward, backward
 # and the update as one graph, and Inductor compiles it into a few fused C++ loops (CPU) or
-# Triton kernels (GPU) around the matmuls. Every batch is padded to block_size, so the graph
-# has one shape and is compiled once. README.md ("A compiler on a CPU") measures what it buys.
+# Triton kernels (GPU) around the matmuls. Every batch is padded to the longest document, so
+# the graph has one shape and is compiled once. README.md ("A compiler on a CPU") measures it.
 
 def flatten_parameters(model: nn.Module) -> torch.Tensor:
     """Move every parameter into one flat buffer, in model.parameters() order; each parameter
@@ -249,21 +249,26 @@ def compiled_step(model: GPT, num_steps: int, device: torch.device):
 
 
 def train_compiled(run, model: GPT) -> GPT:
-    """The compiled loop: the same batches and losses as train()'s, to float rounding."""
+    """The compiled loop: the same documents, in SPEC.md's order, and the same losses as train()'s
+    to float rounding. Every document is tokenized and padded once, before the steps, to T = the
+    longest document's positions (one shape for every step); a step gathers its B rows."""
     flat = flatten_parameters(model)
     m, v = torch.zeros_like(flat), torch.zeros_like(flat)
     # the step count, a one-element vector: as a 0-d float64 tensor, Inductor's C++ wrapper
     # passed it by value and its increment was lost (torch 2.13: NaN weights at step 2)
     t = torch.zeros(1, dtype=flat.dtype, device=flat.device)
     step = compiled_step(model, run.steps, run.device)
-    block = run.config.block_size
-
-    def tensors(batch):
-        return batch_tensors(batch, block, run.device, pad_to=block)
+    block, B, N = run.config.block_size, run.batch_size, len(run.docs)
+    with run.timed("data"):  # in Python once, not in every step
+        docs = [run.tokenizer.encode_doc(doc) for doc in run.docs]
+        T = max(positions(tokens, block) for tokens in docs)
+        all_inputs, all_targets = batch_tensors(docs, block, run.device, pad_to=T)  # (N, T) each
     # compiled before the first step, on copies: the warm-up changes no weight
-    run.warm_up(lambda batch: step(flat.clone(), m.clone(), v.clone(), t.clone(), *tensors(batch)))
-    for _, batch in run.batches():
-        run.log(step(flat, m, v, t, *tensors(batch)))
+    run.warm_up(lambda batch: step(flat.clone(), m.clone(), v.clone(), t.clone(),
+                                   *batch_tensors(batch, block, run.device, pad_to=T)))
+    for i in run.each_step():
+        rows = torch.arange(i * B, i * B + B, device=run.device) % N  # SPEC.md: documents i*B + j, mod N
+        run.log(step(flat, m, v, t, all_inputs[rows], all_targets[rows]))
     return model
 
 

@@ -77,6 +77,18 @@ def self_times(stage3, steps: int) -> tuple[dict, dict, float]:
     return times, calls, wall
 
 
+def matmul_flop_per_s(n: int = 512, repeats: int = 20) -> float:
+    """This CPU's arithmetic speed on the threads torch uses now: FLOP/s of an n x n float32
+    matmul, the operation a CPU runs closest to its peak."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - started)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200, help="N: runs of N and 2N steps are profiled")
@@ -108,13 +120,7 @@ def main(argv=None) -> int:
     stage3.train(unprofiled)
     step_us = statistics.median(unprofiled.record.step_ms[results.WARMUP_STEPS:]) * 1000
 
-    a, b = torch.randn(512, 512), torch.randn(512, 512)
-    for _ in range(3):
-        a @ b
-    started, repeats = time.perf_counter(), 20
-    for _ in range(repeats):
-        a @ b
-    matmul_flops = 2 * 512**3 * repeats / (time.perf_counter() - started)
+    matmul_flops = matmul_flop_per_s()
 
     report = {
         "stage": "3_pytorch", "steps_profiled": [n, 2 * n], "ops_per_step": per_op, "groups_us_per_step": groups,

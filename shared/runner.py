@@ -32,7 +32,6 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 
 from shared import cli, dataset, memory, results
@@ -65,9 +64,7 @@ class Run:
         self.where = flags.device(args)
         self.device = self.where.device
         longest = max(positions(self.tokenizer.encode_doc(doc), args.block_size) for doc in docs)
-        counted = flags.memory if not (flags.compile and args.compile) else \
-            replace(flags.memory, pads_to_block_size=True)  # a compiled step has one shape: block_size
-        memory.check(counted, self.config, args.batch_size, args.dtype, self.device, longest)
+        memory.check(flags.memory, self.config, args.batch_size, args.dtype, self.device, longest)
         self.docs, self.initial_weights, self.rng = init_run(docs, self.config, args.seed)
         self.steps, self.batch_size, self.dtype = args.steps, args.batch_size, args.dtype
         self.last_step = min(self.steps, max_steps or self.steps)  # tests may stop early in a long schedule

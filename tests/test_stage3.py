@@ -54,7 +54,7 @@ def test_float32_run_ends_within_0_01_of_microgpt():
 
 
 def test_compiled_step_trains_like_eager_in_one_graph():
-    """--compile (the whole step as one compiled graph, padded to block_size) against the eager
+    """--compile (the whole step as one compiled graph, padded to one shape) against the eager
     loop over 20 steps of 4 names: float64 to 1e-12 (losses and trained weights: Adam's
     arithmetic written out is torch.optim.Adam's), float32 to float32 rounding. Dynamo breaks
     no graph and compiles once: the warm-up's two batches share one shape, and no step after it
@@ -79,16 +79,14 @@ def test_compiled_step_trains_like_eager_in_one_graph():
                                rtol=0, atol=2e-6)
 
 
-def test_compiled_step_pads_to_block_size():
-    """One shape for every step: a batch of one short name is padded to block_size, and the
-    padding changes no loss (targets PADDING, left out by cross_entropy; the causal mask keeps
-    later positions from earlier ones)."""
+def test_batches_pad_to_what_they_are_asked():
+    """The compiled step's one shape: a batch of one short name padded to 16 positions has
+    PADDING targets after the name; unpadded, it is the name's 5 positions."""
     tokens = [[26, 4, 12, 12, 0, 26]]  # BOS e m m a BOS
     inputs, targets = stage3.batch_tensors(tokens, 16, CPU, pad_to=16)
     assert inputs.shape == targets.shape == (1, 16)
-    assert targets[0, 5:].eq(stage3.PADDING).all()
-    short = stage3.batch_tensors(tokens, 16, CPU)
-    assert short[0].shape == (1, 5)
+    assert targets[0, :5].tolist() == [4, 12, 12, 0, 26] and targets[0, 5:].eq(stage3.PADDING).all()
+    assert stage3.batch_tensors(tokens, 16, CPU)[0].shape == (1, 5)
 
 
 def test_compile_flag_reports_compile_time(tmp_path, names_path):

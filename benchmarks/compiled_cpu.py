@@ -1,0 +1,325 @@
+"""What a compiler buys on a CPU: stage 3's eager step against its compiled step, per name.
+
+    python benchmarks/compiled_cpu.py            # benchmarks/results/compiled-cpu-DATE.json, 3_pytorch/compiled.png
+                                                 # and 3_pytorch/compiled_kernel.cpp (about 10 minutes on 2 cores)
+    python benchmarks/compiled_cpu.py --redraw benchmarks/results/compiled-cpu-DATE.json
+
+Every number is stage 3's own `train` (3_pytorch/main.py), eager and with `--compile`, run
+from its command line in child processes, each with an empty Inductor cache, so every compile
+it reports is a cold one. For one thread, and for all of this machine's cores:
+
+- at B = 1, 16, 64, 256 and 1024, eager and compiled runs alternate, three of each; a figure is
+  the fastest of the three runs' medians (after the warm-up steps): a neighbour's load on a
+  shared machine only ever adds time. The compiled run's compile (Dynamo's trace, Inductor's
+  C++, the build) is its warm-up, timed apart from the steps;
+- the losses of the first 20 steps both ways, and their largest difference;
+- this CPU's matmul speed on the same threads (benchmarks/profile_step.py's 512 x 512 matmul).
+
+Once, on one thread: the arithmetic floor (the FLOPs of a name, counted by
+torch.utils.flop_counter over B = 1 steps, which have no padding, and of a name padded to
+block_size, as the compiled step computes it); where the compiled step's time goes at B = 256
+(torch.profiler, with Inductor's records of its own kernels); the same step with glibc's
+malloc keeping freed memory (MALLOC_MMAP_THRESHOLD_), which measures what fresh pages cost;
+and the generated code: its C++ kernels counted, one copied to 3_pytorch/compiled_kernel.cpp.
+"""
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+from shared import results  # noqa: E402
+
+BATCHES = (1, 16, 64, 256, 1024)
+PROFILED_BATCH = 256
+COMPARED_STEPS = 20  # the losses compared, eager against compiled
+KERNEL_SHOWN = "relu_threshold_backward"  # the generated loop copied out for the reader: ReLU's backward
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": "4294967295", "MALLOC_TRIM_THRESHOLD_": "4294967295"}
+GROUPS = [  # (group, test on a profiler record's name), first match wins
+    ("matmuls (the library's mm)", lambda name: name in ("aten::mm", "aoti_torch_cpu_mm_out")),
+    ("attention's batched matmuls (bmm)", lambda name: name in ("aten::bmm", "aoti_torch_cpu_bmm_out")),
+    ("the generated C++ loops", lambda name: name.startswith("graph_")),
+    ("calling the compiled step (guards, the wrapper)", lambda name: name in (
+        "TorchDynamo Cache Lookup", "Torch-Compiled Region: 0/0", "AOTDispatcher Runtime Wrapper Prologue",
+        "Pregraph bytecode") or name.startswith("## Call CompiledFxGraph")),
+]
+
+
+# ---------------------------------------------------------------------------------- children
+
+def stage3_run(threads: int, batch_size: int, steps: int, compiled: bool, max_steps: int | None = None):
+    """A run of stage 3's own command line, in this process (the child)."""
+    from shared import runner
+    from tools import stages
+
+    stage3 = stages.load("3_pytorch")
+    argv = ["--device", "cpu", "--threads", str(threads), "--batch-size", str(batch_size), "--steps", str(steps),
+            "--samples", "0", *(["--compile"] if compiled else [])]
+    return stage3, runner.start(stage3.__file__, stage3.FLAGS, argv, max_steps=max_steps)
+
+
+def median_ms(run) -> float:
+    return statistics.median(run.record.step_ms[results.WARMUP_STEPS:])
+
+
+def child_sweep(threads: int, batches: list[int], steps: int, repeats: int) -> dict:
+    """Eager and compiled at each B, alternating; every run's median, compile time and losses."""
+    from benchmarks.profile_step import matmul_flop_per_s
+
+    rows = []
+    for batch_size in batches:
+        for repeat in range(repeats):
+            for compiled in (False, True):
+                stage3, run = stage3_run(threads, batch_size, steps, compiled)
+                stage3.train(run)
+                rows.append({"batch_size": batch_size, "compiled": compiled, "repeat": repeat,
+                             "median_step_ms": median_ms(run), "compile_s": run.env.get("compile_s"),
+                             "losses": run.losses[:COMPARED_STEPS]})
+                print(f"threads {threads} B {batch_size} {'compiled' if compiled else 'eager'}: "
+                      f"{rows[-1]['median_step_ms']:.3f} ms per step", file=sys.stderr, flush=True)
+    import torch
+
+    return {"threads": threads, "torch_threads": torch.get_num_threads(), "rows": rows,
+            "matmul_flop_per_s": matmul_flop_per_s()}
+
+
+def child_floor() -> dict:
+    """FLOPs per name: real (B = 1 steps, no padding) and padded to block_size, forward and backward."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    stage3, run = stage3_run(1, 1, 1000, False, max_steps=100)
+    with FlopCounterMode(display=False) as counter:
+        stage3.train(run)
+    real = counter.get_total_flops() / run.last_step
+    model = stage3.load_weights(stage3.GPT(run.config), run.initial_weights)
+    block = run.config.block_size
+    with FlopCounterMode(display=False) as counter:
+        for doc in run.docs[:100]:
+            batch = stage3.batch_tensors([run.tokenizer.encode_doc(doc)], block, torch.device("cpu"), pad_to=block)
+            model(*batch)[1].backward()
+    return {"flops_per_name": real, "flops_per_padded_name": counter.get_total_flops() / 100,
+            "names_counted": run.last_step}
+
+
+def child_profile(steps: int) -> dict:
+    """Where the compiled step's time goes at B = PROFILED_BATCH, one thread: torch.profiler
+    over steps after the warm-up, Inductor recording each of its kernels by name."""
+    import torch._inductor.config
+    from torch.profiler import ProfilerActivity, profile, schedule
+
+    torch._inductor.config.cpp.enable_kernel_profile = True
+    stage3, run = stage3_run(1, PROFILED_BATCH, steps, True)
+    skip, active = 5, steps - 10
+    steps_seen = schedule(wait=1, warmup=skip - 1, active=active, repeat=1)  # the warm-up and first steps: not seen
+    with profile(activities=[ProfilerActivity.CPU], schedule=steps_seen) as prof:
+        log = run.log
+
+        def log_and_tick(loss, **series):  # the profiler's schedule advances once per step
+            log(loss, **series)
+            prof.step()
+        run.log = log_and_tick
+        stage3.train(run)
+    events = {e.key: (e.self_cpu_time_total, e.count) for e in prof.key_averages()}
+    groups, kernels, calls = {}, set(), {}
+    for name, (us, count) in events.items():
+        group = next((g for g, test in GROUPS if test(name)), "the loop around it (batches, logging, Python)")
+        groups[group] = groups.get(group, 0.0) + us / active
+        if name.startswith("graph_"):
+            kernels.add(name)
+        if name.startswith("aoti_torch_cpu_") or name in ("aten::mm", "aten::bmm"):
+            calls[name] = calls.get(name, 0) + count / active
+    profiled = sum(groups.values())
+    return {"events": {k: v for k, v in events.items() if v[0] > 0.02 * active * 1000},
+            "batch_size": PROFILED_BATCH, "steps_profiled": active, "groups_us_per_step": groups,
+            "profiled_us_per_step": profiled, "kernels_run": len(kernels), "library_calls_per_step": calls}
+
+
+def child_keep_freed(steps: int) -> dict:
+    """The compiled and eager steps at B = PROFILED_BATCH with glibc keeping freed memory: set in
+    this child's environment by the parent (glibc reads it at start-up)."""
+    out = {}
+    for compiled in (False, True, False, True):
+        stage3, run = stage3_run(1, PROFILED_BATCH, steps, compiled)
+        stage3.train(run)
+        key = "compiled_ms" if compiled else "eager_ms"
+        out[key] = min(out.get(key, float("inf")), median_ms(run))
+    return out
+
+
+def generated_code(cache_dir: Path) -> dict:
+    """The C++ Inductor wrote for the compiled step (its wrapper and kernels, one file): how many
+    kernels it defines, how many library calls the wrapper makes, and one kernel's source."""
+    sources = [p for p in cache_dir.rglob("*.cpp") if "cpp_fused_" in p.read_text(errors="replace")]
+    text = max(sources, key=lambda p: p.stat().st_size).read_text()
+    definitions = re.findall(r'^extern "C"\s+void\s+(cpp_fused_\w+)\(', text, re.M)
+    kernels = sorted(set(definitions))
+    shown = next(k for k in kernels if KERNEL_SHOWN in k)
+    start = [m.start() for m in re.finditer(rf'^extern "C"\s+void\s+{shown}\(', text, re.M)][-1]  # the body
+    end = text.index("\n}\n", start) + 3
+    return {"kernels": len(kernels), "kernel_names": kernels,
+            "library_calls": {op: len(re.findall(rf"aoti_torch_cpu_{op}_out\(", text)) for op in ("mm", "bmm")},
+            "shown_kernel": shown, "shown_source": text[start:end]}
+
+
+def child_main(args) -> int:
+    if args.child == "sweep":
+        report = child_sweep(args.threads, args.batch_sizes, args.steps, args.repeats)
+    elif args.child == "floor":
+        report = child_floor()
+    elif args.child == "profile":
+        report = child_profile(args.steps)
+    else:
+        report = child_keep_freed(args.steps)
+    Path(args.child_out).write_text(json.dumps(report))
+    return 0
+
+
+# ---------------------------------------------------------------------------------- the parent
+
+def in_child(kind: str, args, threads: int = 1, env: dict | None = None) -> tuple[dict, Path]:
+    """Run one child with its own empty Inductor cache; its report, and the cache's folder."""
+    cache = Path(tempfile.mkdtemp(prefix=f"compiled-cpu-{kind}-"))
+    out = cache / "report.json"
+    cmd = [sys.executable, __file__, "--child", kind, "--child-out", str(out), "--threads", str(threads),
+           "--steps", str(args.steps), "--repeats", str(args.repeats),
+           "--batch-sizes", *map(str, args.batch_sizes)]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL,
+                   env={**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache / "inductor"), **(env or {})})
+    return json.loads(out.read_text()), cache / "inductor"
+
+
+def summarize(sweep: dict) -> list[dict]:
+    """One row per B: each mode's fastest median, per name, and the speed-up."""
+    rows = []
+    for batch_size in sorted({r["batch_size"] for r in sweep["rows"]}):
+        runs = [r for r in sweep["rows"] if r["batch_size"] == batch_size]
+        eager = min(r["median_step_ms"] for r in runs if not r["compiled"])
+        compiled = min(r["median_step_ms"] for r in runs if r["compiled"])
+        diff = max(abs(a - b) for e in runs if not e["compiled"] for c in runs if c["compiled"]
+                   for a, b in zip(e["losses"], c["losses"]))
+        rows.append({"batch_size": batch_size, "eager_us_per_name": eager * 1e3 / batch_size,
+                     "compiled_us_per_name": compiled * 1e3 / batch_size, "speedup": eager / compiled,
+                     "compile_s": [r["compile_s"] for r in runs if r["compiled"]], "loss_max_diff": diff})
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=list(BATCHES))
+    parser.add_argument("--steps", type=int, default=40, help="steps per run (the first 10 are warm-up)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each mode at each B")
+    parser.add_argument("--out", help="the results file (default benchmarks/results/compiled-cpu-DATE.json)")
+    parser.add_argument("--redraw", metavar="FILE", help="only draw 3_pytorch/compiled.png again from FILE")
+    parser.add_argument("--child", choices=("sweep", "floor", "profile", "keep-freed"), help=argparse.SUPPRESS)
+    parser.add_argument("--child-out", help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return child_main(args)
+    if args.redraw:
+        draw(results.load_results(Path(args.redraw), check=False), REPO_ROOT / "3_pytorch" / "compiled.png")
+        return 0
+    cores = os.cpu_count() or 1
+    sweeps = []
+    for threads in sorted({1, cores}):
+        sweep, _ = in_child("sweep", args, threads)
+        sweeps.append({"threads": threads, "matmul_flop_per_s": sweep["matmul_flop_per_s"],
+                       "rows": summarize(sweep), "runs": sweep["rows"]})
+    floor, _ = in_child("floor", args)
+    profile, _ = in_child("profile", args)
+    kept, cache = in_child("keep-freed", args, env=KEEP_FREED_MEMORY)
+    code = generated_code(cache)  # B = PROFILED_BATCH's, without the profile's records in it
+    report = {"sweeps": sweeps, "floor": floor, "profile": profile, "generated": code, "keep_freed_memory": kept,
+              "steps": args.steps, "repeats": args.repeats, "env": results.environment("cpu")}
+    date = report["env"]["date"][:10]
+    out = Path(args.out or REPO_ROOT / "benchmarks" / "results" / f"compiled-cpu-{date}.json")
+    results.write_json_atomic(out, report)
+    kernel = REPO_ROOT / "3_pytorch" / "compiled_kernel.cpp"
+    kernel.write_text(f"// One of the {code['kernels']} C++ kernels Inductor generated for stage 3's compiled step\n"
+                      f"// (B = {PROFILED_BATCH}, float32, torch {report['env']['torch']}, {report['env']['cpu']}, "
+                      f"{date}),\n// copied by benchmarks/compiled_cpu.py from its cache: ReLU's backward.\n"
+                      + code["shown_source"])
+    draw(report, REPO_ROOT / "3_pytorch" / "compiled.png")
+    for sweep in sweeps:
+        for row in sweep["rows"]:
+            print(f"{sweep['threads']} thread(s), B = {row['batch_size']}: eager {row['eager_us_per_name']:.1f} "
+                  f"µs/name, compiled {row['compiled_us_per_name']:.1f} ({row['speedup']:.2f}x)")
+    print(f"-> {out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------- the plot
+
+def floors_us(report: dict, sweep: dict) -> tuple[float, float]:
+    """The arithmetic of a name, and of a padded name, at this CPU's matmul speed (µs)."""
+    speed = sweep["matmul_flop_per_s"]
+    return report["floor"]["flops_per_name"] / speed * 1e6, report["floor"]["flops_per_padded_name"] / speed * 1e6
+
+
+def draw(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from report import plotting
+
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(15, 5.6), gridspec_kw={"width_ratios": [3, 2]})
+    colors = {False: plotting.stage_color("3_pytorch", "cpu"), True: "#0e7c86"}
+    for sweep in report["sweeps"]:
+        style = "-" if sweep["threads"] == 1 else "--"
+        rows = sweep["rows"]
+        many = "" if sweep["threads"] == 1 else "s"
+        for compiled in (False, True):
+            key = "compiled_us_per_name" if compiled else "eager_us_per_name"
+            ax.plot([r["batch_size"] for r in rows], [r[key] for r in rows], style, marker="o", color=colors[compiled],
+                    label=f"{'compiled (--compile)' if compiled else 'eager'}, {sweep['threads']} thread{many}")
+        if sweep["threads"] == 1:
+            for r in rows:
+                ax.annotate(f"{r['speedup']:.1f}x", (r["batch_size"], r["compiled_us_per_name"]),
+                            textcoords="offset points", xytext=(0, -14), ha="center", fontsize=8, color=colors[True])
+    one = report["sweeps"][0]
+    real, padded = floors_us(report, one)
+    ax.axhline(padded, color="#555555", ls=":", lw=1.2,
+               label=f"arithmetic of a name padded to 16 positions: {padded:.1f} µs")
+    ax.axhline(real, color="k", ls=":", lw=1.2,
+               label=f"arithmetic of a name ({report['floor']['flops_per_name'] / 1e3:,.0f} kFLOP): {real:.1f} µs")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    plotting.integer_ticks(ax.xaxis, [r["batch_size"] for r in one["rows"]])
+    plotting.readable_log_axis(ax.yaxis)
+    ax.set(xlabel="B, names per step", ylabel="µs per name (fastest of 3 runs' medians)",
+           title="Stage 3, eager and compiled: time per name (lower is better; the floor lines are at "
+                 f"{one['matmul_flop_per_s'] / 1e9:.0f} GFLOP/s, one thread's matmul speed)")
+    ax.title.set_fontsize(9)
+    plotting.legend_below(ax, ncol=2, fontsize=8)
+
+    prof = report["profile"]
+    parts = sorted(prof["groups_us_per_step"].items(), key=lambda kv: -kv[1])
+    left, cmap = 0.0, plt.get_cmap("tab10")
+    for i, (group, us) in enumerate(parts):
+        bx.barh(0, us, left=left, color=cmap(i), label=f"{group}: {us / 1e3:.2f} ms "
+                                                        f"({us / prof['profiled_us_per_step']:.0%})")
+        left += us
+    bx.set_yticks([])
+    bx.set(xlabel="ms per step", title=f"Where a compiled step's {prof['profiled_us_per_step'] / 1e3:.1f} ms go "
+                                       f"(B = {prof['batch_size']}, one thread, profiled)")
+    bx.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda us, _: f"{us / 1e3:g}"))
+    bx.title.set_fontsize(9)
+    plotting.legend_below(bx, ncol=1, fontsize=8)
+    env = report["env"]
+    fig.suptitle(f"{env['cpu']} ({env['cpu_count']} cores), torch {env['torch']}, {env['date'][:10]}", fontsize=10)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
