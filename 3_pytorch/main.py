@@ -193,10 +193,8 @@ def train(run) -> GPT:
     return model
 
 
-# ----------------------------------------------------------------------------------------
-# Training, compiled (--compile): the whole step -- forward, backward, Adam -- as one graph
-# ----------------------------------------------------------------------------------------
-
+# The compiled step (--compile): forward, backward and Adam as one graph.
+#
 # The loop above asks PyTorch for one op at a time, so a compiler can see only a piece of the
 # step. Here the step is one function of plain tensors: the weights in one flat buffer, Adam's
 # two moments beside it, the step count, the batch. torch.func.grad_and_value turns the loss
@@ -231,7 +229,7 @@ def compiled_step(model: GPT, num_steps: int, device: torch.device):
     def loss_of(flat, inputs, targets):
         return torch.func.functional_call(model, parameter_views(model, flat), (inputs, targets))[1]
 
-    def step(flat, m, v, t, inputs, targets):  # (N,) (N,) (N,) (1,) (B, block_size) (B, block_size)
+    def step(flat, m, v, t, inputs, targets):  # (N,) (N,) (N,) (1,) (B, T) (B, T)
         # attention as matmuls and a softmax the compiler sees, not a call to a library kernel
         with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH):
             grad, loss = torch.func.grad_and_value(loss_of)(flat, inputs, targets)
@@ -244,8 +242,9 @@ def compiled_step(model: GPT, num_steps: int, device: torch.device):
         return loss.detach()
 
     # fullgraph: a graph break (Python the compiler cannot trace) is an error, not a silent
-    # fall-back to eager; on a CPU the C++ wrapper calls the kernels without Python between them
-    return torch.compile(step, fullgraph=True, options={"cpp_wrapper": device.type == "cpu"})
+    # fall-back to eager; dynamic=False: compiled for the shapes it is called with, never for
+    # symbolic ones; on a CPU the C++ wrapper calls the kernels with no Python between them
+    return torch.compile(step, fullgraph=True, dynamic=False, options={"cpp_wrapper": device.type == "cpu"})
 
 
 def train_compiled(run, model: GPT) -> GPT:
@@ -259,13 +258,13 @@ def train_compiled(run, model: GPT) -> GPT:
     t = torch.zeros(1, dtype=flat.dtype, device=flat.device)
     step = compiled_step(model, run.steps, run.device)
     block, B, N = run.config.block_size, run.batch_size, len(run.docs)
-    with run.timed("data"):  # in Python once, not in every step
-        docs = [run.tokenizer.encode_doc(doc) for doc in run.docs]
-        T = max(positions(tokens, block) for tokens in docs)
-        all_inputs, all_targets = batch_tensors(docs, block, run.device, pad_to=T)  # (N, T) each
-    # compiled before the first step, on copies: the warm-up changes no weight
-    run.warm_up(lambda batch: step(flat.clone(), m.clone(), v.clone(), t.clone(),
-                                   *batch_tensors(batch, block, run.device, pad_to=T)))
+    docs = [run.tokenizer.encode_doc(doc) for doc in run.docs]  # in Python once, not in every step
+    T = max(positions(tokens, block) for tokens in docs)
+    all_inputs, all_targets = batch_tensors(docs, block, run.device, pad_to=T)  # (N, T) each
+
+    def warm_up_step(batch):  # compiles the step before the first one, on copies: no weight changes
+        return step(flat.clone(), m.clone(), v.clone(), t.clone(), *batch_tensors(batch, block, run.device, pad_to=T))
+    run.warm_up(warm_up_step)
     for i in run.each_step():
         rows = torch.arange(i * B, i * B + B, device=run.device) % N  # SPEC.md: documents i*B + j, mod N
         run.log(step(flat, m, v, t, all_inputs[rows], all_targets[rows]))

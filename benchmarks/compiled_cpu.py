@@ -65,6 +65,14 @@ def stage3_run(threads: int, batch_size: int, steps: int, compiled: bool, max_st
     return stage3, runner.start(stage3.__file__, stage3.FLAGS, argv, max_steps=max_steps)
 
 
+def fresh_compiler() -> None:
+    """Forget what Dynamo compiled in this process, so a compiled run compiles as a reader's first
+    run does (the Inductor cache on disk stays: a repeat at the same B finds its code there)."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+
+
 def median_ms(run) -> float:
     return statistics.median(run.record.step_ms[results.WARMUP_STEPS:])
 
@@ -78,6 +86,7 @@ def child_sweep(threads: int, batches: list[int], steps: int, repeats: int) -> d
         for repeat in range(repeats):
             for compiled in (False, True):
                 stage3, run = stage3_run(threads, batch_size, steps, compiled)
+                fresh_compiler()
                 stage3.train(run)
                 rows.append({"batch_size": batch_size, "compiled": compiled, "repeat": repeat,
                              "median_step_ms": median_ms(run), "compile_s": run.env.get("compile_s"),
@@ -148,6 +157,7 @@ def child_keep_freed(steps: int) -> dict:
     out = {}
     for compiled in (False, True, False, True):
         stage3, run = stage3_run(1, PROFILED_BATCH, steps, compiled)
+        fresh_compiler()
         stage3.train(run)
         key = "compiled_ms" if compiled else "eager_ms"
         out[key] = min(out.get(key, float("inf")), median_ms(run))
@@ -282,10 +292,14 @@ def draw(report: dict, path: Path) -> None:
             key = "compiled_us_per_name" if compiled else "eager_us_per_name"
             ax.plot([r["batch_size"] for r in rows], [r[key] for r in rows], style, marker="o", color=colors[compiled],
                     label=f"{'compiled (--compile)' if compiled else 'eager'}, {sweep['threads']} thread{many}")
-        if sweep["threads"] == 1:
-            for r in rows:
-                ax.annotate(f"{r['speedup']:.1f}x", (r["batch_size"], r["compiled_us_per_name"]),
-                            textcoords="offset points", xytext=(0, -14), ha="center", fontsize=8, color=colors[True])
+        for r in rows:  # the speed-ups, along the top: one row per thread count
+            ax.annotate(f"{r['speedup']:.1f}x", (r["batch_size"], 0.96 if sweep["threads"] == 1 else 0.91),
+                        xycoords=("data", "axes fraction"), ha="center", fontsize=8, color=colors[True],
+                        fontstyle="normal" if sweep["threads"] == 1 else "italic")
+    for sweep, y in zip(report["sweeps"], (0.96, 0.91)):
+        ax.annotate(f"speed-up, {sweep['threads']} thread{'s' * (sweep['threads'] > 1)}:", (0.09, y),
+                    xycoords=("data", "axes fraction"), fontsize=7, color="#555555")
+    ax.set_xlim(0.08, 1600)
     one = report["sweeps"][0]
     real, padded = floors_us(report, one)
     ax.axhline(padded, color="#555555", ls=":", lw=1.2,
@@ -306,10 +320,18 @@ def draw(report: dict, path: Path) -> None:
     parts = sorted(prof["groups_us_per_step"].items(), key=lambda kv: -kv[1])
     left, cmap = 0.0, plt.get_cmap("tab10")
     for i, (group, us) in enumerate(parts):
-        bx.barh(0, us, left=left, color=cmap(i), label=f"{group}: {us / 1e3:.2f} ms "
-                                                        f"({us / prof['profiled_us_per_step']:.0%})")
+        bx.barh(1, us, left=left, height=0.5, color=cmap(i), label=f"{group}: {us / 1e3:.2f} ms "
+                                                                    f"({us / prof['profiled_us_per_step']:.0%})")
         left += us
-    bx.set_yticks([])
+    row = next(r for r in one["rows"] if r["batch_size"] == prof["batch_size"])
+    eager_us, compiled_us = (row[key] * prof["batch_size"] for key in ("eager_us_per_name", "compiled_us_per_name"))
+    bx.barh(0, eager_us, height=0.5, color="#bbbbbb")
+    bx.text(eager_us, 0, f" {eager_us / 1e3:.1f} ms", va="center", fontsize=8)
+    bx.axvline(compiled_us, color="k", ls="--", lw=1)
+    bx.text(compiled_us, 1.35, f"unprofiled: {compiled_us / 1e3:.1f} ms ", ha="right", fontsize=8)
+    bx.set_yticks([0, 1], ["eager step\n(its median)", "compiled step\n(profiled)"])
+    bx.set_ylim(-0.5, 1.6)
+    bx.set_xlim(0, eager_us * 1.15)
     bx.set(xlabel="ms per step", title=f"Where a compiled step's {prof['profiled_us_per_step'] / 1e3:.1f} ms go "
                                        f"(B = {prof['batch_size']}, one thread, profiled)")
     bx.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda us, _: f"{us / 1e3:g}"))

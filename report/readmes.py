@@ -28,7 +28,8 @@ from shared.errors import UserError
 from shared.results import LOSS_WINDOW, WARMUP_STEPS, final_loss, load_results, summarize
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-KINDS = "figures|table|launches|benchmark|runtimes|batches|install|profile|losses|gc|quickstart|page"
+KINDS = ("figures|table|launches|benchmark|runtimes|batches|install|profile|losses|gc|quickstart|page"
+         "|compiledprofile|compiled")
 BLOCK = re.compile(rf"(<!-- BEGIN (?P<kind>{KINDS}) (?P<path>\S+)"
                    r"(?: vs (?P<base>\S+))? -->\n)(?P<body>.*?)(<!-- END (?P=kind) -->)", re.S)
 
@@ -332,6 +333,59 @@ def page_line(path: str) -> str:
             f"(`python -m report.step_page --screenshot` regenerates it and this picture).\n")
 
 
+def compiled_lines(path: str) -> str:
+    """benchmarks/compiled_cpu.py's report: eager against compiled per name at each B, on one
+    thread and on all cores; the compile time; the arithmetic floor; the compiled step's profile."""
+    from benchmarks.compiled_cpu import floors_us
+
+    r = load_results(REPO_ROOT / path, check=False)
+    env, sweeps = r["env"], r["sweeps"]
+    head = ["B (names per step)"]
+    for sweep in sweeps:
+        on = "1 thread" if sweep["threads"] == 1 else f"{sweep['threads']} threads"
+        head += [f"eager, {on}", f"compiled, {on}", "speed-up"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for i, row in enumerate(sweeps[0]["rows"]):
+        cells = [str(row["batch_size"])]
+        for sweep in sweeps:
+            other = sweep["rows"][i]
+            cells += [f"{other['eager_us_per_name']:,.1f} µs", f"{other['compiled_us_per_name']:,.1f} µs",
+                      f"**{other['speedup']:.2f}x**"]
+        lines.append("| " + " | ".join(cells) + " |")
+    compile_s = [s for row in sweeps[0]["rows"] for s in row["compile_s"][:1]]  # each B's first: a cold cache
+    real, padded = floors_us(r, sweeps[0])
+    worst = max(row["loss_max_diff"] for sweep in sweeps for row in sweep["rows"])
+    lines.append(f"\nMeasured in `{path}` ({env['cpu']}, {env['cpu_count']} cores, torch {env['torch']}, "
+                 f"{env['date'][:10]}): per name, the fastest of {r['repeats']} runs' median step times "
+                 f"({r['steps']} steps each, eager and compiled alternating), divided by B. Compiling (the "
+                 f"warm-up, before step 1, with an empty cache) took {min(compile_s):.0f} to {max(compile_s):.0f} s "
+                 f"on one thread. Over the first 20 steps the two losses differ by at most {worst:.1e} (float32). "
+                 f"The arithmetic of a name, {r['floor']['flops_per_name'] / 1e3:,.0f} kFLOP (forward and "
+                 f"backward, counted at B = 1), takes {real:.1f} µs at this CPU's one-thread matmul speed "
+                 f"({sweeps[0]['matmul_flop_per_s'] / 1e9:.0f} GFLOP/s); padded to 16 positions, as the compiled "
+                 f"step computes it, {r['floor']['flops_per_padded_name'] / 1e3:,.0f} kFLOP, {padded:.1f} µs.")
+    return "\n".join(lines) + "\n"
+
+
+def compiled_profile_lines(path: str) -> str:
+    """Where benchmarks/compiled_cpu.py's profiled compiled step spends its time, and what was generated."""
+    r = load_results(REPO_ROOT / path, check=False)
+    prof, code, kept = r["profile"], r["generated"], r["keep_freed_memory"]
+    total = prof["profiled_us_per_step"]
+    lines = [f"| a compiled step at B = {prof['batch_size']}, one thread, profiled (`{path}`) | ms per step | share |",
+             "|---|---|---|"]
+    lines += [f"| {group} | {us / 1e3:.2f} | {us / total:.0%} |"
+              for group, us in sorted(prof["groups_us_per_step"].items(), key=lambda kv: -kv[1])]
+    lines.append(f"| the whole profiled step | {total / 1e3:.2f} | 100% |")
+    mm, bmm = code["library_calls"]["mm"], code["library_calls"]["bmm"]
+    lines.append(f"\nThe generated code: {code['kernels']} C++ kernels and {mm + bmm} library calls ({mm} matmuls, "
+                 f"{bmm} batched matmuls) per step, all called from one C++ function. With glibc told to keep "
+                 f"freed memory (`MALLOC_MMAP_THRESHOLD_`, so no step pays for fresh pages), one thread, "
+                 f"B = {prof['batch_size']}: compiled {kept['compiled_ms']:.2f} ms per step, eager "
+                 f"{kept['eager_ms']:.2f} ms (a separate process; the table's runs are without it).")
+    return "\n".join(lines) + "\n"
+
+
 def _render_block(m) -> str:
     kind, path = m.group("kind"), m.group("path")
     if kind == "figures":
@@ -340,7 +394,8 @@ def _render_block(m) -> str:
         body = {"runtimes": runtimes_list, "batches": batches_line, "table": comparison_table,
                 "launches": launches_table, "install": install_line, "profile": profile_lines,
                 "quickstart": quick_start_line, "gc": gc_line, "losses": loss_meaning_table, "page": page_line,
-                "benchmark": benchmark_table}[kind](path)
+                "benchmark": benchmark_table, "compiled": compiled_lines,
+                "compiledprofile": compiled_profile_lines}[kind](path)
     return m.group(1) + body + m.group(6)
 
 

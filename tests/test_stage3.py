@@ -64,6 +64,7 @@ def test_compiled_step_trains_like_eager_in_one_graph():
     from conftest import train_stage
 
     argv = ("--device", "cpu", "--batch-size", "4")
+    torch._dynamo.reset()  # as a reader's first run: nothing compiled in this process before
     counters.clear()
     run, compiled = train_stage("3_pytorch", *argv, "--dtype", "float64", "--compile", max_steps=20)
     assert dict(counters["graph_break"]) == {}  # every line of the step traced into the graph
