@@ -12,7 +12,7 @@ widths the arithmetic outgrows the per-op cost, and there PyTorch's kernels win.
 
 Run:  python 3_pytorch/main.py                          (--device auto: cuda, else mps, else cpu; float32)
       python 3_pytorch/main.py --dtype float64          (stage 2's run, to float64 rounding)
-      python 3_pytorch/main.py --compile --batch-size 256   (the whole step compiled; compile time apart)
+      python 3_pytorch/main.py --device cpu --compile --batch-size 256   (the whole step compiled)
 """
 
 import sys
@@ -233,11 +233,11 @@ def compiled_step(model: GPT, num_steps: int, device: torch.device):
         # attention as matmuls and a softmax the compiler sees, not a call to a library kernel
         with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH):
             grad, loss = torch.func.grad_and_value(loss_of)(flat, inputs, targets)
-        t.add_(1)
-        lr = LEARNING_RATE * (1 - (t - 1) / num_steps)  # the schedule, for steps t = 1, 2, ...
+        t.add_(1)  # float64: exact for any step count; the scalars below in the weights' dtype
+        lr = (LEARNING_RATE * (1 - (t - 1) / num_steps)).to(flat.dtype)  # the schedule, steps t = 1, 2, ...
         m.mul_(BETA1).add_(grad, alpha=1 - BETA1)
         v.mul_(BETA2).addcmul_(grad, grad, value=1 - BETA2)
-        m_hat, v_hat = m / (1 - BETA1 ** t), v / (1 - BETA2 ** t)  # bias correction
+        m_hat, v_hat = m / (1 - BETA1 ** t).to(flat.dtype), v / (1 - BETA2 ** t).to(flat.dtype)  # bias correction
         flat.sub_(lr * m_hat / (v_hat.sqrt() + EPS_ADAM))
         return loss.detach()
 
@@ -253,9 +253,9 @@ def train_compiled(run, model: GPT) -> GPT:
     longest document's positions (one shape for every step); a step gathers its B rows."""
     flat = flatten_parameters(model)
     m, v = torch.zeros_like(flat), torch.zeros_like(flat)
-    # the step count, a one-element vector: as a 0-d float64 tensor, Inductor's C++ wrapper
+    # the step count, a one-element float64 vector: as a 0-d tensor, Inductor's C++ wrapper
     # passed it by value and its increment was lost (torch 2.13: NaN weights at step 2)
-    t = torch.zeros(1, dtype=flat.dtype, device=flat.device)
+    t = torch.zeros(1, dtype=torch.float64, device=flat.device)
     step = compiled_step(model, run.steps, run.device)
     block, B, N = run.config.block_size, run.batch_size, len(run.docs)
     docs = [run.tokenizer.encode_doc(doc) for doc in run.docs]  # in Python once, not in every step

@@ -5,22 +5,25 @@
     python benchmarks/compiled_cpu.py --redraw benchmarks/results/compiled-cpu-DATE.json
 
 Every number is stage 3's own `train` (3_pytorch/main.py), eager and with `--compile`, run
-from its command line in child processes, each with an empty Inductor cache, so every compile
-it reports is a cold one. For one thread, and for all of this machine's cores:
+from its command line in child processes, each starting with an empty Inductor cache: the first
+compile at each B is a cold one, its repeats find that B's code in the cache. For one thread,
+and for all of this machine's cores:
 
 - at B = 1, 16, 64, 256 and 1024, eager and compiled runs alternate, three of each; a figure is
   the fastest of the three runs' medians (after the warm-up steps): a neighbour's load on a
   shared machine only ever adds time. The compiled run's compile (Dynamo's trace, Inductor's
   C++, the build) is its warm-up, timed apart from the steps;
 - the losses of the first 20 steps both ways, and their largest difference;
+- what the eager loop spends building each step's batch in Python (the compiled loop builds a
+  table of every document once, before step 1);
 - this CPU's matmul speed on the same threads (benchmarks/profile_step.py's 512 x 512 matmul).
 
 Once, on one thread: the arithmetic floor (the FLOPs of a name, counted by
 torch.utils.flop_counter over B = 1 steps, which have no padding, and of a name padded to
 block_size, as the compiled step computes it); where the compiled step's time goes at B = 256
-(torch.profiler, with Inductor's records of its own kernels); the same step with glibc's
-malloc keeping freed memory (MALLOC_MMAP_THRESHOLD_), which measures what fresh pages cost;
-and the generated code: its C++ kernels counted, one copied to 3_pytorch/compiled_kernel.cpp.
+(torch.profiler, with Inductor's records of its own kernels); the page faults of a step, eager
+and compiled (getrusage); and the generated code: its C++ kernels counted, one copied to
+3_pytorch/compiled_kernel.cpp.
 """
 
 import argparse
@@ -40,15 +43,15 @@ from shared import results  # noqa: E402
 BATCHES = (1, 16, 64, 256, 1024)
 PROFILED_BATCH = 256
 COMPARED_STEPS = 20  # the losses compared, eager against compiled
+PLOT = REPO_ROOT / "3_pytorch" / "compiled.png"
 KERNEL_SHOWN = "relu_threshold_backward"  # the generated loop copied out for the reader: ReLU's backward
-KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": "4294967295", "MALLOC_TRIM_THRESHOLD_": "4294967295"}
 GROUPS = [  # (group, test on a profiler record's name), first match wins
     ("matmuls (the library's mm)", lambda name: name in ("aten::mm", "aoti_torch_cpu_mm_out")),
     ("attention's batched matmuls (bmm)", lambda name: name in ("aten::bmm", "aoti_torch_cpu_bmm_out")),
     ("the generated C++ loops", lambda name: name.startswith("graph_")),
-    ("calling the compiled step (guards, the wrapper)", lambda name: name in (
-        "TorchDynamo Cache Lookup", "Torch-Compiled Region: 0/0", "AOTDispatcher Runtime Wrapper Prologue",
-        "Pregraph bytecode") or name.startswith("## Call CompiledFxGraph")),
+    ("Dynamo's guards (checking the inputs still fit the graph)", lambda name: name == "TorchDynamo Cache Lookup"),
+    ("the C++ wrapper's own time (allocating buffers, calling the kernels)", lambda name: name.startswith((
+        "## Call CompiledFxGraph", "Torch-Compiled Region", "AOTDispatcher", "Pregraph bytecode"))),
 ]
 
 
@@ -81,8 +84,9 @@ def child_sweep(threads: int, batches: list[int], steps: int, repeats: int) -> d
     """Eager and compiled at each B, alternating; every run's median, compile time and losses."""
     from benchmarks.profile_step import matmul_flop_per_s
 
-    rows = []
+    rows, prep = [], {}
     for batch_size in batches:
+        prep[batch_size] = batch_building_ms(batch_size, steps)
         for repeat in range(repeats):
             for compiled in (False, True):
                 stage3, run = stage3_run(threads, batch_size, steps, compiled)
@@ -96,21 +100,43 @@ def child_sweep(threads: int, batches: list[int], steps: int, repeats: int) -> d
     import torch
 
     return {"threads": threads, "torch_threads": torch.get_num_threads(), "rows": rows,
-            "matmul_flop_per_s": matmul_flop_per_s()}
+            "batch_building_ms": prep, "matmul_flop_per_s": matmul_flop_per_s()}
+
+
+def batch_building_ms(batch_size: int, steps: int) -> float:
+    """What the eager loop spends per step before its forward: tokenizing the step's documents
+    (run.batches) and padding them into tensors (batch_tensors), in Python; the median over
+    `steps` steps. The compiled loop does this once for all documents, before step 1."""
+    import time
+
+    import torch
+
+    from shared import dataset
+
+    stage3, run = stage3_run(1, batch_size, steps, False)
+    times = []
+    for step in range(steps):
+        started = time.perf_counter()
+        batch = [run.tokenizer.encode_doc(doc) for doc in dataset.step_documents(run.docs, step, batch_size)]
+        stage3.batch_tensors(batch, run.config.block_size, torch.device("cpu"))
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1e3
 
 
 def child_floor() -> dict:
-    """FLOPs per name: real (B = 1 steps, no padding) and padded to block_size, forward and backward."""
+    """FLOPs per name, forward and backward, attention included (counted as the matmuls the compiled
+    step runs): real (B = 1 steps, no padding) and padded to block_size."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     stage3, run = stage3_run(1, 1, 1000, False, max_steps=100)
-    with FlopCounterMode(display=False) as counter:
+    math_attention = torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH)  # its matmuls counted
+    with math_attention, FlopCounterMode(display=False) as counter:
         stage3.train(run)
     real = counter.get_total_flops() / run.last_step
     model = stage3.load_weights(stage3.GPT(run.config), run.initial_weights)
     block = run.config.block_size
-    with FlopCounterMode(display=False) as counter:
+    with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         for doc in run.docs[:100]:
             batch = stage3.batch_tensors([run.tokenizer.encode_doc(doc)], block, torch.device("cpu"), pad_to=block)
             model(*batch)[1].backward()
@@ -146,21 +172,29 @@ def child_profile(steps: int) -> dict:
         if name.startswith("aoti_torch_cpu_") or name in ("aten::mm", "aten::bmm"):
             calls[name] = calls.get(name, 0) + count / active
     profiled = sum(groups.values())
-    return {"events": {k: v for k, v in events.items() if v[0] > 0.02 * active * 1000},
-            "batch_size": PROFILED_BATCH, "steps_profiled": active, "groups_us_per_step": groups,
+    return {"batch_size": PROFILED_BATCH, "steps_profiled": active, "groups_us_per_step": groups,
             "profiled_us_per_step": profiled, "kernels_run": len(kernels), "library_calls_per_step": calls}
 
 
-def child_keep_freed(steps: int) -> dict:
-    """The compiled and eager steps at B = PROFILED_BATCH with glibc keeping freed memory: set in
-    this child's environment by the parent (glibc reads it at start-up)."""
+def child_faults(steps: int) -> dict:
+    """Minor page faults per step (the first touch of a page the process was just given), eager
+    and compiled, at B = PROFILED_BATCH on one thread, counted by the kernel (getrusage) over the
+    steps after the warm-up ones."""
+    import resource
+
     out = {}
-    for compiled in (False, True, False, True):
+    for compiled in (False, True):
         stage3, run = stage3_run(1, PROFILED_BATCH, steps, compiled)
         fresh_compiler()
+        counts, log = [], run.log
+
+        def log_and_count(loss, log=log, counts=counts, **series):
+            log(loss, **series)
+            counts.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
+        run.log = log_and_count
         stage3.train(run)
-        key = "compiled_ms" if compiled else "eager_ms"
-        out[key] = min(out.get(key, float("inf")), median_ms(run))
+        seen = counts[results.WARMUP_STEPS - 1:]
+        out["compiled" if compiled else "eager"] = (seen[-1] - seen[0]) / (len(seen) - 1)
     return out
 
 
@@ -187,14 +221,14 @@ def child_main(args) -> int:
     elif args.child == "profile":
         report = child_profile(args.steps)
     else:
-        report = child_keep_freed(args.steps)
+        report = child_faults(args.steps)
     Path(args.child_out).write_text(json.dumps(report))
     return 0
 
 
 # ---------------------------------------------------------------------------------- the parent
 
-def in_child(kind: str, args, threads: int = 1, env: dict | None = None) -> tuple[dict, Path]:
+def in_child(kind: str, args, threads: int = 1) -> tuple[dict, Path]:
     """Run one child with its own empty Inductor cache; its report, and the cache's folder."""
     cache = Path(tempfile.mkdtemp(prefix=f"compiled-cpu-{kind}-"))
     out = cache / "report.json"
@@ -202,7 +236,7 @@ def in_child(kind: str, args, threads: int = 1, env: dict | None = None) -> tupl
            "--steps", str(args.steps), "--repeats", str(args.repeats),
            "--batch-sizes", *map(str, args.batch_sizes)]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL,
-                   env={**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache / "inductor"), **(env or {})})
+                   env={**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache / "inductor")})
     return json.loads(out.read_text()), cache / "inductor"
 
 
@@ -228,26 +262,30 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="runs of each mode at each B")
     parser.add_argument("--out", help="the results file (default benchmarks/results/compiled-cpu-DATE.json)")
     parser.add_argument("--redraw", metavar="FILE", help="only draw 3_pytorch/compiled.png again from FILE")
-    parser.add_argument("--child", choices=("sweep", "floor", "profile", "keep-freed"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("sweep", "floor", "profile", "faults"), help=argparse.SUPPRESS)
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return child_main(args)
+    import matplotlib
+
+    matplotlib.use("Agg")  # files, not windows (a notebook calling draw() keeps its own backend)
     if args.redraw:
-        draw(results.load_results(Path(args.redraw), check=False), REPO_ROOT / "3_pytorch" / "compiled.png")
+        draw(results.load_results(Path(args.redraw), check=False)).savefig(PLOT, dpi=110, bbox_inches="tight")
         return 0
     cores = os.cpu_count() or 1
     sweeps = []
     for threads in sorted({1, cores}):
         sweep, _ = in_child("sweep", args, threads)
         sweeps.append({"threads": threads, "matmul_flop_per_s": sweep["matmul_flop_per_s"],
-                       "rows": summarize(sweep), "runs": sweep["rows"]})
+                       "rows": summarize(sweep), "runs": sweep["rows"],
+                       "batch_building_ms": {str(b): ms for b, ms in sweep["batch_building_ms"].items()}})
     floor, _ = in_child("floor", args)
     profile, _ = in_child("profile", args)
-    kept, cache = in_child("keep-freed", args, env=KEEP_FREED_MEMORY)
+    faults, cache = in_child("faults", args)
     code = generated_code(cache)  # B = PROFILED_BATCH's, without the profile's records in it
-    report = {"sweeps": sweeps, "floor": floor, "profile": profile, "generated": code, "keep_freed_memory": kept,
+    report = {"sweeps": sweeps, "floor": floor, "profile": profile, "generated": code, "page_faults_per_step": faults,
               "steps": args.steps, "repeats": args.repeats, "env": results.environment("cpu")}
     date = report["env"]["date"][:10]
     out = Path(args.out or REPO_ROOT / "benchmarks" / "results" / f"compiled-cpu-{date}.json")
@@ -257,7 +295,7 @@ def main(argv=None) -> int:
                       f"// (B = {PROFILED_BATCH}, float32, torch {report['env']['torch']}, {report['env']['cpu']}, "
                       f"{date}),\n// copied by benchmarks/compiled_cpu.py from its cache: ReLU's backward.\n"
                       + code["shown_source"])
-    draw(report, REPO_ROOT / "3_pytorch" / "compiled.png")
+    draw(report).savefig(PLOT, dpi=110, bbox_inches="tight")
     for sweep in sweeps:
         for row in sweep["rows"]:
             print(f"{sweep['threads']} thread(s), B = {row['batch_size']}: eager {row['eager_us_per_name']:.1f} "
@@ -274,10 +312,10 @@ def floors_us(report: dict, sweep: dict) -> tuple[float, float]:
     return report["floor"]["flops_per_name"] / speed * 1e6, report["floor"]["flops_per_padded_name"] / speed * 1e6
 
 
-def draw(report: dict, path: Path) -> None:
+def draw(report: dict):
+    """The figure: µs per name against B, eager and compiled, one thread and all, with the floor
+    lines; and where a compiled step's time goes beside the eager step's."""
     import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from report import plotting
@@ -339,8 +377,7 @@ def draw(report: dict, path: Path) -> None:
     plotting.legend_below(bx, ncol=1, fontsize=8)
     env = report["env"]
     fig.suptitle(f"{env['cpu']} ({env['cpu_count']} cores), torch {env['torch']}, {env['date'][:10]}", fontsize=10)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    return fig
 
 
 if __name__ == "__main__":

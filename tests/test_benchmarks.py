@@ -106,3 +106,55 @@ def test_the_loss_meaning_table_is_what_its_script_measures():
         assert value == pytest.approx(recorded[key], rel=1e-9), key
     assert measured["initial_mean_loss"] > measured["ln_vocab"]  # what chapter 1 explains
     assert measured["trained_mean_loss"] < measured["bigram_loss"] < measured["unigram_loss"] < measured["ln_vocab"]
+
+
+def newest_compiled_report() -> tuple[str, dict]:
+    path = sorted((REPO_ROOT / "benchmarks" / "results").glob("compiled-cpu-*.json"))[-1]
+    return str(path.relative_to(REPO_ROOT)), json.loads(path.read_text())
+
+
+def test_the_compiled_benchmark_is_one_sitting_of_every_batch_and_thread_count():
+    """benchmarks/compiled_cpu.py's committed report: eager and compiled at B = 1..1024 on one
+    thread and on every core, each figure the fastest of its runs' medians; the compiled losses
+    equal eager's to float32 rounding over 20 steps; every compile under a minute; chapter 3
+    quotes this file, and its kernel file is the one this sitting generated."""
+    from benchmarks.compiled_cpu import BATCHES, summarize
+
+    path, report = newest_compiled_report()
+    assert [s["threads"] for s in report["sweeps"]] == sorted({1, report["env"]["cpu_count"]})
+    for sweep in report["sweeps"]:
+        assert [row["batch_size"] for row in sweep["rows"]] == list(BATCHES)
+        assert summarize({"rows": sweep["runs"]}) == sweep["rows"]  # the table is its runs, summarized
+        for row in sweep["rows"]:
+            assert len(row["compile_s"]) == report["repeats"] and 0 < max(row["compile_s"]) < 60
+            assert row["loss_max_diff"] < 1e-5
+        assert {len(r["losses"]) for r in sweep["runs"]} == {20}
+    assert report["floor"]["flops_per_padded_name"] > report["floor"]["flops_per_name"] > 1e5
+    readme = (REPO_ROOT / "3_pytorch" / "README.md").read_text()
+    assert f"<!-- BEGIN compiled {path} -->" in readme and f"<!-- BEGIN compiledprofile {path} -->" in readme
+    kernel = (REPO_ROOT / "3_pytorch" / "compiled_kernel.cpp").read_text()
+    assert kernel.endswith(report["generated"]["shown_source"])
+    for word in ("Vectorized<float>::loadu", "clamp_min", "blendv"):  # what the chapter says the loop does
+        assert word in kernel
+
+
+def test_the_compiled_benchmark_summarizes_and_reads_generated_code(tmp_path):
+    """summarize() takes each mode's fastest median and the largest loss difference; generated_code()
+    counts the kernels a C++ file defines and the library calls it makes, and copies one out."""
+    from benchmarks.compiled_cpu import generated_code, summarize
+
+    runs = [{"batch_size": 4, "compiled": c, "repeat": r, "median_step_ms": ms, "compile_s": 9.0 if c else None,
+             "losses": [3.0, 2.5 + d]} for c, r, ms, d in
+            [(False, 0, 2.0, 0), (True, 0, 0.5, 1e-6), (False, 1, 1.6, 0), (True, 1, 0.8, 3e-6)]]
+    (row,) = summarize({"rows": runs})
+    assert row["eager_us_per_name"] == pytest.approx(400) and row["compiled_us_per_name"] == pytest.approx(125)
+    assert row["speedup"] == pytest.approx(3.2) and row["loss_max_diff"] == pytest.approx(3e-6)
+    source = ('extern "C"  void  cpp_fused_relu_threshold_backward_1(const float* in_ptr0);\n'
+              'extern "C"  void  cpp_fused_add_0(const float* in_ptr0);\n'
+              'void call() { aoti_torch_cpu_mm_out(a); aoti_torch_cpu_mm_out(b); aoti_torch_cpu_bmm_out(c); }\n'
+              'extern "C"  void  cpp_fused_relu_threshold_backward_1(const float* in_ptr0)\n{\n    body;\n}\n')
+    (tmp_path / "k.cpp").write_text(source)
+    code = generated_code(tmp_path)
+    assert code["kernels"] == 2 and code["library_calls"] == {"mm": 2, "bmm": 1}
+    assert code["shown_source"] == 'extern "C"  void  cpp_fused_relu_threshold_backward_1(const float* in_ptr0)\n{\n' \
+                                   '    body;\n}\n'

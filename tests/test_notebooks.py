@@ -13,7 +13,7 @@ from report import plotting
 NOTEBOOKS = {
     "1_pure_python": ["loss.png", "step_time.png", "graph_nodes.png", "gc.png"],
     "2_numpy": ["loss.png", "step_time.png", "graph_nodes.png", "phases.png"],
-    "3_pytorch": ["loss.png", "step_time.png", "phases.png", "width_sweep.png", "batch_throughput.png"],
+    "3_pytorch": ["loss.png", "step_time.png", "phases.png", "width_sweep.png", "batch_throughput.png", "compiled.png"],
     "4_triton": ["loss.png", "step_time.png", "launches.png"],
 }
 

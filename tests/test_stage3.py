@@ -66,16 +66,15 @@ def test_compiled_step_trains_like_eager_in_one_graph():
     argv = ("--device", "cpu", "--batch-size", "4")
     torch._dynamo.reset()  # as a reader's first run: nothing compiled in this process before
     counters.clear()
-    run, compiled = train_stage("3_pytorch", *argv, "--dtype", "float64", "--compile", max_steps=20)
+    with torch._dynamo.config.patch(error_on_recompile=True):  # a second compile would raise
+        run, compiled = train_stage("3_pytorch", *argv, "--dtype", "float64", "--compile", max_steps=20)
     assert dict(counters["graph_break"]) == {}  # every line of the step traced into the graph
     assert counters["stats"]["unique_graphs"] == 1  # compiled once, at the warm-up
-    assert counters["recompiles"] == {} and sum(counters["inductor"].get(k, 0) for k in ("fxgraph_cache_miss",
-                                                                                        "fxgraph_cache_hit")) == 1
     eager_run, eager = train_stage("3_pytorch", *argv, "--dtype", "float64", max_steps=20)
     np.testing.assert_allclose(run.losses, eager_run.losses, rtol=0, atol=1e-12)
     for (name, p), q in zip(compiled.named_parameters(), eager.parameters()):  # what sampling draws from
         np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), rtol=0, atol=1e-12, err_msg=name)
-    assert compiled.wte.weight.data_ptr() != eager.wte.weight.data_ptr()
+    assert len({p.untyped_storage().data_ptr() for p in compiled.parameters()}) == 1  # views of one flat buffer
     np.testing.assert_allclose(stage_losses("3_pytorch", 20, *argv, "--compile"), stage_losses("3_pytorch", 20, *argv),
                                rtol=0, atol=2e-6)
 
