@@ -1,7 +1,7 @@
 """What a compiler buys on a CPU: stage 3's eager step against its compiled step, per name.
 
     python benchmarks/compiled_cpu.py            # benchmarks/results/compiled-cpu-DATE.json, 3_pytorch/compiled.png
-                                                 # and 3_pytorch/compiled_kernel.cpp (about 10 minutes on 2 cores)
+                                                 # and 3_pytorch/compiled_kernel.cpp (7 to 10 minutes on 2 cores)
     python benchmarks/compiled_cpu.py --redraw benchmarks/results/compiled-cpu-DATE.json
 
 Every number is stage 3's own `train` (3_pytorch/main.py), eager and with `--compile`, run
@@ -20,10 +20,10 @@ and for all of this machine's cores:
 
 Once, on one thread: the arithmetic floor (the FLOPs of a name, counted by
 torch.utils.flop_counter over B = 1 steps, which have no padding, and of a name padded to
-block_size, as the compiled step computes it); where the compiled step's time goes at B = 256
-(torch.profiler, with Inductor's records of its own kernels); the page faults of a step, eager
-and compiled (getrusage); and the generated code: its C++ kernels counted, one copied to
-3_pytorch/compiled_kernel.cpp.
+block_size, as the compiled step computes it; attention counted as the matmuls it runs
+there); where the compiled step's time goes at B = 256 (torch.profiler, with Inductor's
+records of its own kernels); the page faults of a step, eager and compiled (getrusage); and
+the generated code: its C++ kernels counted, one copied to 3_pytorch/compiled_kernel.cpp.
 """
 
 import argparse
