@@ -385,6 +385,10 @@ def compiled_profile_lines(path: str) -> str:
     lines += [f"| {group} | {us / 1e3:.2f} | {us / total:.0%} |"
               for group, us in sorted(prof["groups_us_per_step"].items(), key=lambda kv: -kv[1])]
     lines.append(f"| the whole profiled step | {total / 1e3:.2f} | 100% |")
+    row = next((row for row in r["sweeps"][0]["rows"] if row["batch_size"] == prof["batch_size"]), None)
+    if row is not None:  # the profiler's records cost time of their own: the step without them
+        lines.append(f"| the same step unprofiled (the table's fastest median) | "
+                     f"{row['compiled_us_per_name'] * prof['batch_size'] / 1e3:.2f} | |")
     mm, bmm = code["library_calls"]["mm"], code["library_calls"]["bmm"]
     lines.append(f"\nThe generated code: {code['kernels']} C++ kernels and {mm + bmm} library calls ({mm} matmuls, "
                  f"{bmm} batched matmuls) per step, all called from one C++ function.")
