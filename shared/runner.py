@@ -34,7 +34,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from shared import cli, dataset, memory, results
+from shared import cli, dataset, devices, memory, results
 from shared.cli import Flags  # noqa: F401  (what a program declares: runner.Flags)
 from shared.devices import cpu, torch_device  # noqa: F401  (where it runs: runner.torch_device)
 from shared.errors import UserError, stopped
@@ -63,6 +63,8 @@ class Run:
         self.config = GPTConfig(self.tokenizer.vocab_size, args.n_layer, args.n_embd, args.n_head, args.block_size)
         self.where = flags.device(args)
         self.device = self.where.device
+        if flags.compile and args.compile:
+            devices.check_compiler(self.device)
         longest = max(positions(self.tokenizer.encode_doc(doc), args.block_size) for doc in docs)
         memory.check(flags.memory, self.config, args.batch_size, args.dtype, self.device, longest)
         self.docs, self.initial_weights, self.rng = init_run(docs, self.config, args.seed)

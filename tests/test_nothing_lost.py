@@ -543,3 +543,13 @@ def test_under_nohup_a_hangup_is_still_ignored(tmp_path, names_path):
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     assert "partial" not in json.loads(out.read_text()) and len(json.loads(out.read_text())["losses"]) == 4
+
+
+def test_compile_without_a_cpp_compiler_is_one_line_before_training(tmp_path, names_path):
+    """--compile on a CPU builds C++: with no compiler to be found, one line says what to install,
+    before any step, and no results file is written (not Inductor's traceback at the first step)."""
+    out = tmp_path / "r.json"
+    proc = program("3_pytorch/main.py", "--data", str(names_path), "--out", str(out), "--device", "cpu",
+                   "--compile", "--steps", "2", env={**os.environ, "CXX": str(tmp_path / "no-such-g++")})
+    assert proc.returncode == 1 and "needs a C++ compiler" in one_line(proc.stderr)
+    assert "step" not in proc.stdout and not out.exists() and list(tmp_path.iterdir()) == []
