@@ -362,8 +362,9 @@ def compiled_lines(path: str) -> str:
                  f"of eager's step spent building its batch in Python. Compiling (the warm-up, before step 1, "
                  f"the first time at each B) took {min(compile_s):.0f} to {max(compile_s):.0f} s on one thread. "
                  f"Over the first 20 steps the two losses differ by at most {worst:.1e} (float32). "
-                 f"The arithmetic of a name, {r['floor']['flops_per_name'] / 1e3:,.0f} kFLOP (forward and "
-                 f"backward, counted at B = 1), takes {real:.1f} µs at this CPU's one-thread matmul speed "
+                 f"The arithmetic of a name, {r['floor']['flops_per_name'] / 1e3:,.0f} kFLOP (thousand "
+                 f"floating-point operations, forward and backward, counted at B = 1), takes {real:.1f} µs at "
+                 f"this CPU's one-thread matmul speed "
                  f"({sweeps[0]['matmul_flop_per_s'] / 1e9:.0f} GFLOP/s); padded to 16 positions, as the compiled "
                  f"step computes it, {r['floor']['flops_per_padded_name'] / 1e3:,.0f} kFLOP, {padded:.1f} µs.")
     one = {row["batch_size"]: row for row in sweeps[0]["rows"]}
