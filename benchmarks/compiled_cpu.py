@@ -38,7 +38,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
-from shared import results  # noqa: E402
+from shared import results, saving, schema  # noqa: E402
+from shared.environment import environment  # noqa: E402
 
 BATCHES = (1, 16, 64, 256, 1024)
 PROFILED_BATCH = 256
@@ -272,7 +273,7 @@ def main(argv=None) -> int:
 
     matplotlib.use("Agg")  # files, not windows (a notebook calling draw() keeps its own backend)
     if args.redraw:
-        draw(results.load_results(Path(args.redraw), check=False)).savefig(PLOT, dpi=110, bbox_inches="tight")
+        draw(schema.load_results(Path(args.redraw), check=False)).savefig(PLOT, dpi=110, bbox_inches="tight")
         return 0
     cores = os.cpu_count() or 1
     sweeps = []
@@ -286,10 +287,10 @@ def main(argv=None) -> int:
     faults, cache = in_child("faults", args)
     code = generated_code(cache)  # B = PROFILED_BATCH's, without the profile's records in it
     report = {"sweeps": sweeps, "floor": floor, "profile": profile, "generated": code, "page_faults_per_step": faults,
-              "steps": args.steps, "repeats": args.repeats, "env": results.environment("cpu")}
+              "steps": args.steps, "repeats": args.repeats, "env": environment("cpu")}
     date = report["env"]["date"][:10]
     out = Path(args.out or REPO_ROOT / "benchmarks" / "results" / f"compiled-cpu-{date}.json")
-    results.write_json_atomic(out, report)
+    saving.write_json_atomic(out, report)
     kernel = REPO_ROOT / "3_pytorch" / "compiled_kernel.cpp"
     kernel.write_text(f"// One of the {code['kernels']} C++ kernels Inductor generated for stage 3's compiled step\n"
                       f"// (B = {PROFILED_BATCH}, float32, torch {report['env']['torch']}, {report['env']['cpu']}, "

@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from shared import results, runner  # noqa: E402
+from shared import results, runner, saving  # noqa: E402
+from shared.environment import environment  # noqa: E402
 from tools import stages  # noqa: E402
 
 
@@ -72,8 +73,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     report = {"runs": [measure(args.steps, True), measure(args.steps, False)],
-              "env": results.environment("cpu")}
-    results.write_json_atomic(args.out, report)
+              "env": environment("cpu")}
+    saving.write_json_atomic(args.out, report)
     for run in report["runs"]:
         ms = sorted(run["step_ms"][results.WARMUP_STEPS:])
         print(f"collector {'on ' if run['collector'] else 'off'}: median {ms[len(ms) // 2]:.0f} ms per step, "

@@ -34,7 +34,9 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
-from shared import cli, results  # noqa: E402
+from benchmarks.progress import Progress  # noqa: E402
+from shared import cli, results, schema  # noqa: E402
+from shared.environment import environment  # noqa: E402
 from tools import stages  # noqa: E402
 
 stages.folder("4_triton")  # on the path, for kernels/ and fused_step.py
@@ -146,7 +148,7 @@ def run_row(label: str, batch_size: int, extra: list[str], timeout: int) -> dict
         if proc.returncode != 0:
             return {"label": label, "batch_size": batch_size, "error": proc.stderr[-1500:],
                     "wall_s": time.perf_counter() - started}
-        res = results.load_results(out)
+        res = schema.load_results(out)
     summary = results.summarize(res)
     return {
         "label": label, "batch_size": batch_size, "steps": summary["steps"], "flags": [*flags, *extra],
@@ -257,9 +259,9 @@ def sweep(argv=None) -> int:
     elif not torch.cuda.is_available():
         parser.error("this sitting needs a CUDA GPU (or --rehearse, on a CPU)")
     t0 = time.perf_counter()
-    env = results.environment("cpu" if REHEARSE else torch.cuda.get_device_name(), cuda=torch.version.cuda,
+    env = environment("cpu" if REHEARSE else torch.cuda.get_device_name(), cuda=torch.version.cuda,
                               interpreter=REHEARSE)
-    progress = results.Progress(args.out, "gpu-batches")  # a complete sweep in --out is never replaced by this one
+    progress = Progress(args.out, "gpu-batches")  # a complete sweep in --out is never replaced by this one
     partial_where = str(progress.unfinished)
     tuning = tune(args.batch_sizes)
     rows = []

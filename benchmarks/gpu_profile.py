@@ -23,7 +23,8 @@ backend.choose()  # before torch's profiler, which imports Triton: compiled on a
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
-from shared import results, runner  # noqa: E402
+from shared import runner, saving  # noqa: E402
+from shared.environment import environment  # noqa: E402
 from tools.stages import load  # noqa: E402
 
 
@@ -64,14 +65,14 @@ def main():
         "stage4_per_kernel": kernels_per_step("4_triton", ["--no-cuda-graph"], steps, args.rehearse),
         "kernel_bench_us": {},
         "rehearsal": args.rehearse,
-        "env": results.environment("cpu" if args.rehearse else torch.cuda.get_device_name(),
+        "env": environment("cpu" if args.rehearse else torch.cuda.get_device_name(),
                                    torch_cuda=torch.version.cuda),
     }
     from kernels import adam, attention, cross_entropy, embedding, linear, partials, rmsnorm
     for module in (embedding, rmsnorm, linear, attention, cross_entropy, adam, partials):
         if not args.rehearse:  # (micro-benchmarks time the GPU: nothing to rehearse)
             report["kernel_bench_us"][module.__name__.split(".")[-1]] = module.bench()
-    results.write_json_atomic(args.out, report)
+    saving.write_json_atomic(args.out, report)
     for key in ("stage3_eager", "stage4_per_kernel"):
         print(f"{key}: {report[key]['per_step']:.0f} {'ops' if args.rehearse else 'kernels'} per step")
     for name, row in report["kernel_bench_us"].items():

@@ -42,7 +42,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
-from shared import cli, results  # noqa: E402
+from shared import cli, saving  # noqa: E402
+from shared.environment import environment  # noqa: E402
 
 LIMIT_S = 8 * 60  # the whole sitting, on one H100/H200
 MICROGPT_SAMPLES = ["kamon", "ann", "karai"]  # microgpt's first published samples (SPEC.md's run)
@@ -171,7 +172,7 @@ def sit(parser, args, out: Path, plan: list[dict], estimate: int) -> int:
         parser.error("the sitting needs a CUDA GPU; --rehearse runs it on a CPU")
     device = "cpu" if args.rehearse else torch.cuda.get_device_name()
     record = {"device": device, "rehearsal": args.rehearse, "parts": [], "estimate_s": estimate, "complete": False,
-              "env": results.environment(device)}
+              "env": environment(device)}
     path = out / f"gpu-sitting-{re.sub(r'[^a-z0-9]+', '-', device.lower()).strip('-')}.json"
     started = time.perf_counter()
     running = {"part": None, "proc": None}
@@ -226,7 +227,7 @@ def run_part(p: dict, out: Path, rehearse: bool, running: dict) -> dict:
 
 def save(path: Path, record: dict) -> None:
     """The record, after every part; a full disk sends it to the temporary folder, said so."""
-    where, err = results.write_or_rescue(path, record, "gpu-sitting")
+    where, err = saving.write_or_rescue(path, record, "gpu-sitting")
     if err is not None:
         print(f"could not write {path} ({err.strerror}); the record is in {where}", flush=True)
 

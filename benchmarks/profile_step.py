@@ -29,7 +29,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
-from shared import results, runner  # noqa: E402
+from shared import results, runner, saving, schema  # noqa: E402
+from shared.environment import environment  # noqa: E402
 from tools import stages  # noqa: E402
 
 # isort: split
@@ -96,7 +97,7 @@ def main(argv=None) -> int:
     parser.add_argument("--redraw", action="store_true", help="only draw profile.png again from profile_cpu.json")
     args = parser.parse_args(argv)
     if args.redraw:
-        draw(results.load_results(Path(args.out) / "profile_cpu.json", check=False), Path(args.out) / "profile.png")
+        draw(schema.load_results(Path(args.out) / "profile_cpu.json", check=False), Path(args.out) / "profile.png")
         return 0
     torch.set_num_threads(1)
     stage3 = load_stage3()
@@ -127,10 +128,10 @@ def main(argv=None) -> int:
         "profiled_us_per_step": (long[2] - short[2]) / n * 1e6, "median_step_us_unprofiled": step_us,
         "flops_per_step": flops_per_step, "cpu_matmul_flop_per_s": matmul_flops,
         "arithmetic_us_at_matmul_speed": flops_per_step / matmul_flops * 1e6,
-        "env": results.environment("cpu", threads=torch.get_num_threads()),
+        "env": environment("cpu", threads=torch.get_num_threads()),
     }
     out = Path(args.out)
-    results.write_json_atomic(out / "profile_cpu.json", report)
+    saving.write_json_atomic(out / "profile_cpu.json", report)
     draw(report, out / "profile.png")
     calls = sum(row["calls"] for row in per_op.values())
     print(f"{calls:.0f} op calls per step; step {step_us:.0f} µs unprofiled; arithmetic "

@@ -33,8 +33,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from report.readmes import benchmark_markdown  # noqa: E402
-from shared import cli, results  # noqa: E402
+from shared import cli, results, saving, schema  # noqa: E402
 from shared.cli import Parser  # noqa: E402
+from shared.environment import environment  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
@@ -113,7 +114,7 @@ def run_once(run: dict, progress: str) -> dict:
         if proc.wait() != 0:
             raise RunFailed(f"{run['label']} failed:\n{''.join(tail).rstrip()}")
         print()
-        return results.load_results(out)
+        return schema.load_results(out)
 
 
 class RunFailed(Exception):
@@ -216,7 +217,7 @@ def main(argv=None) -> int:
     runs = plan(args.stages, steps, gpu)
     print(f"{len(runs)} runs x {args.repeats} repeat(s), {steps} steps each, every thread pool pinned to 1 thread"
           + (", GPU rows on CUDA" if gpu else ", stage 4 through the interpreter (short, labelled)"), flush=True)
-    env = results.environment("cuda" if gpu else "cpu", threads_pinned=1)
+    env = environment("cuda" if gpu else "cpu", threads_pinned=1)
     today = datetime.date.today().isoformat()
     stem = new_stem(out_dir, f"{machine_name(env)}-{today}" + ("-quick" if args.quick else ""))
     repeats = [[] for _ in runs]
@@ -224,7 +225,7 @@ def main(argv=None) -> int:
 
     def keep_finished() -> Path:  # after every run: the finished ones are on disk before the next starts
         done = {run["label"]: tries for run, tries in zip(runs, repeats) if tries}
-        return results.write_json_atomic(partial, {"runs": done, "steps": steps, "repeats": args.repeats,
+        return saving.write_json_atomic(partial, {"runs": done, "steps": steps, "repeats": args.repeats,
                                                    "quick": args.quick, "env": env, "partial": True})
 
     cli.stop_on_signals()  # SIGTERM and SIGHUP stop the harness like Ctrl-C: its run stops with it
@@ -247,14 +248,14 @@ def main(argv=None) -> int:
     env["device"] = next((r["device"] for r in rows if r["chain"] == "gpu"), "cpu")
     report = {"rows": rows, "runs": {run["label"]: tries for run, tries in zip(runs, repeats)},
               "steps": steps, "repeats": args.repeats, "quick": args.quick, "env": env}
-    results.write_json_atomic(out_dir / f"{stem}.json", report)
+    saving.write_json_atomic(out_dir / f"{stem}.json", report)
     partial.unlink(missing_ok=True)
     markdown = benchmark_markdown(report)
     (out_dir / f"{stem}.md").write_text(markdown)
     if args.stage_files:
         for label, tries in report["runs"].items():
             if label in STAGE_FILES and not report["quick"]:
-                results.write_json_atomic(Path(args.stage_files) / STAGE_FILES[label], tries[0])
+                saving.write_json_atomic(Path(args.stage_files) / STAGE_FILES[label], tries[0])
     print(markdown)
     print(f"-> {out_dir / stem}.json")
     return 0

@@ -21,7 +21,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from shared import results  # noqa: E402
+from shared import results, saving, schema  # noqa: E402
+from shared.environment import environment  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
@@ -35,7 +36,7 @@ def measure(stage: str, steps: int, n_embd: int, n_layer: int, batch_size: int, 
                "--n-embd", str(n_embd), "--n-layer", str(n_layer), "--batch-size", str(batch_size),
                "--out", str(out), *extra]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env={**os.environ, **ONE_THREAD})
-        res = results.load_results(out)
+        res = schema.load_results(out)
     summary = results.summarize(res)
     return {"stage": stage, "n_embd": n_embd, "n_layer": n_layer, "batch_size": batch_size,
             "num_params": res["num_params"], "steps": steps, "median_step_ms": summary["median_step_ms"],
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
                           f"{row['names_per_s']:10,.0f} names/s", flush=True)
                     rows.append(row)
     devices = ", ".join(sorted({row["device"] for row in rows}))
-    results.write_json_atomic(args.out, {"rows": rows, "env": results.environment(devices, threads_pinned=1)})
+    saving.write_json_atomic(args.out, {"rows": rows, "env": environment(devices, threads_pinned=1)})
     return 0
 
 

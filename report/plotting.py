@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib import ticker
 
-from shared.results import LOSS_WINDOW, WARMUP_STEPS, load_results, summarize
+from shared.results import LOSS_WINDOW, WARMUP_STEPS, summarize
+from shared.schema import load_results
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SMOOTH_WINDOW = 50
@@ -76,7 +77,7 @@ def load_reader_run(stage_dir: str, rerun: bool) -> dict[str, dict]:
 
 def results_problem(res) -> str | None:
     """Why a results file cannot be drawn, or None: not a results file, or a run cut short."""
-    from shared.results import validate
+    from shared.schema import validate
 
     problem = validate(res)
     if problem is None and res.get("partial"):

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from shared.errors import UserError
-from shared.results import LOSS_WINDOW, WARMUP_STEPS, final_loss, load_results, summarize
+from shared.results import LOSS_WINDOW, WARMUP_STEPS, final_loss, summarize
+from shared.schema import load_results
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("figures|table|launches|benchmark|runtimes|batches|install|profile|losses|gc|quickstart|page"

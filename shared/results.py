@@ -1,43 +1,30 @@
-"""The log line, the results file, and the two numbers readers see.
+"""A run's record and the two numbers readers see.
 
-    step    1 / 1000 | loss 3.3660 | 52.31 ms        (SPEC.md log line)
-
-Results file (SPEC.md shape; written to a temporary name, then renamed):
+`TrainingRun` collects one run's per-step numbers, prints the log line (shared/log.py) and
+writes the results file (SPEC.md shape; shared/saving.py writes it whole):
     stage, config, num_params, losses, step_ms, total_s, samples, env
 plus `partial: true` when the run was interrupted, and any per-step series a stage
 records besides (doc_len: the target positions the step trained, summed over its documents;
-graph_nodes, ...).
+graph_nodes, ...). shared/schema.py checks a file against that shape.
 
 Readers see: step time = median of step_ms after the first 10 steps (warm-up);
 loss = mean of the last 100 losses (at batch size 1 one step's loss is one name: noise).
 """
 
-import contextlib
-import datetime
-import errno
-import importlib.metadata
-import json
 import math
 import os
-import platform
-import signal
 import statistics
 import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
 
 from shared.errors import UserError, stopped
+from shared.log import log_line, say
+from shared.saving import partial_path, write_json_atomic, write_or_rescue
 
 WARMUP_STEPS = 10
 LOSS_WINDOW = 100
 ETA_AFTER_S = 60  # a run expected to take longer than this prints the time left on each line
-
-
-def log_line(step: int, num_steps: int, loss: float, ms: float) -> str:
-    """SPEC.md log line; `step` is 1-based."""
-    return f"step {step:4d} / {num_steps:4d} | loss {loss:.4f} | {ms:.2f} ms"
 
 
 def median_step_ms(step_ms: list[float], warmup: int = WARMUP_STEPS) -> float:
@@ -79,237 +66,6 @@ def summarize(results: dict) -> dict:
         "device": results["env"]["device"],
         "interpreter": results["env"].get("interpreter", False),
     }
-
-
-def package_version(name: str) -> str | None:
-    """Installed version of `name`, without importing it (a program that uses none imports none)."""
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def environment(device: str = "cpu", interpreter: bool = False, **extra) -> dict:
-    """Where a run happened: versions, device, CPU, date (SPEC.md `env`)."""
-    env = {
-        "python": platform.python_version(),
-        "numpy": package_version("numpy"),
-        "torch": package_version("torch"),
-        "triton": package_version("triton"),
-        "device": device,
-        "cpu": cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "interpreter": interpreter,
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-    }
-    env.update(extra)
-    return env
-
-
-def write_json_atomic(path: str | os.PathLike, obj: dict) -> Path:
-    """Write `obj` to a temporary file beside `path`, then rename: never a half file.
-
-    Through a symlink, the file it points to is written (the link stays). The file gets the
-    permissions a new file gets under the umask. Ctrl-C and SIGTERM wait until the rename is
-    done. Returns the path written."""
-    path = Path(os.path.realpath(path))
-    with signals_held():
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:100]}.", suffix=".tmp")  # (a name
-        # near the file system's 255-byte limit still gets a temporary beside it)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(obj, f, indent=1)
-                f.write("\n")
-            os.chmod(tmp, 0o666 & ~current_umask())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    return path
-
-
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@contextlib.contextmanager
-def signals_held():
-    """Hold Ctrl-C, SIGTERM and SIGHUP while a file is written: they take effect when it is on disk.
-    (Python runs signal handlers in the main thread, so the hold is a handler that only notes
-    the signal; afterwards the handler that was there before gets it.)"""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: pending.append(signum))
-                for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if sig}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if pending:
-            handler = previous[pending[0]]
-            if callable(handler):
-                handler(pending[0], None)  # e.g. Python's Ctrl-C handler: KeyboardInterrupt, now
-            elif handler == signal.SIG_DFL:
-                os.kill(os.getpid(), pending[0])
-
-
-def say(line: str = "", **kwargs) -> None:
-    """print(), except that a stdout that cannot take it (`| head` closed it, `> /dev/full`) does
-    not stop the run: from then on the log goes nowhere, and the results file still gets every step."""
-    global stdout_closed
-    if stdout_closed:
-        return
-    try:
-        print(line, flush=True, **kwargs)
-    except OSError as err:  # a closed pipe, a full device (`> /dev/full`), a terminal gone: the log is lost
-        if err.errno not in (errno.EPIPE, errno.ENOSPC, errno.EIO):
-            raise
-        stdout_closed = True
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # so the flush at exit does not fail again
-        os.close(devnull)
-
-
-stdout_closed = False
-
-
-def write_or_rescue(path: str | os.PathLike, obj: dict, name: str) -> tuple[Path, OSError | None]:
-    """Write `obj` to `path`; where that fails (a full disk, a folder removed), to the system's
-    temporary folder instead, as `microgpt-<name>-<pid>.json`. Returns (where it is, the error
-    that sent it there, or None). A UserError if neither can be written."""
-    try:
-        return write_json_atomic(path, obj), None
-    except OSError as err:
-        rescue = Path(tempfile.gettempdir()) / f"microgpt-{name}-{os.getpid()}.json"
-        try:
-            return write_json_atomic(rescue, obj), err
-        except OSError:
-            raise UserError(f"cannot write the results to {path} ({err.strerror}), nor to {rescue}; free some "
-                            f"space and train again") from None
-
-
-def holds_a_record(path: str | os.PathLike) -> bool:
-    """Whether `path` holds something a run must not replace with an unfinished one: a complete
-    record (neither `"partial": true` nor `"complete": false`), or a file that is not ours to judge."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return Path(path).exists()
-    return not isinstance(data, dict) or (data.get("partial") is not True and data.get("complete") is not False)
-
-
-def beside(out: Path) -> Path:
-    """`<name>.partial.json` beside `out`."""
-    out = Path(out)
-    return out.with_name(f"{out.stem}.partial{out.suffix or '.json'}")
-
-
-def partial_path(out: Path) -> Path:
-    """Where an interrupted run's steps go: `out` itself, unless it holds a complete run, which
-    is kept; then beside it, `<name>.partial.json`."""
-    return beside(out) if holds_a_record(out) else Path(out)
-
-
-class Progress:
-    """A record written again as it grows (a benchmark sitting, row by row), by the stages' rule:
-    while unfinished it goes to `out`, unless `out` held a complete record when the writer
-    started, which is never replaced by an unfinished one: then it goes beside, to
-    `<name>.partial.json`. The finished record goes to `out`, and the partial beside is removed."""
-
-    def __init__(self, out: str | os.PathLike, name: str):
-        self.out, self.name = Path(out), name
-        self.unfinished = partial_path(self.out)
-
-    def write(self, obj: dict, complete: bool) -> Path:
-        """Write `obj` (with `"complete"` set) where it belongs; rescued to the temporary folder,
-        and said so, if that fails."""
-        obj = {**obj, "complete": complete}
-        where, err = write_or_rescue(self.out if complete else self.unfinished, obj, self.name)
-        if err is not None:
-            print(f"could not write {self.out if complete else self.unfinished} ({err.strerror}); "
-                  f"saved in {where} instead", file=sys.stderr, flush=True)
-        elif complete and self.unfinished != self.out:
-            self.unfinished.unlink(missing_ok=True)
-        return where
-
-
-def load_results(path: str | os.PathLike, check: bool = True) -> dict:
-    """A results file (SPEC.md's schema); a missing, unreadable, truncated or malformed one is a
-    UserError naming the file and what is wrong with it, never a traceback further on."""
-    fix = f"restore it (git checkout -- {path}) or rerun the run that writes it"
-    try:
-        with open(path) as f:
-            res = json.load(f)
-    except OSError as err:
-        raise UserError(f"cannot read results file {path} ({err.strerror}); {fix}") from None
-    except RecursionError:
-        raise UserError(f"results file {path} is nested too deeply to be a results file; {fix}") from None
-    except ValueError as err:
-        raise UserError(f"results file {path} is not complete JSON ({err}); {fix}") from None
-    problem = validate(res) if check else None
-    if problem:
-        raise UserError(f"results file {path} is not a results file of this repository: {problem}; {fix}")
-    return res
-
-
-def validate(res) -> str | None:
-    """What is wrong with a results file's content against SPEC.md's schema, or None: the keys,
-    their types, and numbers that a run can make (finite losses, positive step times, one of each
-    per step)."""
-    if not isinstance(res, dict):
-        return f"it holds {type(res).__name__}, not an object with the keys {', '.join(REQUIRED)}"
-    missing = [key for key in REQUIRED if key not in res]
-    if missing:
-        return f"it has no {', '.join(missing)}"
-    for key, kind in REQUIRED.items():
-        if not isinstance(res[key], kind) or isinstance(res[key], bool):
-            return f"its {key} is {type(res[key]).__name__}, not {_kind_name(kind)}"
-    losses, step_ms = res["losses"], res["step_ms"]
-    if not losses:
-        return "it has no steps (its losses are empty)"
-    if len(step_ms) != len(losses):
-        return f"it has {len(losses)} losses and {len(step_ms)} step times"
-    for name, values in (("losses", losses), ("step_ms", step_ms)):
-        bad = next((v for v in values if isinstance(v, bool) or not isinstance(v, (int, float))
-                    or not math.isfinite(v)), None)
-        if bad is not None or (name == "step_ms" and min(values) <= 0):
-            return f"its {name} hold {bad!r}" if bad is not None else "its step_ms hold a time of zero or less"
-    for key in ("steps", "batch_size"):
-        value = res["config"].get(key, 1)
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            return f"its config's {key} is {value!r}, not a positive integer"
-    if not isinstance(res["env"].get("device"), str):
-        return "its env names no device"
-    if not all(isinstance(name, str) for name in res["samples"]):
-        return "its samples are not all text"
-    if "doc_len" in res and (not isinstance(res["doc_len"], list) or len(res["doc_len"]) != len(losses)):
-        return "its doc_len is not one number per step"
-    return None
-
-
-REQUIRED = {"stage": str, "config": dict, "num_params": int, "losses": list, "step_ms": list,
-            "total_s": (int, float), "samples": list, "env": dict}
-
-
-def _kind_name(kind) -> str:
-    names = {str: "text", dict: "an object", int: "an integer", list: "a list"}
-    return names.get(kind, "a number")
 
 
 class TrainingRun:

@@ -19,7 +19,9 @@ a training loop, sampling -- and hands the rest to a `Run`:
 Everything a run needs is set up by its neighbours, each asking the program's `Flags` for
 what only the program knows: the flags (shared/cli.py), the data (shared/dataset.py), the
 initial weights (shared/weights.py), the device (shared/devices.py), whether it fits
-(shared/memory.py), and the record of every step and the results file (shared/results.py).
+(shared/memory.py), and the record of every step and the results file (shared/results.py;
+the log line in shared/log.py, where it happened in shared/environment.py, the writing in
+shared/saving.py).
 `main` trains, writes the results file at once, before sampling, then samples and writes it
 again with the names. Tests and benchmarks call a stage's own `train` with a run from
 `start`, so they time and check the loop a reader runs.
@@ -34,9 +36,10 @@ import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from shared import cli, dataset, devices, memory, results
+from shared import cli, dataset, devices, log, memory, results, saving
 from shared.cli import Flags  # noqa: F401  (what a program declares: runner.Flags)
 from shared.devices import cpu, torch_device  # noqa: F401  (where it runs: runner.torch_device)
+from shared.environment import environment
 from shared.errors import UserError, stopped
 from shared.memory import Memory  # noqa: F401  (how its memory grows: runner.Memory)
 from shared.tokenizer import Tokenizer, positions
@@ -72,8 +75,8 @@ class Run:
         self.last_step = min(self.steps, max_steps or self.steps)  # tests may stop early in a long schedule
         lengths = [positions(self.tokenizer.encode_doc(doc), self.config.block_size) for doc in self.docs]
         self.doc_len = dataset.positions_per_step(lengths, self.last_step, self.batch_size)
-        self.env = results.environment(self.where.name, **self.where.facts,
-                                       **({"compile": args.compile} if flags.compile else {}))
+        self.env = environment(self.where.name, **self.where.facts,
+                               **({"compile": args.compile} if flags.compile else {}))
         self.num_params = sum(rows * cols for _, (rows, cols) in param_shapes(self.config))
         self.record = results.TrainingRun(
             stage, {**self.config.to_dict(), "steps": self.steps, "batch_size": self.batch_size,
@@ -117,9 +120,9 @@ class Run:
         """Before the first step: the banner, and the run's clock starts."""
         if not self.started:
             self.started = True
-            results.say(self.banner())
+            log.say(self.banner())
             if self.where.remark:
-                results.say(self.where.remark)
+                log.say(self.where.remark)
             self.record.restart_clock()
 
     def each_step(self) -> Iterator[int]:
@@ -165,7 +168,7 @@ class Run:
         """The whole run in one call: `launch()` trains every step and returns their losses;
         each step is logged with an equal share of its time."""
         self.begin()
-        results.say(f"one launch for all {self.last_step} steps: the log follows when it returns")
+        log.say(f"one launch for all {self.last_step} steps: the log follows when it returns")
         started = time.perf_counter()
         losses = launch()
         self.record.record_launch(losses, time.perf_counter() - started, doc_len=self.doc_len[:len(losses)])
@@ -204,7 +207,7 @@ def same_file(a: Path, b: Path) -> bool:
 
 def check_and_read(data: Path, args) -> list[str]:
     out = Path(args.out)
-    for written, what in ((out, "its results"), (results.beside(out), "its steps if it were stopped")):
+    for written, what in ((out, "its results"), (saving.beside(out), "its steps if it were stopped")):
         if same_file(written, data):
             raise UserError(f"--data {data} is where this run would write {what} ({written}); writing there would "
                             f"replace the names; choose another --out path")
@@ -233,12 +236,12 @@ def train_and_sample(program_file, flags: Flags, train: Callable, sample: Callab
     where = save(run, [])
     names = []
     if run.args.samples and run.steps < cli.UNTRAINED_BELOW:
-        results.say(f"(after {run.steps} steps the model has barely left its random start: expect mostly gibberish; "
+        log.say(f"(after {run.steps} steps the model has barely left its random start: expect mostly gibberish; "
                     f"SPEC.md's run is {cli.SPEC_STEPS} steps)")
     try:
         for i in range(run.args.samples):
             names.append(sample(trained, run.config, run.tokenizer, run.rng, run.args.temperature))
-            results.say(f"sample {i + 1:2d}: {names[-1]}")
+            log.say(f"sample {i + 1:2d}: {names[-1]}")
     except KeyboardInterrupt as stop:
         save(run, names)
         raise stopped(type(stop), f"while sampling; the trained run is in {where}, with {len(names)} of "
@@ -251,7 +254,7 @@ def train_and_sample(program_file, flags: Flags, train: Callable, sample: Callab
                         f"with {len(names)} samples") from None
     where = save(run, names)
     finished = {**run.record.finish(names, where), "path": str(where)}
-    if results.stdout_closed:
+    if log.stdout_closed:
         print(f"the log's reader closed it early (broken pipe); the run went on and is in {finished['path']}",
               file=sys.stderr, flush=True)
     return finished
@@ -259,7 +262,7 @@ def train_and_sample(program_file, flags: Flags, train: Callable, sample: Callab
 
 def save(run: Run, names: list[str]) -> Path:
     """Write the results file, or rescue it to the temporary folder and say so in one line."""
-    where, err = results.write_or_rescue(run.record.out, run.record.results(names), run.stage)
+    where, err = saving.write_or_rescue(run.record.out, run.record.results(names), run.stage)
     if err is not None:
         raise UserError(f"cannot write the results to {run.record.out} ({err.strerror}); the trained run is "
                         f"saved in {where} instead")

@@ -149,13 +149,13 @@ def test_a_results_folder_gone_at_the_end_saves_the_run_elsewhere(tmp_path, name
 def test_a_second_ctrl_c_waits_for_the_file_being_written(tmp_path):
     """signals_held: a Ctrl-C that arrives while a results file is written takes effect once it
     is on disk, so the file is whole."""
-    from shared import results
+    from shared import saving
 
     out = tmp_path / "r.json"
     before = signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal, however pytest runs
     try:
         with pytest.raises(KeyboardInterrupt):
-            with results.signals_held():
+            with saving.signals_held():
                 os.kill(os.getpid(), signal.SIGINT)
                 time.sleep(0.05)
                 out.write_text(json.dumps({"losses": [1.0] * 1000}))
@@ -398,19 +398,19 @@ def test_ctrl_c_in_a_sitting_is_one_line_and_keeps_the_record(tmp_path, names_pa
 def test_a_stopped_batch_sweep_never_replaces_a_complete_one(tmp_path):
     """gpu_batches.py into a file holding a complete sweep, stopped: the sweep is kept, the rows
     of the stopped one go beside it, one line says where."""
-    from shared import results
+    from benchmarks.progress import Progress
 
     out = tmp_path / "sweep.json"
     out.write_text(json.dumps({"rows": [{"label": "kept"}], "complete": True}))
     kept = out.read_bytes()
     unit = tmp_path / "unit.json"
     unit.write_bytes(kept)
-    progress = results.Progress(unit, "sweep")
+    progress = Progress(unit, "sweep")
     assert progress.write({"rows": []}, complete=False) == tmp_path / "unit.partial.json"
     assert unit.read_bytes() == kept
     assert progress.write({"rows": [1]}, complete=True) == unit and not (tmp_path / "unit.partial.json").exists()
-    assert results.Progress(unit, "sweep").write({"rows": []}, complete=False) == tmp_path / "unit.partial.json"
-    fresh = results.Progress(tmp_path / "new.json", "sweep")
+    assert Progress(unit, "sweep").write({"rows": []}, complete=False) == tmp_path / "unit.partial.json"
+    fresh = Progress(tmp_path / "new.json", "sweep")
     assert fresh.write({"rows": []}, complete=False) == tmp_path / "new.json"  # nothing to keep: written in place
     proc = subprocess.Popen([sys.executable, "-u", str(REPO_ROOT / "benchmarks" / "gpu_batches.py"), "--rehearse",
                              "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

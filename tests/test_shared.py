@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from shared import cli, dataset, results
+from shared import cli, dataset, log, results
+from shared.environment import environment
 from shared.errors import UserError
 from shared.tokenizer import Tokenizer
 from shared.weights import GPTConfig, init_run, param_offsets, param_shapes
@@ -174,7 +175,7 @@ def test_cli_rejects_unwritable_out_before_training(tmp_path):
 
 
 def test_log_line_format():
-    assert results.log_line(1, 1000, 3.36601, 52.314) == "step    1 / 1000 | loss 3.3660 | 52.31 ms"
+    assert log.log_line(1, 1000, 3.36601, 52.314) == "step    1 / 1000 | loss 3.3660 | 52.31 ms"
 
 
 def test_throughput_is_names_and_tokens_per_second_at_the_median_step():
@@ -194,7 +195,7 @@ def test_summaries():
 
 def test_training_run_writes_spec_shape(tmp_path, capsys):
     out = tmp_path / "r.json"
-    run = results.TrainingRun("x", {"steps": 2}, 7, out, results.environment("cpu"))
+    run = results.TrainingRun("x", {"steps": 2}, 7, out, environment("cpu"))
     with run:
         run.record(3.0, 0.010, doc_len=5)
         run.record(2.0, 0.020, doc_len=6)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
-from shared.results import environment, write_json_atomic  # noqa: E402
+from shared.environment import environment  # noqa: E402
+from shared.saving import write_json_atomic  # noqa: E402
 
 
 def folder_bytes(folder: Path) -> int:

@@ -21,7 +21,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
-from shared.results import environment, write_json_atomic  # noqa: E402
+from shared.environment import environment  # noqa: E402
+from shared.saving import write_json_atomic  # noqa: E402
 
 # The README's first command adds PyTorch's CPU-only index; a machine whose pip cannot reach it
 # (this one's reads a local mirror that has the CPU build) times the install without it, and the
