@@ -16,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for shared/
 from shared import program, runner  # noqa: E402, F401  (program first: load-time errors in one line)
+from shared.keep import keep  # noqa: E402  (names a value for the one-step page and the tests)
 from shared.tokenizer import Tokenizer, positions  # noqa: E402
 from shared.weights import GPTConfig  # noqa: E402
 
@@ -137,6 +138,10 @@ def flatten(params: dict[str, list[list[Value]]]) -> list[Value]:
 # Model: microgpt, one token at a time, every multiply a graph node
 # ----------------------------------------------------------------------------------------
 
+# keep(name, value) gives `value` back unchanged. It names the model's quantities -- x0, q,
+# attn, logits, ... (SPEC.md's names, the same in every stage) -- so that the one-step page
+# and the tests can read them from this stage's own run (shared/keep.py).
+
 def linear(x: list[Value], w: list[list[Value]]) -> list[Value]:
     """y = W x for W stored [n_out][n_in]: one dot product per output."""
     return [sum(wi * xi for wi, xi in zip(w_row, x)) for w_row in w]
@@ -165,15 +170,15 @@ def gpt(token_id: int, pos_id: int, keys: list, values: list,
     construction: position t can only see positions 0..t.
     """
     n_head, head_dim = config.n_head, config.head_dim
-    x = [t + p for t, p in zip(params["wte"][token_id], params["wpe"][pos_id])]
-    x = rmsnorm(x)
+    x = keep("x0", [t + p for t, p in zip(params["wte"][token_id], params["wpe"][pos_id])])
+    x = keep("x1", rmsnorm(x))
     for li in range(config.n_layer):
         # Attention block: x = x + Wo @ attention(rmsnorm(x))
         x_residual = x
-        x = rmsnorm(x)
-        q = linear(x, params[f"layer{li}.attn_wq"])
-        k = linear(x, params[f"layer{li}.attn_wk"])
-        v = linear(x, params[f"layer{li}.attn_wv"])
+        x = keep("h_attn", rmsnorm(x))
+        q = keep("q", linear(x, params[f"layer{li}.attn_wq"]))
+        k = keep("k", linear(x, params[f"layer{li}.attn_wk"]))
+        v = keep("v", linear(x, params[f"layer{li}.attn_wv"]))
         keys[li].append(k)
         values[li].append(v)
         x_attn = []
@@ -183,21 +188,21 @@ def gpt(token_id: int, pos_id: int, keys: list, values: list,
             k_h = [k_t[hs:hs + head_dim] for k_t in keys[li]]
             v_h = [v_t[hs:hs + head_dim] for v_t in values[li]]
             # score_t = q . k_t / sqrt(D): scaled so the softmax is not saturated at init
-            attn_logits = [sum(q_h[j] * k_t[j] for j in range(head_dim)) / head_dim**0.5
-                           for k_t in k_h]
-            attn_weights = softmax(attn_logits)
+            attn_logits = keep("scores", [sum(q_h[j] * k_t[j] for j in range(head_dim)) / head_dim**0.5
+                                          for k_t in k_h])
+            attn_weights = keep("attn", softmax(attn_logits))
             x_attn.extend(sum(attn_weights[t] * v_h[t][j] for t in range(len(v_h)))
                           for j in range(head_dim))
-        x = linear(x_attn, params[f"layer{li}.attn_wo"])
-        x = [a + b for a, b in zip(x, x_residual)]
+        x = linear(keep("y", x_attn), params[f"layer{li}.attn_wo"])
+        x = keep("x2", [a + b for a, b in zip(x, x_residual)])
         # MLP block: x = x + fc2 @ relu(fc1 @ rmsnorm(x))
         x_residual = x
-        x = rmsnorm(x)
-        x = linear(x, params[f"layer{li}.mlp_fc1"])
-        x = [xi.relu() for xi in x]
+        x = keep("h_mlp", rmsnorm(x))
+        x = keep("fc1", linear(x, params[f"layer{li}.mlp_fc1"]))
+        x = keep("relu", [xi.relu() for xi in x])
         x = linear(x, params[f"layer{li}.mlp_fc2"])
-        x = [a + b for a, b in zip(x, x_residual)]
-    return linear(x, params["lm_head"])
+        x = keep("x3", [a + b for a, b in zip(x, x_residual)])
+    return keep("logits", linear(x, params["lm_head"]))
 
 
 def token_losses(tokens: list[int], params: dict, config: GPTConfig) -> list[Value]:
@@ -207,8 +212,8 @@ def token_losses(tokens: list[int], params: dict, config: GPTConfig) -> list[Val
     losses = []
     for pos_id in range(positions(tokens, config.block_size)):
         logits = gpt(tokens[pos_id], pos_id, keys, values, params, config)
-        probs = softmax(logits)
-        losses.append(-probs[tokens[pos_id + 1]].log())
+        probs = keep("probs", softmax(logits))
+        losses.append(keep("loss", -probs[tokens[pos_id + 1]].log()))
     return losses
 
 

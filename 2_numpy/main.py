@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for shared/
 from shared import program, runner  # noqa: E402, F401  (program first: load-time errors in one line)
+from shared.keep import keep  # noqa: E402  (names a value for the one-step page and the tests)
 from shared.tokenizer import Tokenizer, positions  # noqa: E402
 from shared.weights import GPTConfig, param_offsets, param_shapes  # noqa: E402
 
@@ -158,6 +159,10 @@ def flat_grad(params: dict) -> np.ndarray:
 # Model: microgpt's ops, each forward beside its backward, on the whole document at once
 # ----------------------------------------------------------------------------------------
 
+# keep(name, value) gives `value` back unchanged. It names the model's quantities -- x0, q,
+# attn, logits, ... (SPEC.md's names, the same in every stage) -- so that the one-step page
+# and the tests can read them from this stage's own run (shared/keep.py).
+
 def linear(x, w):
     """y = x W^T.   x (B, T, n_in), W (n_out, n_in) -> y (B, T, n_out).
 
@@ -280,13 +285,17 @@ def cross_entropy(logits, targets, real):
 
 def gpt(tokens: np.ndarray, params: dict, config: GPTConfig) -> Tensor:
     """Logits (B, T, V) for every position of every document in `tokens` (B, T) at once."""
-    x = rmsnorm(embed(params["wte"], params["wpe"], tokens))  # (B, T, C)
+    x = keep("x0", embed(params["wte"], params["wpe"], tokens))  # (B, T, C)
+    x = keep("x1", rmsnorm(x))
     for li in range(config.n_layer):
-        qkv = linear(rmsnorm(x), params[f"layer{li}.attn_wqkv"])  # (B, T, 3C)
-        x = x + linear(causal_attention(qkv, config.n_head), params[f"layer{li}.attn_wo"])  # (B, T, C)
-        h = relu(linear(rmsnorm(x), params[f"layer{li}.mlp_fc1"]))  # (B, T, 4C)
-        x = x + linear(h, params[f"layer{li}.mlp_fc2"])  # (B, T, C)
-    return linear(x, params["lm_head"])  # (B, T, V)
+        h = keep("h_attn", rmsnorm(x))
+        qkv = keep("qkv", linear(h, params[f"layer{li}.attn_wqkv"]))  # (B, T, 3C): [q | k | v]
+        y = keep("y", causal_attention(qkv, config.n_head))  # (B, T, C)
+        x = keep("x2", x + linear(y, params[f"layer{li}.attn_wo"]))  # (B, T, C)
+        h = keep("h_mlp", rmsnorm(x))
+        h = keep("relu", relu(keep("fc1", linear(h, params[f"layer{li}.mlp_fc1"]))))  # (B, T, 4C)
+        x = keep("x3", x + linear(h, params[f"layer{li}.mlp_fc2"]))  # (B, T, C)
+    return keep("logits", linear(x, params["lm_head"]))  # (B, T, V)
 
 
 def batch_arrays(batch: list[list[int]], block_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -335,6 +344,7 @@ def train(run) -> dict:
     documents and records the step: its loss, its time, and the size of its graph."""
     flat, params = make_params(run.initial_weights, run.config, np.dtype(run.dtype))
     m, v = np.zeros_like(flat), np.zeros_like(flat)  # Adam's two moments for every parameter
+    keep("weights", flat), keep("adam_m", m), keep("adam_v", v)  # (updated in place: read after a run)
     for step, batch in run.batches():
         with run.phase("forward"):
             loss = batch_loss(batch, params, run.config)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for shared/
 from shared import program, runner  # noqa: E402, F401  (program first: load-time errors in one line)
+from shared.keep import keep  # noqa: E402  (names a value for the one-step page and the tests)
 from shared.tokenizer import Tokenizer, positions  # noqa: E402
 from shared.weights import GPTConfig  # noqa: E402
 
@@ -75,6 +76,10 @@ def load_weights(model: "GPT", state: dict[str, list[list[float]]]) -> "GPT":
 # Model: nn.Modules, PyTorch's fused kernels inside
 # ----------------------------------------------------------------------------------------
 
+# keep(name, value) gives `value` back unchanged. It names the model's quantities -- x0, q,
+# attn, logits, ... (SPEC.md's names, the same in every stage) -- so that the one-step page
+# and the tests can read them from this stage's own run (shared/keep.py).
+
 def rmsnorm(x):
     """x / sqrt(mean(x^2) + eps) over the last axis, without a learnable gain (SPEC.md)."""
     return F.rms_norm(x, (x.shape[-1],), eps=RMSNORM_EPS)
@@ -96,10 +101,11 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x):  # (B, T, C)
         B, T, C = x.shape
-        qkv = self.attn_wqkv(x).view(B, T, 3, self.n_head, C // self.n_head)  # (B, T, 3, H, D)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, H, T, D)
+        qkv = keep("qkv", self.attn_wqkv(x))  # (B, T, 3C): [q | k | v]
+        q, k, v = qkv.view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # each (B, H, T, D)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, D), scaled by 1/sqrt(D)
-        return self.attn_wo(y.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
+        y = keep("y", y.transpose(1, 2).reshape(B, T, C))  # (B, T, C): the heads side by side
+        return self.attn_wo(y)  # (B, T, C)
 
 
 class MLP(nn.Module):
@@ -109,7 +115,8 @@ class MLP(nn.Module):
         self.mlp_fc2 = nn.Linear(4 * config.n_embd, config.n_embd, bias=False)
 
     def forward(self, x):  # (B, T, C)
-        return self.mlp_fc2(F.relu(self.mlp_fc1(x)))  # (B, T, 4C) -> (B, T, C)
+        h = keep("relu", F.relu(keep("fc1", self.mlp_fc1(x))))  # (B, T, 4C)
+        return self.mlp_fc2(h)  # (B, T, C)
 
 
 class Block(nn.Module):
@@ -119,8 +126,8 @@ class Block(nn.Module):
         self.mlp = MLP(config)
 
     def forward(self, x):  # (B, T, C)
-        x = x + self.attn(rmsnorm(x))
-        return x + self.mlp(rmsnorm(x))
+        x = keep("x2", x + self.attn(keep("h_attn", rmsnorm(x))))
+        return keep("x3", x + self.mlp(keep("h_mlp", rmsnorm(x))))
 
 
 class GPT(nn.Module):
@@ -134,10 +141,11 @@ class GPT(nn.Module):
 
     def forward(self, idx, targets=None):  # idx (B, T) token ids; targets (B, T), PADDING where none
         T = idx.shape[1]
-        x = rmsnorm(self.wte(idx) + self.wpe.weight[:T])  # (B, T, C); positions 0..T-1 are a slice
+        x = keep("x0", self.wte(idx) + self.wpe.weight[:T])  # (B, T, C); positions 0..T-1 are a slice
+        x = keep("x1", rmsnorm(x))
         for block in self.layers:
             x = block(x)
-        logits = self.lm_head(x)  # (B, T, V)
+        logits = keep("logits", self.lm_head(x))  # (B, T, V)
         loss = None if targets is None else F.cross_entropy(logits.flatten(0, 1), targets.flatten(),
                                                             ignore_index=PADDING)  # mean over real targets
         return logits, loss

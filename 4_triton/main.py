@@ -32,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for shared/
 from shared import program, runner  # noqa: E402, F401  (program first: load-time errors in one line)
+from shared.keep import keep  # noqa: E402  (names a value for the one-step page and the tests)
 from shared.tokenizer import Tokenizer, padded_document  # noqa: E402
 from shared.weights import GPTConfig, param_offsets, param_shapes  # noqa: E402
 
@@ -145,6 +146,10 @@ class FlatWeight:
 # Model: stage 3's nn.Modules, our kernels inside
 # ----------------------------------------------------------------------------------------
 
+# keep(name, value) gives `value` back unchanged. It names the model's quantities -- x0, q,
+# attn, logits, ... (SPEC.md's names, the same in every stage) -- so that the one-step page
+# and the tests can read them from this stage's own run (shared/keep.py).
+
 class CausalSelfAttention(nn.Module):
     """All heads at once. q, k, v come from one matmul with the stacked weight [wq; wk; wv].
 
@@ -160,9 +165,9 @@ class CausalSelfAttention(nn.Module):
         self.attn_wo = params.matrix(prefix + "attn_wo")
 
     def forward(self, x, residual):  # (B, T, C)
-        qkv = linear(x, self.attn_wqkv)  # (B, T, 3C)
-        y = causal_attention(qkv, self.n_head)  # (B, T, C), scaled by 1/sqrt(D)
-        return linear(y, self.attn_wo, residual=residual)  # residual + y Wo^T
+        qkv = keep("qkv", linear(x, self.attn_wqkv))  # (B, T, 3C): [q | k | v]
+        y = keep("y", causal_attention(qkv, self.n_head))  # (B, T, C), scaled by 1/sqrt(D)
+        return keep("x2", linear(y, self.attn_wo, residual=residual))  # residual + y Wo^T
 
 
 class MLP(nn.Module):
@@ -171,8 +176,8 @@ class MLP(nn.Module):
         self.mlp_fc1, self.mlp_fc2 = params.matrix(prefix + "mlp_fc1"), params.matrix(prefix + "mlp_fc2")
 
     def forward(self, x, residual):  # (B, T, C)
-        h = linear(x, self.mlp_fc1, relu=True)  # (B, T, 4C)
-        return linear(h, self.mlp_fc2, residual=residual)  # residual + h W2^T, (B, T, C)
+        h = keep("relu", linear(x, self.mlp_fc1, relu=True))  # (B, T, 4C); fc1's output is never stored
+        return keep("x3", linear(h, self.mlp_fc2, residual=residual))  # residual + h W2^T, (B, T, C)
 
 
 class Block(nn.Module):
@@ -183,9 +188,9 @@ class Block(nn.Module):
 
     def forward(self, x):  # (B, T, C)
         h, x = rmsnorm_with_residual(x)
-        x = self.attn(h, residual=x)
+        x = self.attn(keep("h_attn", h), residual=x)
         h, x = rmsnorm_with_residual(x)
-        return self.mlp(h, residual=x)
+        return self.mlp(keep("h_mlp", h), residual=x)
 
 
 class GPT(nn.Module):
@@ -197,10 +202,11 @@ class GPT(nn.Module):
         self.layers = nn.ModuleList(Block(config, self.params, f"layer{i}.") for i in range(config.n_layer))
 
     def forward(self, idx, n, targets=None):  # idx (B, T) int32 token ids, padded; n (B,) int32: real rows
-        x = rmsnorm(embedding(idx, n, self.wte, self.wpe))  # (B, T, C)
+        x = keep("x0", embedding(idx, n, self.wte, self.wpe))  # (B, T, C)
+        x = keep("x1", rmsnorm(x))
         for block in self.layers:
             x = block(x)
-        logits = linear(x, self.lm_head)  # (B, T, V)
+        logits = keep("logits", linear(x, self.lm_head))  # (B, T, V)
         loss = None if targets is None else cross_entropy(logits, targets, n)  # over all real rows
         return logits, loss
 

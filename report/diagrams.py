@@ -133,35 +133,28 @@ def adam(out: Path) -> Path:
 def trained_stage2(steps: int = 1000):
     """(stage 2 module, config, tokenizer, initial params, trained params): stage 2's own `train`
     run in this process on SPEC.md's run (1000 steps take about a second), as main.py runs it."""
-    import contextlib
-    import io
-    import tempfile
-
-    from shared import runner
-
+    trained, run, _ = stages.train_keeping("2_numpy", ["--steps", str(steps)])
     stage2 = load_stage("2_numpy")
-    with tempfile.TemporaryDirectory() as folder:  # (nothing is written: the run is read from memory)
-        run = runner.start(stage2.__file__, stage2.FLAGS, ["--steps", str(steps), "--samples", "0",
-                                                           "--out", str(Path(folder) / "r.json")])
-    with contextlib.redirect_stdout(io.StringIO()):
-        trained = stage2.train(run)
     _, initial = stage2.make_params(run.initial_weights, run.config)
     return stage2, run.config, run.tokenizer, initial, trained
 
 
-def attention_weights(stage2, params: dict, config, tokens: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """(weights (H, T, T), value vectors (H, T, D)) of layer 0's attention on one document's
-    positions: row t is how much position t reads each position s <= t. Computed from stage 2's
-    own embed, rmsnorm and linear; tests/test_diagrams.py checks that weights @ values is
-    exactly what stage 2's causal_attention returns."""
-    inputs = np.array([tokens[:-1][:config.block_size]])
-    x = stage2.rmsnorm(stage2.embed(params["wte"], params["wpe"], inputs))
-    qkv = stage2.linear(stage2.rmsnorm(x), params["layer0.attn_wqkv"]).data[0]  # (T, 3C)
+def attention_weights(stage2, params: dict, config, tokens: list[int]) -> tuple[np.ndarray, ...]:
+    """(weights (H, T, T), value vectors (H, T, D), attention's output (T, C)) of layer 0 on one
+    document's positions: row t is how much position t reads each position s <= t. The weights
+    are computed here, from the q, k and v that stage 2's own forward keeps ("qkv", shared/keep.py),
+    since its causal_attention never hands them out; its output "y" is what they must give
+    (tests/test_diagrams.py holds weights @ values to it)."""
+    from shared.keep import keeping
+
+    with keeping() as kept:
+        stage2.batch_loss([tokens], params, config)
+    qkv, y = kept["qkv"][0].value.data[0], kept["y"][0].value.data[0]  # (T, 3C), (T, C): one document
     T, H, D = len(qkv), config.n_head, config.head_dim
     q, k, v = qkv.reshape(T, 3, H, D).transpose(1, 2, 0, 3)  # each (H, T, D)
     scores = q @ k.transpose(0, 2, 1) / np.sqrt(D) + np.triu(np.full((T, T), -np.inf), k=1)
     weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
-    return weights / weights.sum(axis=-1, keepdims=True), v
+    return weights / weights.sum(axis=-1, keepdims=True), v, y
 
 
 ATTENTION_NAME = "isabella"
@@ -190,7 +183,7 @@ def attention(out: Path, name: str = ATTENTION_NAME) -> Path:
                     "Bottom: after stage 2's\n1000 steps (SPEC.md's run).",
                     fontsize=9, va="center", transform=axes[1, 0].transAxes)
     for row, (params, when) in enumerate(((initial, "initial weights"), (trained, "after 1000 steps"))):
-        weights, _ = attention_weights(stage2, params, config, tokens)
+        weights, *_ = attention_weights(stage2, params, config, tokens)
         for h in range(config.n_head):
             ax = axes[row, h + 1]
             ax.imshow(weights[h], cmap="viridis", vmin=0, vmax=1)

@@ -20,14 +20,9 @@ def stage1(params) -> dict[str, np.ndarray]:
 
 
 def stage3(model) -> dict[str, np.ndarray]:
-    grads = {"wte": model.wte.weight.grad, "wpe": model.wpe.weight.grad, "lm_head": model.lm_head.weight.grad}
-    for i, block in enumerate(model.layers):
-        p = f"layer{i}."
-        grads.update(zip((p + "attn_wq", p + "attn_wk", p + "attn_wv"), block.attn.attn_wqkv.weight.grad.chunk(3)))
-        grads[p + "attn_wo"] = block.attn.attn_wo.weight.grad
-        grads[p + "mlp_fc1"] = block.mlp.mlp_fc1.weight.grad
-        grads[p + "mlp_fc2"] = block.mlp.mlp_fc2.weight.grad
-    return {name: g.detach().cpu().numpy() for name, g in grads.items()}
+    """An nn.Module's parameters, in order, are SPEC.md's flat buffer (stage 3 stacks wq, wk, wv
+    into one matrix in that order), so their gradients end to end are too."""
+    return from_flat(np.concatenate([p.grad.detach().cpu().numpy().ravel() for p in model.parameters()]), model.config)
 
 
 def stage4(model) -> dict[str, np.ndarray]:

@@ -57,15 +57,12 @@ def test_the_attention_picture_is_the_models_attention():
     tokens = tokenizer.encode_doc(diagrams.ATTENTION_NAME)
     T = len(tokens) - 1
     for params in (initial, trained):
-        weights, values = diagrams.attention_weights(stage2, params, config, tokens)
-        x = stage2.rmsnorm(stage2.embed(params["wte"], params["wpe"], np.array([tokens[:-1]])))
-        qkv = stage2.linear(stage2.rmsnorm(x), params["layer0.attn_wqkv"])
-        model = stage2.causal_attention(qkv, config.n_head).data[0]  # (T, C)
+        weights, values, model = diagrams.attention_weights(stage2, params, config, tokens)  # model: y, (T, C)
         np.testing.assert_allclose((weights @ values).transpose(1, 0, 2).reshape(T, -1), model, rtol=1e-12)
         np.testing.assert_allclose(weights.sum(axis=-1), 1.0)
         assert not np.triu(weights, k=1).any()
-    before, _ = diagrams.attention_weights(stage2, initial, config, tokens)
-    after, _ = diagrams.attention_weights(stage2, trained, config, tokens)
+    before, *_ = diagrams.attention_weights(stage2, initial, config, tokens)
+    after, *_ = diagrams.attention_weights(stage2, trained, config, tokens)
     uniform = 1.0 / (np.arange(T) + 1)
     assert np.abs(before[:, 2:, :].max(axis=-1) - uniform[2:]).max() < 0.2
     shown = ["BOS", *diagrams.ATTENTION_NAME]

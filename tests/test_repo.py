@@ -241,7 +241,5 @@ def test_a_program_holds_its_lesson_and_the_runner_the_plumbing(program):
 def test_the_plumbing_count_sees_what_it_counts():
     """The count above is not a word search: a program with more runner calls counts more lines."""
     source = (REPO_ROOT / "2_numpy" / "main.py").read_text()
-    more = source.replace("        run.log(loss.data, graph_nodes=graph_nodes)",
-                          "        run.note(extra=1)\n        run.log(loss.data,\n"
-                          "                graph_nodes=graph_nodes)")
-    assert len(plumbing_lines(more)) == len(plumbing_lines(source)) + 2
+    more = source + "\n\ndef more(run):\n    run.note(extra=1)\n    run.log(1.0,\n            graph_nodes=2)\n"
+    assert len(plumbing_lines(more)) == len(plumbing_lines(source)) + 3

@@ -64,6 +64,12 @@ def test_the_four_stages_agree_on_every_box(fresh):
     assert held["fc1"] == {"2_numpy", "3_pytorch"}  # stage 4 fuses the ReLU into fc1's matmul
 
 
+def test_the_page_says_why_for_exactly_the_boxes_a_stage_does_not_keep(fresh):
+    for box in fresh["boxes"]:
+        for stage in step_page.STAGES:
+            assert (box["where"][stage] is None) == ((box["key"], stage) in step_page.WHY_NOT), (box["key"], stage)
+
+
 def test_the_boxes_are_the_model_s_quantities(fresh):
     """The captured boxes are what their titles say (a wrong call picked up would fail here):
     rmsnorm of the embedding, softmax of the logits, rows of attention summing to 1 with nothing
@@ -101,8 +107,10 @@ def test_the_boxes_are_the_model_s_quantities(fresh):
 def test_the_page_stands_alone_and_says_its_size():
     """One file, no network: no external script, style, font or image; small enough to open at once."""
     html = step_page.PAGE.read_text()
-    for reference in ("src=\"http", "href=\"http", "src='http", "@import", "url(http"):
+    for reference in ("src=\"http", "href=\"http", "src='http", "@import", "url(http", "<link", "<script src"):
         assert reference not in html
+    for part in ("step_page.css", "step_page.js"):  # the template's own files, inlined
+        assert (REPO_ROOT / "report" / part).read_text().strip().splitlines()[-1] in html, part
     assert step_page.PAGE.stat().st_size < 3e6
     width, _ = struct.unpack(">II", step_page.SCREENSHOT.read_bytes()[16:24])  # the PNG's header
     assert width >= 1000

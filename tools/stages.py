@@ -36,3 +36,30 @@ def load(stage: str):
             del sys.modules[name]
             raise
     return sys.modules[name]
+
+
+def train_keeping(stage: str, argv: list[str], max_steps: int | None = None, weights: dict | None = None,
+                  documents: list[str] | None = None):
+    """(trained, run, kept): the chapter's own `train`, on a run from its own command line
+    (`argv`, as a reader would type it), in this process, with what its forward names kept
+    (shared/keep.py). `weights` (SPEC.md's names) replace the initial draw and `documents` the
+    shuffled data (step i trains on documents i*B ... i*B + B - 1 of them); `max_steps` ends the
+    run early without changing its schedule. Nothing is written and nothing is printed."""
+    import contextlib
+    import io
+    import tempfile
+
+    from shared import runner
+    from shared.keep import keeping
+
+    module = load(stage)
+    with tempfile.TemporaryDirectory() as scratch:  # (the run's --out: never written, train() writes nothing)
+        run = runner.start(module.__file__, module.FLAGS,
+                           [*argv, "--samples", "0", "--out", str(Path(scratch) / "run.json")], max_steps=max_steps)
+    if weights is not None:
+        run.initial_weights = weights
+    if documents is not None:
+        run.docs = documents
+    with keeping() as kept, contextlib.redirect_stdout(io.StringIO()):
+        trained = module.train(run)
+    return trained, run, kept
