@@ -399,6 +399,10 @@ def test_hints_come_one_at_a_time_and_none_is_the_solution(tmp_path):
     readmes = squeezed("".join((REPO_ROOT / f).read_text() for f in ("exercises/README.md", "1_pure_python/README.md",
                                                                       "2_numpy/README.md", "3_pytorch/README.md",
                                                                       "4_triton/README.md")))
+    # Chapter 4's README teaches kernels in the chapter's own code, so it may hold a line that kernels/ holds (the
+    # code every reader may open, and which 4.5-4.7 ask to write again); beyond that, no line of an answer.
+    kernels = squeezed("".join(p.read_text() for p in [*sorted((REPO_ROOT / "4_triton" / "kernels").glob("*.py")),
+                                                       REPO_ROOT / "4_triton" / "fused_step.py"]))
     for exercise in CATALOG:
         stub = (EXERCISES / exercise.file).read_text()
         given = {squeezed(line.split("#")[0]) for line in stub.splitlines()}
@@ -408,7 +412,7 @@ def test_hints_come_one_at_a_time_and_none_is_the_solution(tmp_path):
         assert answer, exercise.number
         for where, text in [("stub", squeezed(stub)), ("README", readmes)] + [("hint", squeezed(h))
                                                                                for h in exercise.hints]:
-            leaked = [line for line in answer if line in text]
+            leaked = [line for line in answer if line in text and not (where == "README" and line in kernels)]
             assert not leaked, (exercise.number, where, leaked)
 
 

@@ -1,9 +1,10 @@
 """Exercise 4.1 -- a first kernel: load a block of numbers, add, store.
 
 A Triton kernel is written for one program: one instance that handles a block of the data at
-once (chapter 4's README, 'How a GPU runs a kernel'). Here one program adds two vectors of
-BLOCK numbers: it loads BLOCK numbers from x and from z, adds them, and stores BLOCK numbers
-into y. The launcher below starts the one program; without a GPU it runs in Triton's
+once (chapter 4's README, 'Writing a first kernel', reads such a kernel line by line). Here one
+program adds two vectors of BLOCK numbers: it loads BLOCK numbers from x and from z, adds them,
+and stores BLOCK numbers into y. BLOCK is the whole length, so no lane is past the end (no
+mask needed). The launcher below starts the one program; without a GPU it runs in Triton's
 interpreter, where every load and store is checked against its tensor.
 
 Shapes: x, z (BLOCK,), BLOCK a power of two -> y (BLOCK,).

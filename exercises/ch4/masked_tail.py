@@ -3,9 +3,9 @@
 Now the vector is longer than a block, and its length N is any number: the launcher starts
 enough programs to cover it, each handling its own block of BLOCK numbers, and the last
 block runs past the end of x. A load or a store there would touch memory that is not x's (on a
-GPU, silently); a mask turns those lanes off. Chapter 4's README, 'How a GPU runs a kernel',
-shows the last tile of a launch partly past the end. a and b are plain numbers, passed to the
-kernel as arguments.
+GPU, silently); a mask turns those lanes off. Chapter 4's README, 'Writing a first kernel',
+masks the last program's lanes past the end. a and b are plain numbers, passed to the kernel as
+arguments.
 
 Shapes: x (N,) -> y (N,), N any positive length; BLOCK = 64.
 

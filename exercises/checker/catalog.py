@@ -107,32 +107,32 @@ EXERCISES = [
         "targets' padding is -100.")),
     Exercise("4.1", "ch4/add_block.py", "a first kernel: load a block, add, store it", "write", (
         f"The idea: one program handles BLOCK numbers at once: a block of offsets makes a block of pointers, "
-        f"loaded and stored in one go. {CH4}, 'How a GPU runs a kernel'.",
+        f"loaded and stored in one go. {CH4}, 'Writing a first kernel'.",
         "The shapes: tl.arange(0, BLOCK) is the block of offsets 0..BLOCK-1; x_ptr + offsets is BLOCK pointers; "
         "tl.load of them is BLOCK numbers.",
         "One formula: the element i of x is at x_ptr + i.")),
     Exercise("4.2", "ch4/masked_tail.py", "a masked tail: y = a x + b for any length", "write", (
         f"The idea: N is not a multiple of BLOCK, so the last program's block runs past the end; a mask turns "
-        f"those lanes off. {CH4}, 'How a GPU runs a kernel'.",
+        f"those lanes off. {CH4}, 'Writing a first kernel'.",
         "The shapes: program i handles offsets i*BLOCK .. i*BLOCK + BLOCK - 1; the launcher starts "
         "cdiv(N, BLOCK) programs.",
         "One formula: a lane is real when its offset is below N; that comparison is the mask, for tl.load and for "
         "tl.store alike.")),
     Exercise("4.3", "ch4/transpose_tile.py", "a 2-D tile: the transpose of a matrix", "write", (
         f"The idea: a program of a 2-D grid owns a BLOCK_M x BLOCK_N tile; a column of row indices and a row of "
-        f"column indices broadcast into a tile of pointers. {CH4}, 'How a GPU runs a kernel' (the grid picture).",
+        f"column indices broadcast into a tile of pointers. {CH4}, 'A 2-D tile: strides'.",
         "The shapes: rows (BLOCK_M,) and cols (BLOCK_N,); rows[:, None] and cols[None, :] broadcast to "
         "(BLOCK_M, BLOCK_N). x is (M, N) and y is (N, M), both row-major.",
         "One formula: in a row-major (R, S) matrix, element (i, j) is at offset i * S + j.")),
     Exercise("4.4", "ch4/row_softmax.py", "a reduction over a row: softmax, one program per row", "write", (
         f"The idea: one program per row; a row's max and its sum are reductions over the block (tl.max, "
-        f"tl.sum). {CH4}, 'The kernels' (cross_entropy.py computes a softmax).",
+        f"tl.sum). {CH4}, 'A reduction over a row: rmsnorm forward'.",
         "The shapes: a row of C numbers in a block of BLOCK_C, the next power of two; the padding lanes must "
         "change neither the max nor the sum.",
         "One formula: softmax(x) = exp(x - max(x)) / sum(exp(x - max(x))), and exp(-inf) = 0.")),
     Exercise("4.5", "ch4/rmsnorm_kernel.py", "rmsnorm forward as a Triton kernel, one program per row", "write", (
         f"The idea: like 4.4, one program per row and one reduction, the mean of the squares. {CH4}, "
-        f"'The kernels' (rmsnorm.py).",
+        f"'A reduction over a row: rmsnorm forward'.",
         "The shapes: row i starts at x_ptr + i * C; BLOCK_C >= C is a power of two.",
         "One formula: the padded lanes load as 0, so the mean of the squares is their sum divided by C.")),
     Exercise("4.6", "ch4/adam_kernel.py", "Adam as one Triton kernel over a flat buffer", "write", (

@@ -4,7 +4,8 @@ Softmax turns a row of scores into probabilities: the exponential of each, divid
 sum; subtracting the row's largest score first keeps exp from overflowing and changes nothing
 (chapter 1's `softmax` does it). Here one program handles one row: it loads the row into a
 block, reduces it to its max and then to a sum (tl.max and tl.sum collapse a block to one
-number), and stores the probabilities. The block has a power-of-two width BLOCK_C >= C, so its
+number), and stores the probabilities (chapter 4's README, 'A reduction over a row: rmsnorm
+forward', reduces rows the same way). The block has a power-of-two width BLOCK_C >= C, so its
 last lanes are padding, and the padding must change neither the max nor the sum.
 
 Shapes: x (M, C) -> y (M, C), each row summing to 1; any C.

@@ -1,8 +1,8 @@
 """Exercise 4.3, a worked solution -- a 2-D tile: the transpose of a matrix.
 
 A launch's grid can have two axes: program (i, j) owns the tile of rows i*BLOCK_M ... and
-columns j*BLOCK_N ... of x (chapter 4's README, 'How a GPU runs a kernel', draws such tiles
-over a matmul's output). Write y = x^T: each program loads its (BLOCK_M, BLOCK_N) tile of x and
+columns j*BLOCK_N ... of x (chapter 4's README, 'A 2-D tile: strides', builds such a tile of
+pointers and its mask). Write y = x^T: each program loads its (BLOCK_M, BLOCK_N) tile of x and
 stores it, transposed, where it belongs in y. Both matrices are row-major: a row is contiguous
 in memory. The tiles at the bottom and right edges are partly outside the matrix.
 
