@@ -328,10 +328,11 @@ def page_line(path: str) -> str:
 
     data = step_page.committed_data(REPO_ROOT / path)
     size = (REPO_ROOT / path).stat().st_size
-    return (f"`{path}`: {size / 1e6:.1f} MB, one file with its data and its script inline; "
+    return (f"`{path}`: {size / 1e6:.1f} MB, one file with its style, data and script inline; "
             f"{len(data['names'])} names ({', '.join(data['names'])}) x the weights after "
-            f"{', '.join(map(str, data['steps']))} steps, {len(data['boxes'])} boxes, each from all four stages "
-            f"(`python -m report.step_page --screenshot` regenerates it and this picture).\n")
+            f"{', '.join(map(str, data['steps']))} steps, {len(data['boxes'])} boxes, each from all four stages, "
+            f"{len(data['weight_boxes'])} weight gradients and a {len(data['tour'])}-stop walk through the backward "
+            f"pass (`python -m report.step_page --screenshot` regenerates it and these pictures).\n")
 
 
 def compiled_lines(path: str) -> str:

@@ -22,6 +22,147 @@ function arrays(key) {  // {stage: Float64Array of [values..., gradients...]} fo
   return cache.get(id);
 }
 function size(shape) { return shape.reduce((a, b) => a * b, 1); }
+
+// ---------------------------------------------------------------- stage 1's numbers, to explain a gradient
+function box(key) { return DATA.boxes.find(b => b.key === key); }
+function shapeOf(key) { return run().boxes[key].shape; }
+function value(key) { return arrays(key)["1_pure_python"].subarray(0, size(shapeOf(key))); }
+function grad(key) { const n = size(shapeOf(key)); return arrays(key)["1_pure_python"].subarray(n, 2 * n); }
+const weightCache = new Map();
+function weight(name, which) {  // {data, rows, cols}: a weight matrix (which: "value") or its gradient ("grad")
+  const id = `${state.name}|${state.step}|${which}`;
+  if (!weightCache.has(id)) weightCache.set(id, unpack(which === "value" ? DATA.weights[state.step] : run().weight_grad));
+  const [start, rows, cols] = DATA.offsets[name];
+  return {data: weightCache.get(id).subarray(start, start + rows * cols), rows, cols};
+}
+function at(array, cols, r, c) { return array[r * cols + c]; }
+function nextToken(t) { return DATA.vocab.indexOf(run().targets[t]); }
+
+// rmsnorm's backward at row t: dL/dx = r (g - y mean(g * y)), r = 1 / sqrt(mean(x^2) + eps), y = x r
+function rmsnormBack(x, g, cols, t, c) {
+  let square = 0, gy = 0;
+  for (let k = 0; k < cols; k++) square += at(x, cols, t, k) ** 2;
+  const r = 1 / Math.sqrt(square / cols + DATA.rmsnorm_eps);
+  for (let k = 0; k < cols; k++) gy += at(g, cols, t, k) * at(x, cols, t, k) * r;
+  return {r, mean: gy / cols, total: r * (at(g, cols, t, c) - at(x, cols, t, c) * r * gy / cols)};
+}
+
+// A gradient as local derivative x gradient from above: {terms: [[words, local, upstream]], plus: [[words, number]],
+// total}. Each box's rule is its caption's formula, computed here from stage 1's values and gradients.
+function sumOver(n, term) {  // terms of a sum: [[words, local, upstream]] for k = 0..n-1
+  const terms = [];
+  for (let k = 0; k < n; k++) terms.push(term(k));
+  return terms;
+}
+function product(terms) { return terms.reduce((s, [, a, b]) => s + a * b, 0); }
+function explain(key, cell) {
+  const C = shapeOf("x0")[1], H = DATA.n_head, D = C / H, T = run().inputs.length, V = DATA.vocab.length;
+  const t = cell.row, c = cell.col, h = cell.head || 0;
+  const linearBack = (out, w, into, cols) => sumOver(w.rows, j =>  // g_in[t, c] = sum_j g_out[t, j] W[j, c]
+    [`${into}: g_${out}[${t}, ${j}] × W[${j}, ${c}]`, at(w.data, w.cols, j, c), at(grad(out), cols, t, j)]);
+  switch (key) {
+    case "loss": return {terms: [["∂L/∂loss_t = 1/n, × ∂L/∂L = 1", 1 / T, 1]]};
+    case "probs": {
+      if (c !== nextToken(t)) return {terms: [[`${DATA.vocab[c]} is not the next token: loss_t does not use it`, 0, 0]]};
+      return {terms: [["∂(−log p)/∂p = −1/p, × g_loss", -1 / at(value("probs"), V, t, c), grad("loss")[t]]]};
+    }
+    case "logits": {
+      const onehot = c === nextToken(t) ? 1 : 0;
+      return {terms: [[`p − onehot = ${at(value("probs"), V, t, c).toPrecision(6)} − ${onehot}, × g_loss`,
+                       at(value("probs"), V, t, c) - onehot, grad("loss")[t]]]};
+    }
+    case "x3": return {terms: linearBack("logits", weight("lm_head", "value"), "lm_head", V)};
+    case "relu": return {terms: linearBack("x3", weight("layer0.mlp_fc2", "value"), "W2", C)};
+    case "fc1": {
+      const positive = at(value("fc1"), 4 * C, t, c) > 0;
+      return {terms: [[`[fc1 > 0] = ${positive ? 1 : 0}, × g_relu`, positive ? 1 : 0, at(grad("relu"), 4 * C, t, c)]]};
+    }
+    case "h_mlp": return {terms: linearBack("fc1", weight("layer0.mlp_fc1", "value"), "W1", 4 * C)};
+    case "y": return {terms: linearBack("x2", weight("layer0.attn_wo", "value"), "Wo", C)};
+    case "h_attn": return {terms: ["q", "k", "v"].flatMap(p =>
+      linearBack(p, weight(`layer0.attn_w${p}`, "value"), `W${p}`, C))};
+    case "x2": case "x1": {
+      const [above, branch] = key === "x2" ? ["x3", "h_mlp"] : ["x2", "h_attn"];
+      const back = rmsnormBack(value(key), grad(branch), C, t, c);
+      return {terms: [[`straight through the residual: 1 × g_${above}`, 1, at(grad(above), C, t, c)],
+                      [`rmsnorm's backward of g_${branch}: r (g − y mean(g y)), r = ${back.r.toPrecision(6)}`,
+                       1, back.total]]};
+    }
+    case "x0": {
+      const back = rmsnormBack(value("x0"), grad("x1"), C, t, c);
+      return {terms: [[`rmsnorm's backward of g_x1: r (g − y mean(g y)), r = ${back.r.toPrecision(6)}`, 1, back.total]]};
+    }
+    case "attn": {  // g_P[h, t, s] = sum_d g_y[t, hD + d] v[s, hD + d]
+      if (c > t) return {terms: [["above the diagonal: the mask set this weight to 0, nothing flows", 0, 0]]};
+      return {terms: sumOver(D, d => [`v[${c}, ${h * D + d}] × g_y[${t}, ${h * D + d}]`,
+                                      at(value("v"), C, c, h * D + d), at(grad("y"), C, t, h * D + d)])};
+    }
+    case "scores": {  // g_S = P (g_P - sum_s' g_P P)
+      if (c > t) return {terms: [["masked: −∞ before the softmax, so no gradient", 0, 0]]};
+      const P = value("attn"), gP = grad("attn"), row = (h * T + t) * T;
+      let dot = 0;
+      for (let s = 0; s <= t; s++) dot += gP[row + s] * P[row + s];
+      return {terms: [[`P × (g_P − Σ g_P P) = ${P[row + c].toPrecision(6)} × (${gP[row + c].toPrecision(6)} − ` +
+                       `${dot.toPrecision(6)})`, P[row + c], gP[row + c] - dot]]};
+    }
+    case "v": {  // g_v[s, hD + d] = sum_t P[h, t, s] g_y[t, hD + d]
+      const head = Math.floor(c / D), P = value("attn");
+      return {terms: sumOver(T - t, k => [`P[${head}, ${t + k}, ${t}] × g_y[${t + k}, ${c}]`,
+                                         P[(head * T + t + k) * T + t], at(grad("y"), C, t + k, c)])};
+    }
+    case "q": case "k": {  // g_q[t] = sum_s g_S[t, s] k[s] / sqrt(D); g_k[s] = sum_t g_S[t, s] q[t] / sqrt(D)
+      const head = Math.floor(c / D), gS = grad("scores"), other = key === "q" ? "k" : "q";
+      const range = key === "q" ? [0, t + 1] : [t, T];
+      return {terms: sumOver(range[1] - range[0], k => {
+        const u = range[0] + k, [r, s] = key === "q" ? [t, u] : [u, t];
+        return [`g_S[${head}, ${r}, ${s}] / √${D} × ${other}[${u}, ${c}]`, gS[(head * T + r) * T + s] / Math.sqrt(D),
+                at(value(other), C, u, c)];
+      })};
+    }
+  }
+  return null;
+}
+
+// A weight's gradient: g_W[i, j] = sum over positions t of g_out[t, i] x[t, j]; an embedding's scatter-add
+function explainWeight(wbox, cell) {
+  const T = run().inputs.length, i = cell.row, j = cell.col, w = weight(wbox.key, "grad");
+  if (wbox.key === "wte" || wbox.key === "wpe") {
+    const C = shapeOf("x0")[1], terms = [];
+    for (let t = 0; t < T; t++) {
+      const hit = wbox.key === "wpe" ? t === i : DATA.vocab.indexOf(run().inputs[t]) === i;
+      if (hit) terms.push([`row ${t} (${run().inputs[t]}) of g_x0, added here`, 1, at(grad("x0"), C, t, j)]);
+    }
+    if (!terms.length) terms.push([wbox.key === "wpe" ? `position ${i} is past this name: no row reads it` :
+                                   `${DATA.vocab[i]} is not in this name's inputs: its row was never read`, 0, 0]);
+    return {terms, held: at(w.data, w.cols, i, j)};
+  }
+  const outCols = shapeOf(wbox.out).at(-1), inCols = shapeOf(wbox.in).at(-1);
+  return {terms: sumOver(T, t => [`${wbox.in}[${t}, ${j}] × g_${wbox.out}[${t}, ${i}]`,
+                                   at(value(wbox.in), inCols, t, j), at(grad(wbox.out), outCols, t, i)]),
+          held: at(w.data, w.cols, i, j)};
+}
+
+function explanationTable(terms, held, heldBy) {
+  const wrap = document.createElement("div"); wrap.id = "explain";
+  const sorted = [...terms].sort((a, b) => Math.abs(b[1] * b[2]) - Math.abs(a[1] * a[2]));
+  const shown = sorted.slice(0, 6);
+  let html = "<table class='explain'><tr><th>local derivative × gradient from above</th><th>=</th></tr>";
+  for (const [words, local, upstream] of shown) {
+    html += `<tr><td>${words}<br><span class="num">${local.toPrecision(6)} × ${upstream.toPrecision(6)}</span></td>` +
+            `<td class="num">${(local * upstream).toPrecision(6)}</td></tr>`;
+  }
+  if (sorted.length > shown.length) {
+    const rest = sorted.slice(shown.length);
+    html += `<tr><td>… and ${rest.length} smaller terms</td><td class="num">${product(rest).toPrecision(6)}</td></tr>`;
+  }
+  const total = product(terms);
+  html += `<tr class="sum"><td>sum: the gradient</td><td class="num total">${fmt(total)}</td></tr></table>` +
+          `<p class="note">${heldBy}: <span class="num held">${fmt(held)}</span>; difference ` +
+          `<span class="num">${fmtShort(Math.abs(total - held))}</span> (float64's last bits: the same numbers added ` +
+          `in another order).</p>`;
+  wrap.innerHTML = html;
+  return wrap;
+}
 function fmt(x) {
   if (!Number.isFinite(x)) return "−∞ (the causal mask)";
   return (x >= 0 ? "\u2007" : "") + x.toPrecision(17);
@@ -74,6 +215,21 @@ function heatmap(values, offset, rows, cols, scale, key, head) {
   return wrap;
 }
 
+const RESIDUAL = ["x1", "x2", "x3"];  // the residual stream: x1 -> x2 = x1 + attention -> x3 = x2 + MLP
+
+function scaleLegend(scale) {  // this box's colours in numbers: each box is scaled to its own largest |value|
+  const wrap = document.createElement("div"); wrap.className = "box-scale";
+  const bar = document.createElement("canvas"); bar.width = 80; bar.height = 8;
+  const g = bar.getContext("2d");
+  for (let i = 0; i < bar.width; i++) { g.fillStyle = colour(2 * i / (bar.width - 1) - 1, 1); g.fillRect(i, 0, 1, 8); }
+  const low = document.createElement("span"), high = document.createElement("span");
+  low.className = high.className = "num";
+  low.textContent = (-scale).toPrecision(2); high.textContent = "+" + scale.toPrecision(2);
+  wrap.append(low, bar, high);
+  wrap.setAttribute("aria-label", `colour scale from ${low.textContent} to ${high.textContent}`);
+  return wrap;
+}
+
 function boxElement(box) {
   const info = run().boxes[box.key], shape = info.shape, n = size(shape);
   const ref = arrays(box.key)["1_pure_python"];
@@ -86,10 +242,17 @@ function boxElement(box) {
   el.dataset.key = box.key;
   el.setAttribute("role", "button");
   el.setAttribute("aria-label", `${box.title}: show the four stages' numbers`);
+  if (RESIDUAL.includes(box.key)) el.classList.add("residual");
   const title = document.createElement("h2");
   title.textContent = (state.pass === "forward" ? "" : "gradient of the loss with respect to: ") + box.title;
-  const what = document.createElement("p"); what.className = "what"; what.textContent = box.what;
-  el.append(title, what);
+  const what = document.createElement("p"); what.className = "what";
+  what.textContent = state.pass === "forward" ? box.what : "∂L/∂" + box.key + ": " + box.back;
+  if (RESIDUAL.includes(box.key)) {
+    const badge = document.createElement("span"); badge.className = "badge";
+    badge.textContent = state.pass === "forward" ? "the residual stream" : "the residual stream: gradients add here";
+    title.append(" ", badge);
+  }
+  el.append(title, what, scaleLegend(scale));
   const heat = document.createElement("div"); heat.className = "heat";
   if (box.key === "attn" || box.key === "scores") {
     const [H, T] = shape;
@@ -137,6 +300,7 @@ function cellIndex(box, shape) {
 }
 
 function renderDetail() {
+  if (DATA.weight_boxes.some(w => w.key === state.box)) return renderWeightDetail();
   const box = DATA.boxes.find(b => b.key === state.box), info = run().boxes[box.key];
   const n = size(info.shape), all = arrays(box.key);
   const {index, label} = cellIndex(box, info.shape);
@@ -161,7 +325,116 @@ function renderDetail() {
   const note = document.createElement("p"); note.className = "note";
   note.textContent = "Differences of about 1e-16 are float64's last bits: the stages add the same numbers in " +
                      "different orders. Click a cell of a picture to choose another number.";
-  d.append(h, p, table, note);
+  d.append(h, p);
+  if (state.pass === "backward") {  // first how the gradient is made, then what each stage holds
+    const made = explain(box.key, cellOf(box, info.shape));
+    const how = document.createElement("h3"); how.textContent = "How this gradient is made";
+    const rule = document.createElement("p"); rule.className = "rule"; rule.textContent = box.back;
+    const stages = document.createElement("h3"); stages.textContent = "What each stage holds";
+    d.append(how, rule, explanationTable(made.terms, all["1_pure_python"][offset + index], "stage 1 holds"), stages);
+  }
+  d.append(table, note);
+}
+
+function cellOf(box, shape) {  // the chosen cell as {row, col, head}, or the default cellIndex shows
+  const c = state.box === box.key && state.cell;
+  if (box.key === "attn" || box.key === "scores") return c ? {...c, head: c.head || 0} : {head: 0, row: shape[1] - 1, col: 0};
+  if (box.key === "loss") return {row: c ? c.col : shape[0] - 1, col: 0};
+  return c ? c : {row: shape[0] - 1, col: 0};
+}
+
+function renderWeightDetail() {
+  const wbox = DATA.weight_boxes.find(w => w.key === state.box);
+  const w = weight(wbox.key, "grad"), cell = state.cell || {row: 0, col: 0};
+  const d = document.getElementById("detail");
+  d.innerHTML = "";
+  const h = document.createElement("h2"); h.textContent = `∂L/∂${wbox.key}[${cell.row}][${cell.col}]`;
+  const rule = document.createElement("p"); rule.className = "rule"; rule.textContent = weightRule(wbox);
+  const made = explainWeight(wbox, cell);
+  d.append(h, rule, explanationTable(made.terms, made.held, "stage 2's backward holds"));
+  const note = document.createElement("p"); note.className = "note";
+  note.textContent = `This is the number Adam reads for ${wbox.key}[${cell.row}][${cell.col}] (below). The terms ` +
+                     "come from stage 1's values and gradients; tests/test_parity.py holds the four stages' weight " +
+                     "gradients equal.";
+  d.append(note);
+}
+
+function weightRule(wbox) {
+  if (wbox.key === "wte") return "An embedding row is gathered, so its gradient is scattered back: row tok of wte adds " +
+    "up g_x0 of every position whose input is tok; rows of tokens not in the name stay 0.";
+  if (wbox.key === "wpe") return "Row t of wpe is added at position t only: its gradient is g_x0's row t.";
+  return `${wbox.out} = ${wbox.in} Wᵀ, so g_W[i, j] = Σ over positions t of g_${wbox.out}[t, i] × ${wbox.in}[t, j]: ` +
+         "each position adds its own outer product.";
+}
+
+function renderWeights() {
+  const list = document.getElementById("weights");
+  list.innerHTML = "";
+  for (const wbox of DATA.weight_boxes) {
+    const w = weight(wbox.key, "grad");
+    let scale = 0;
+    for (const x of w.data) scale = Math.max(scale, Math.abs(x));
+    const el = document.createElement("div");
+    el.className = "box weight" + (state.box === wbox.key ? " selected" : "");
+    el.tabIndex = 0; el.dataset.key = wbox.key; el.setAttribute("role", "button");
+    el.setAttribute("aria-label", `the gradient of ${wbox.title}: show how it is made`);
+    const title = document.createElement("h2"); title.textContent = `∂L/∂${wbox.title}  (${w.rows} × ${w.cols})`;
+    const what = document.createElement("p"); what.className = "what"; what.textContent = weightRule(wbox);
+    if (RESIDUAL.includes(box.key)) {
+    const badge = document.createElement("span"); badge.className = "badge";
+    badge.textContent = state.pass === "forward" ? "the residual stream" : "the residual stream: gradients add here";
+    title.append(" ", badge);
+  }
+  el.append(title, what, scaleLegend(scale));
+    const heat = document.createElement("div"); heat.className = "heat";
+    heat.append(weightHeatmap(w, scale, wbox.key));
+    el.append(heat);
+    const choose = () => { state.box = wbox.key; state.cell = null; render(); };
+    el.addEventListener("click", choose);
+    el.addEventListener("keydown", ev => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); choose(); } });
+    list.append(el);
+  }
+}
+
+function weightHeatmap(w, scale, key) {
+  const cw = w.cols > 40 ? 5 : 9, ch = w.rows > 40 ? 4 : 7;
+  const c = document.createElement("canvas");
+  c.width = w.cols * cw; c.height = w.rows * ch;
+  const g = c.getContext("2d");
+  for (let r = 0; r < w.rows; r++) for (let k = 0; k < w.cols; k++) {
+    g.fillStyle = colour(at(w.data, w.cols, r, k), scale); g.fillRect(k * cw, r * ch, cw, ch);
+  }
+  if (state.box === key && state.cell) {
+    g.strokeStyle = "#000"; g.lineWidth = 2;
+    g.strokeRect(state.cell.col * cw + 1, state.cell.row * ch + 1, Math.max(cw - 2, 2), Math.max(ch - 2, 2));
+  }
+  c.setAttribute("role", "img"); c.setAttribute("aria-label", `${w.rows} by ${w.cols} gradients`);
+  c.addEventListener("click", ev => {
+    const rect = c.getBoundingClientRect();
+    state.box = key;
+    state.cell = {row: Math.min(Math.floor((ev.clientY - rect.top) / ch), w.rows - 1),
+                  col: Math.min(Math.floor((ev.clientX - rect.left) / cw), w.cols - 1)};
+    ev.stopPropagation(); render();
+  });
+  return c;
+}
+
+// "Start here": from the loss back to one weight, a box at a time
+function tourStep(i) {
+  state.tour = i;
+  const [key, where, words] = DATA.tour[i];
+  state.pass = "backward";
+  for (const p of ["forward", "backward"]) document.getElementById(p).setAttribute("aria-pressed", String(p === "backward"));
+  state.box = key;
+  const last = run().inputs.length - 1;
+  state.cell = where === "target" ? (key === "lm_head" ? {row: nextToken(last), col: 0} :
+                                     {row: last, col: nextToken(last)})
+             : key === "loss" ? {row: 0, col: last} : {row: last, col: 0};
+  document.getElementById("tour-text").textContent = `${i + 1} of ${DATA.tour.length}: ${words}`;
+  document.getElementById("tour-back").disabled = i === 0;
+  document.getElementById("tour-next").disabled = i === DATA.tour.length - 1;
+  render();
+  document.querySelector(`.box[data-key="${key}"]`).scrollIntoView({block: "nearest"});
 }
 
 function renderSummary() {
@@ -198,11 +471,17 @@ function render() {
     if (i) {
       const arrow = document.createElement("div"); arrow.className = "arrow";
       arrow.textContent = state.pass === "forward" ? "↓" : "↓ chain rule";
+      if (state.pass === "backward" && (box.key === "x2" || box.key === "x1")) {
+        arrow.textContent = `↓ chain rule, and ⇊ the residual: g_${box.key === "x2" ? "x3" : "x2"} arrives here unchanged`;
+        arrow.classList.add("residual-arrow");
+      }
       list.append(arrow);
     }
     list.append(boxElement(box));
   });
-  renderDetail(); renderSummary(); renderAdam();
+  renderWeights(); renderDetail(); renderSummary(); renderAdam();
+  // the detail stays in view below the sticky controls, which grow while the walk is open
+  document.getElementById("detail").style.top = `${document.querySelector(".controls").offsetHeight + 8}px`;
   document.getElementById("scale-label").textContent = state.pass === "forward"
     ? "negative · 0 · positive (each box scaled to its largest value)"
     : "negative · 0 · positive (each box scaled to its largest gradient)";
@@ -222,6 +501,11 @@ function setup() {
       render();
     });
   }
+  document.getElementById("tour-start").addEventListener("click", () => {
+    document.getElementById("tour").hidden = false; tourStep(0);
+  });
+  document.getElementById("tour-next").addEventListener("click", () => tourStep(state.tour + 1));
+  document.getElementById("tour-back").addEventListener("click", () => tourStep(state.tour - 1));
   drawScale();
   render();
 }

@@ -3,7 +3,7 @@ its backward pass and Adam's update, with every number from all four stages.
 
     python -m report.step_page               # writes training_step.html at the repository's root
     python -m report.step_page --out F       # ... to F instead
-    python -m report.step_page --screenshot  # and training_step.png, its first view (needs Chromium)
+    python -m report.step_page --screenshot  # and training_step.png and training_step_backward.png (Chromium)
 
 The numbers come from the stages' own code, in float64, on SPEC.md's weights after 0, 1 and
 1000 steps of SPEC.md's run (trained by stage 2, whose losses equal stage 1's to 1e-6):
@@ -38,6 +38,7 @@ from tools import stages
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PAGE = REPO_ROOT / "training_step.html"
 SCREENSHOT = REPO_ROOT / "training_step.png"
+SCREENSHOT_BACKWARD = REPO_ROOT / "training_step_backward.png"
 HERE = Path(__file__).resolve().parent
 TEMPLATE = HERE / "step_page.html"  # the page's HTML; its style sheet and script are step_page.css and .js beside it
 STYLE_TAG = '<link rel="stylesheet" href="step_page.css">'
@@ -52,25 +53,73 @@ DIGITS = 17  # enough to see two float64 results differ in their last bit
 # stage's forward passes through `keep`), title, and what it is. A stage's box shows what that
 # stage kept under the name, with the function and line that kept it; q, k and v are read from
 # "qkv" (B, T, 3C) where a stage computes them as one matmul.
-BOXES = [
-    ("x0", "embedding", "x = wte[token] + wpe[position]: the token's row plus the position's row"),
-    ("x1", "rmsnorm", "x / sqrt(mean(x^2) + eps): each position's 16 numbers rescaled to size 1"),
-    ("h_attn", "rmsnorm before attention", "what attention reads: rmsnorm of the residual stream"),
-    ("q", "query q", "q = Wq h: what each position looks for (4 heads of 4 numbers)"),
-    ("k", "key k", "k = Wk h: what each position offers to be found by"),
-    ("v", "value v", "v = Wv h: what each position hands over when it is read"),
+BOXES = [  # (key, title, what forward computes, what backward computes: the local derivative, g_X = dL/dX)
+    ("x0", "embedding", "x = wte[token] + wpe[position]: the token's row plus the position's row",
+     "rmsnorm's backward of g_x1 (chapter 2 derives it): r (g - y mean(g * y)), with r = 1 / rms(x0) and y = x1"),
+    ("x1", "rmsnorm", "x / sqrt(mean(x^2) + eps): each position's 16 numbers rescaled to size 1",
+     "two paths add: g_x2 straight through the residual (x2 = x1 + ...), plus rmsnorm's backward of g_h_attn"),
+    ("h_attn", "rmsnorm before attention", "what attention reads: rmsnorm of the residual stream",
+     "h feeds q, k and v: g_q Wq + g_k Wk + g_v Wv"),
+    ("q", "query q", "q = Wq h: what each position looks for (4 heads of 4 numbers)",
+     "per head: g_q = g_S k / sqrt(D), since S = q k^T / sqrt(D)"),
+    ("k", "key k", "k = Wk h: what each position offers to be found by",
+     "per head: g_k = g_S^T q / sqrt(D): key s collects from every row t that read it"),
+    ("v", "value v", "v = Wv h: what each position hands over when it is read",
+     "per head: g_v = P^T g_y: value s collects from every row t, weighted by how much t read it"),
     ("scores", "attention scores", "q . k / sqrt(4) per head, and the causal mask: -inf where a position "
-     "would read a later one (grey)"),
-    ("attn", "attention weights", "softmax of each row of the scores, per head: row t reads positions 0..t"),
-    ("y", "weighted values", "each head's sum of weight x value, the 4 heads side by side"),
-    ("x2", "residual after attention", "x + Wo y: attention's output added to the residual stream"),
-    ("h_mlp", "rmsnorm before the MLP", "what the MLP reads: rmsnorm of the residual stream"),
-    ("fc1", "fc1, before the ReLU", "W1 h: 16 numbers widened to 64"),
-    ("relu", "ReLU", "max(0, W1 h): the negative ones set to 0"),
-    ("x3", "residual after the MLP", "x + W2 relu(W1 h): the MLP's output added to the residual stream"),
-    ("logits", "logits", "lm_head x: one number per token of the vocabulary (columns a to z, then BOS)"),
-    ("probs", "probabilities", "softmax(logits): the model's guess for the next token (columns a to z, then BOS)"),
-    ("loss", "loss", "-log p[the next token], at each position; the step's loss is their mean"),
+     "would read a later one (grey)",
+     "softmax's backward, per row: g_S = P * (g_P - sum over the row of g_P * P); a masked cell gets 0"),
+    ("attn", "attention weights", "softmax of each row of the scores, per head: row t reads positions 0..t",
+     "per head: g_P = g_y v^T, since y = P v: weight (t, s) moved y_t by v_s"),
+    ("y", "weighted values", "each head's sum of weight x value, the 4 heads side by side",
+     "y feeds only Wo: g_y = g_x2 Wo"),
+    ("x2", "residual after attention", "x + Wo y: attention's output added to the residual stream",
+     "two paths add: g_x3 straight through the residual (x3 = x2 + ...), plus rmsnorm's backward of g_h_mlp"),
+    ("h_mlp", "rmsnorm before the MLP", "what the MLP reads: rmsnorm of the residual stream",
+     "h feeds only fc1: g_h = g_fc1 W1"),
+    ("fc1", "fc1, before the ReLU", "W1 h: 16 numbers widened to 64",
+     "ReLU passes a gradient only where its input was positive: g_fc1 = g_relu * [fc1 > 0]"),
+    ("relu", "ReLU", "max(0, W1 h): the negative ones set to 0",
+     "relu feeds only W2: g_relu = g_x3 W2"),
+    ("x3", "residual after the MLP", "x + W2 relu(W1 h): the MLP's output added to the residual stream",
+     "x3 feeds only lm_head: g_x3 = g_logits lm_head"),
+    ("logits", "logits", "lm_head x: one number per token of the vocabulary (columns a to z, then BOS)",
+     "softmax and -log p together: g_logits = (p - onehot(next token)) / n; stages 2-4 start the backward here"),
+    ("probs", "probabilities", "softmax(logits): the model's guess for the next token (columns a to z, then BOS)",
+     "loss = -log p[next]: g_p = -g_loss / p at the next token, 0 at every other"),
+    ("loss", "loss", "-log p[the next token], at each position; the step's loss is their mean",
+     "the step's loss is the mean over the n positions: g = 1 / n at each; the backward starts here"),
+]
+# The weights' gradients, as backward leaves them: g_W = sum over positions t of g_out[t] x[t]^T
+# for out = x W^T; an embedding's rows are gathered, so their gradients are scattered back and added.
+# "Start here": a newcomer's walk from the loss back to one weight: (box, which cell, what to see there).
+# The cell: "target" is the last position's next token, "first" the last position's first number.
+TOUR = [
+    ("loss", "last", "The backward pass starts at the loss. The step's loss L is the mean of the n positions' "
+     "losses, so each position's loss gets the gradient 1/n: how much L moves if that loss moves by 1."),
+    ("probs", "target", "loss_t = -log p[next token]. Its local derivative is -1/p: a small p (a surprised "
+     "model) gets a large gradient. Every other probability gets 0."),
+    ("logits", "target", "Softmax and -log together give the gradient every framework uses: (p - onehot)/n. At "
+     "the next token p - 1 is negative (raise this logit); at every other token p is positive (lower it)."),
+    ("x3", "first", "Back through lm_head: x3's gradient sums, over the 27 tokens, a logit's gradient x the "
+     "weight that links them. The table lists the largest of the 27 products."),
+    ("lm_head", "target", "And one weight: lm_head's gradient at (next token, number 0) adds, over the positions, "
+     "the logit's gradient x the x3 number the weight multiplied. This is the number Adam reads."),
+    ("x2", "first", "Further down, the residual stream: x3 = x2 + MLP(x2), so x2's gradient is x3's gradient "
+     "passed straight through, plus what comes back through the MLP and its rmsnorm: where paths meet, "
+     "gradients add."),
+]
+TOUR_KEYS = [key for key, *_ in TOUR]
+WEIGHT_BOXES = [  # (weight, title, out box, in box)
+    ("lm_head", "lm_head", "logits", "x3"),
+    ("layer0.mlp_fc2", "W2 (mlp_fc2)", "x3", "relu"),
+    ("layer0.mlp_fc1", "W1 (mlp_fc1)", "fc1", "h_mlp"),
+    ("layer0.attn_wo", "Wo (attn_wo)", "x2", "y"),
+    ("layer0.attn_wq", "Wq (attn_wq)", "q", "h_attn"),
+    ("layer0.attn_wk", "Wk (attn_wk)", "k", "h_attn"),
+    ("layer0.attn_wv", "Wv (attn_wv)", "v", "h_attn"),
+    ("wpe", "wpe, the position embedding", "x0", None),
+    ("wte", "wte, the token embedding", "x0", None),
 ]
 WHY_NOT = {  # why a stage keeps no value for a box (tests/test_step_page.py: exactly the boxes it does not keep)
     ("scores", "2_numpy"): "inside causal_attention: one op, its scores never leave it",
@@ -211,16 +260,25 @@ def run_data(name: str, step: int, trained: dict, captured: dict) -> dict:
     return {"inputs": shown[:-1][:config.block_size], "targets": shown[1:config.block_size + 1],
             "loss": {stage: captured[stage]["loss"] for stage in STAGES},
             "graph_nodes": {stage: captured[stage]["graph_nodes"] for stage in STAGES[:2]},
-            "boxes": boxes, "adam": adam_rows(name, step, trained, config, tokenizer)}
+            "boxes": boxes, "adam": adam_rows(name, step, trained, config, tokenizer),
+            "weight_grad": packed(weight_gradient(trained[step]["state"], config, tokenizer.encode_doc(name)))}
+
+
+def weight_gradient(state: dict, config, tokens: list[int]) -> np.ndarray:
+    """Every weight's gradient for one name, as stage 2's backward leaves it, in SPEC.md's flat
+    order (tests/test_parity.py holds the four stages' weight gradients equal)."""
+    stage2 = stages.load("2_numpy")
+    _, params = stage2.make_params(state, config)
+    stage2.batch_loss([tokens], params, config).backward()
+    return stage2.flat_grad(params)
 
 
 def adam_rows(name: str, step: int, trained: dict, config, tokenizer) -> list[dict]:
     """Adam's update of four weights (the largest gradient of four matrices) if this step
     trained on this name: stage 2's adam_step on copies of the run's buffers."""
     stage2 = stages.load("2_numpy")
-    flat, params = stage2.make_params(trained[step]["state"], config)
-    stage2.batch_loss([tokenizer.encode_doc(name)], params, config).backward()
-    grad = stage2.flat_grad(params)
+    flat = trained[step]["flat"]
+    grad = weight_gradient(trained[step]["state"], config, tokenizer.encode_doc(name))
     m, v, after = trained[step]["m"].copy(), trained[step]["v"].copy(), flat.copy()
     stage2.adam_step(after, grad, m, v, step, 1000)
     rows = []
@@ -245,13 +303,18 @@ def page_data() -> dict:
     captured = {(name, step): {stage: stage_boxes(stage, trained[step]["state"], name) for stage in STAGES}
                 for name in NAMES for step in STEPS}
     first = captured[NAMES[0], STEPS[0]]
-    boxes = [{"key": key, "title": title, "what": what,
+    boxes = [{"key": key, "title": title, "what": what, "back": back,
               "where": {stage: first[stage]["where"].get(key) for stage in STAGES},
               "why_not": {stage: WHY_NOT[key, stage] for stage in STAGES if key not in first[stage]["where"]}}
-             for key, title, what in BOXES]
-    tokenizer = spec_run()[0]
+             for key, title, what, back in BOXES]
+    tokenizer, config, _, _ = spec_run()
     vocab = ["BOS" if i == tokenizer.bos else tokenizer.decode([i]) for i in range(tokenizer.vocab_size)]
+    weights = [{"key": key, "title": title, "out": out, "in": into} for key, title, out, into in WEIGHT_BOXES]
     return {"names": NAMES, "steps": STEPS, "stages": STAGES, "boxes": boxes, "vocab": vocab,
+            "weight_boxes": weights, "n_head": config.n_head, "tour": [list(stop) for stop in TOUR],
+            "offsets": {name: list(offset) for name, offset in param_offsets(config).items()},
+            "rmsnorm_eps": stages.load("2_numpy").RMSNORM_EPS,
+            "weights": {str(step): packed(trained[step]["flat"]) for step in STEPS},
             "runs": {f"{name}|{step}": run_data(name, step, trained, captured[name, step])
                      for name in NAMES for step in STEPS}}
 
@@ -278,14 +341,24 @@ def committed_data(path: Path = PAGE) -> dict:
     return json.JSONDecoder().raw_decode(text[start:])[0]
 
 
-def screenshot(page: Path, out: Path) -> Path:
-    """The page's first view in headless Chromium, at a laptop's width (report/browser.py)."""
+def screenshot(page: Path, out: Path, backward: Path | None = None) -> list[Path]:
+    """The page's first view in headless Chromium, at a laptop's width (report/browser.py), and,
+    to `backward`, the backward view at the third stop of its "Start here" walk (the logits'
+    gradient, with the product that makes it)."""
     from report.browser import chromium
 
     with chromium() as browser:
         browser.get(page.resolve().as_uri())
         browser.save_screenshot(str(out))
-    return out
+        if backward is None:
+            return [out]
+        browser.find_element("id", "tour-start").click()
+        for _ in range(2):
+            browser.find_element("id", "tour-next").click()
+        browser.execute_script("document.querySelector('#boxes .box.selected').scrollIntoView({block: 'start'});"
+                               "window.scrollBy(0, -240)")  # the walk's words (they stay on top), the logits' box, its detail
+        browser.save_screenshot(str(backward))
+    return [out, backward]
 
 
 def main(argv=None) -> int:
@@ -300,7 +373,7 @@ def main(argv=None) -> int:
         from report.browser import BrowserMissing
 
         try:
-            print(screenshot(path, SCREENSHOT))
+            print(*screenshot(path, SCREENSHOT, SCREENSHOT_BACKWARD))
         except BrowserMissing as err:
             print(f"error: no screenshot: {err}", file=sys.stderr)
             return 1

@@ -112,10 +112,11 @@ def test_the_page_stands_alone_and_says_its_size():
     for part in ("step_page.css", "step_page.js"):  # the template's own files, inlined
         assert (REPO_ROOT / "report" / part).read_text().strip().splitlines()[-1] in html, part
     assert step_page.PAGE.stat().st_size < 3e6
-    width, _ = struct.unpack(">II", step_page.SCREENSHOT.read_bytes()[16:24])  # the PNG's header
-    assert width >= 1000
+    for picture in (step_page.SCREENSHOT, step_page.SCREENSHOT_BACKWARD):
+        width, _ = struct.unpack(">II", picture.read_bytes()[16:24])  # the PNG's header
+        assert width >= 1000
     readme = (REPO_ROOT / "README.md").read_text()
-    assert "training_step.html" in readme and "training_step.png" in readme
+    assert all(name in readme for name in ("training_step.html", "training_step.png", "training_step_backward.png"))
     assert "training_step.html" in (REPO_ROOT / "1_pure_python" / "README.md").read_text()
 
 
@@ -136,6 +137,13 @@ def browser():
         pytest.skip(f"THE BROWSER TESTS DID NOT RUN: {err}")
 
 
+def click(browser, selector: str) -> None:
+    """Click an element after scrolling it to the middle of the window (the controls stay on top)."""
+    element = browser.find_element("css selector", selector)
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+    element.click()
+
+
 def detail_rows(browser) -> list[str]:
     return [row.text for row in browser.find_elements("css selector", "#detail tr.stage-row")]
 
@@ -148,21 +156,23 @@ def no_errors(browser) -> None:
 
 def test_the_page_loads_without_errors_and_draws_every_box(browser):
     no_errors(browser)
-    boxes = browser.find_elements("css selector", ".box")
+    boxes = browser.find_elements("css selector", "#boxes .box")
     assert [b.get_attribute("data-key") for b in boxes] == [key for key, *_ in step_page.BOXES]
+    weights = browser.find_elements("css selector", "#weights .box")
+    assert [b.get_attribute("data-key") for b in weights] == [key for key, *_ in step_page.WEIGHT_BOXES]
     for box in boxes:
         assert box.find_elements("css selector", "canvas"), box.get_attribute("data-key")
     assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
 
 
 def test_a_box_shows_what_each_stage_computed(browser):
-    browser.find_element("css selector", '.box[data-key="q"]').click()
+    click(browser, '#boxes .box[data-key="q"] h2')
     rows = detail_rows(browser)
     assert len(rows) == 4
     numbers = [browser.find_elements("css selector", "#detail .stage-value")[i].text for i in range(4)]
     assert all(len(n.strip().lstrip("-").replace(".", "").replace("e", "")) >= 17 for n in numbers), numbers
     assert len({float(n) for n in numbers}) <= 4
-    browser.find_element("css selector", '.box[data-key="attn"]').click()
+    click(browser, '#boxes .box[data-key="attn"] h2')
     rows = detail_rows(browser)
     assert sum("not held" in row for row in rows) == 3 and "pure Python" in rows[0]
     no_errors(browser)
@@ -171,14 +181,14 @@ def test_a_box_shows_what_each_stage_computed(browser):
 def test_choosing_a_name_a_step_and_the_backward_pass_changes_the_numbers(browser):
     from selenium.webdriver.support.ui import Select
 
-    browser.find_element("css selector", '.box[data-key="logits"]').click()
+    click(browser, '#boxes .box[data-key="logits"] h2')
     before = detail_rows(browser)[0]
     Select(browser.find_element("id", "name")).select_by_value("isabella")
-    browser.find_element("css selector", '.box[data-key="logits"]').click()
+    click(browser, '#boxes .box[data-key="logits"] h2')
     after_name = detail_rows(browser)[0]
     assert after_name != before and "isabella" in browser.find_element("id", "summary").text
     Select(browser.find_element("id", "step")).select_by_value("1000")
-    browser.find_element("css selector", '.box[data-key="logits"]').click()
+    click(browser, '#boxes .box[data-key="logits"] h2')
     assert detail_rows(browser)[0] != after_name
     browser.find_element("id", "backward").click()
     assert browser.find_element("css selector", ".box h2").text.startswith("gradient of the loss with respect to: loss")
@@ -196,3 +206,73 @@ def test_the_boxes_are_reached_with_the_keyboard(browser):
     assert browser.find_element("css selector", "#detail h2").text == "ReLU"
     assert browser.find_element("css selector", '.box[data-key="relu"]').get_attribute("tabindex") == "0"
     no_errors(browser)
+
+
+def stage_one_value(browser) -> float:
+    return float(browser.find_elements("css selector", "#detail .stage-value")[0].text)
+
+
+def test_a_backward_box_says_how_its_gradient_is_made(browser):
+    """In the backward view each box shows its own caption (its local derivative), and clicking
+    a gradient cell shows the local derivative x gradient-from-above terms, whose sum equals the
+    number stage 1 holds there."""
+    browser.find_element("id", "backward").click()
+    for key, _, _, back in step_page.BOXES:
+        caption = browser.find_element("css selector", f'#boxes .box[data-key="{key}"] .what').text
+        assert caption.endswith(back), (key, caption)
+    for key in ("logits", "x3", "fc1", "x2", "scores", "v", "q", "k", "h_attn", "x0"):
+        click(browser, f'#boxes .box[data-key="{key}"] .heat canvas')
+        total = float(browser.find_element("css selector", "#explain .total").text)
+        assert total == pytest.approx(stage_one_value(browser), rel=1e-9, abs=1e-15), key
+        assert browser.find_element("css selector", "#detail .rule").text.startswith(
+            next(back for k, _, _, back in step_page.BOXES if k == key)[:30])
+    browser.find_element("id", "forward").click()
+    no_errors(browser)
+
+
+def test_a_weight_gradient_is_the_sum_of_the_positions_outer_products(browser):
+    """Every weight box draws its gradient; a click shows the sum over positions, equal to what
+    stage 2's backward holds, for a matrix and for the embedding's scatter-add."""
+    for key in ("layer0.attn_wq", "layer0.mlp_fc1", "lm_head", "wte", "wpe"):
+        click(browser, f'#weights .box[data-key="{key}"] .heat canvas')
+        total = float(browser.find_element("css selector", "#explain .total").text)
+        held = float(browser.find_element("css selector", "#explain .held").text)
+        assert total == pytest.approx(held, rel=1e-9, abs=1e-15), key
+    no_errors(browser)
+
+
+def test_start_here_walks_from_the_loss_to_a_weight(browser):
+    browser.find_element("id", "tour-start").click()
+    assert browser.find_element("id", "backward").get_attribute("aria-pressed") == "true"
+    visited = []
+    for _ in range(len(step_page.TOUR_KEYS)):
+        visited.append(browser.find_element("css selector", ".box.selected").get_attribute("data-key"))
+        total = float(browser.find_element("css selector", "#explain .total").text)
+        assert total == pytest.approx(float(browser.find_element("css selector", "#explain .held").text),
+                                      rel=1e-9, abs=1e-15)
+        if browser.find_element("id", "tour-next").is_enabled():
+            browser.find_element("id", "tour-next").click()
+    assert visited == step_page.TOUR_KEYS
+    browser.find_element("id", "forward").click()
+    no_errors(browser)
+
+
+def test_the_weight_gradients_on_the_page_are_stage_1_s_sums(fresh):
+    """The weights' gradients the page draws (stage 2's backward) equal the sums over positions
+    of stage 1's gradients x values: g_W = sum_t g_out[t] x[t]^T, and wte's scatter-add."""
+    data = fresh["runs"]["isabella|1"]
+    box = {key: values(b) for key, b in data["boxes"].items()}
+    flat = np.frombuffer(base64.b64decode(data["weight_grad"]), dtype="<f8")
+    offsets = fresh["offsets"]
+
+    def matrix(name):
+        start, rows, cols = offsets[name]
+        return flat[start:start + rows * cols].reshape(rows, cols)
+    for name, _, out, into in step_page.WEIGHT_BOXES:
+        if into is not None:
+            np.testing.assert_allclose(matrix(name), box[out][1].T @ box[into][0], atol=1e-12, err_msg=name)
+    tokens = [fresh["vocab"].index(t) for t in data["inputs"]]
+    wte = np.zeros_like(matrix("wte"))
+    np.add.at(wte, tokens, box["x0"][1])
+    np.testing.assert_allclose(matrix("wte"), wte, atol=1e-12)
+    np.testing.assert_allclose(matrix("wpe")[:len(tokens)], box["x0"][1], atol=1e-12)
