@@ -27,9 +27,12 @@ its partial gradient to its own row of a buffer, and a second kernel adds the ro
 fixed order (kernels/partials.py's `ordered_sum`) and runs Adam: the same bits on every run,
 which float atomics would not give.
 
-What is not the kernel comes from main.py: Adam's constants, the flat buffer of the initial
-weights, and sampling, which asks this file's trainer for the logits of the next token (its
-forward runs the same code as training, `_forward`, one launch per drawn token).
+What is not the kernel is main.py's: the initial weights as one flat buffer and each
+document as one padded row come from kernels/layout.py, as main.py's do; SPEC.md's Adam
+constants and main.py's sampling loop are restated here (tests/test_fused.py holds the two
+programs to the same losses, weights and names). Sampling asks this file's trainer for the
+logits of the next token (its forward runs the same code as training, `_forward`, one launch
+per drawn token).
 
 Run:  python 4_triton/fused_step.py                       (one launch per step)
       python 4_triton/fused_step.py --launch run          (the whole run in one launch)
@@ -46,21 +49,28 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for shared/
 from shared import program, runner  # noqa: E402, F401  (program first: load-time errors in one line)
 from shared.dataset import positions_per_step  # noqa: E402
-from shared.tokenizer import padded_document  # noqa: E402
+from shared.tokenizer import Tokenizer  # noqa: E402
 from shared.weights import GPTConfig, param_offsets  # noqa: E402
 
 # isort: split
-import main  # noqa: E402  (chapter 4's per-op program: Adam's constants, the flat weights, sampling)
+from kernels import backend  # noqa: E402
+
+backend.choose()  # before Triton loads: compiled on a CUDA GPU, else Triton's CPU interpreter
 import torch  # noqa: E402
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
-from kernels import backend, check_fused_sizes, fused_memory, launch  # noqa: E402
+from kernels import launch  # noqa: E402
 from kernels.adam import adam_update  # noqa: E402
+from kernels.layout import flat_weights, padded_document  # noqa: E402
 from kernels.partials import ordered_sum  # noqa: E402
 from kernels.rmsnorm import EPS  # noqa: E402
 
-LEARNING_RATE, BETA1, BETA2, EPS_ADAM = main.LEARNING_RATE, main.BETA1, main.BETA2, main.EPS_ADAM  # SPEC.md's Adam
+# Optimizer (SPEC.md, as main.py): Adam with bias correction and a linear learning-rate decay to zero.
+LEARNING_RATE = 0.01  # peak learning rate, decayed linearly to 0 over the run
+BETA1 = 0.85  # decay of the first-moment (mean gradient) estimate
+BETA2 = 0.99  # decay of the second-moment (squared gradient) estimate
+EPS_ADAM = 1e-8  # keeps the update finite where the second moment is ~0
 
 
 @triton.jit
@@ -319,7 +329,7 @@ def reduce_adam_kernel(
 @triton.jit
 def logits_kernel(
     p_ptr,  # (N,) flat parameters in SPEC.md's order
-    document_ptr,  # (T + 2,) int32: one document, padded as shared/tokenizer.py's padded_document lays it out
+    document_ptr,  # (T + 2,) int32: one document, padded as kernels/layout.py's padded_document lays it out
     logits_ptr,  # output (T, V): the logits at each of the document's T rows
     V: tl.constexpr, V_PAD: tl.constexpr, T: tl.constexpr, C: tl.constexpr, H: tl.constexpr, D: tl.constexpr,
     EPS: tl.constexpr, WTE: tl.constexpr, WPE: tl.constexpr, LM_HEAD: tl.constexpr, WQ: tl.constexpr,
@@ -368,7 +378,7 @@ class FusedTrainer:
         self.documents = self.counts = None
 
     def load_documents(self, documents: list[list[int]]):
-        """The tokenized documents in training order, each padded to one row (shared/tokenizer.py);
+        """The tokenized documents in training order, each padded to one row (kernels/layout.py);
         step s trains documents (s * B + j) mod len(documents), as SPEC.md says."""
         rows = [padded_document(tokens, self.config.block_size) for tokens in documents]
         self.documents = torch.tensor(rows, dtype=torch.int32).to(self.params.device)
@@ -381,17 +391,19 @@ class FusedTrainer:
         if self.programs == 1:
             self._train(first_step, num_steps, self.losses, adam=True)
             return
+        plan = launch.flat(self.params.numel())
         for step in range(first_step, first_step + num_steps):
             self._train(step, 1, self.loss_parts, adam=False)
-            reduce_adam_kernel[(triton.cdiv(self.params.numel(), launch.FLAT),)](
-                self.params, self.partials, self.m, self.v, self.scalars, self.loss_parts, self.losses, step,
-                self.programs, BETA1, BETA2, EPS_ADAM, N=self.params.numel(), BLOCK=launch.FLAT)
+            reduce_adam_kernel[plan.grid](self.params, self.partials, self.m, self.v, self.scalars, self.loss_parts,
+                                          self.losses, step, self.programs, BETA1, BETA2, EPS_ADAM,
+                                          N=self.params.numel(), **plan.meta)
 
     def _train(self, first_step: int, num_steps: int, losses: torch.Tensor, adam: bool):
         train_kernel[(self.programs,)](
             self.params, self.partials, self.m, self.v, self.documents, self.counts, self.scalars, losses,
             first_step, num_steps, len(self.documents), self.batch_size, BETA1, BETA2, EPS_ADAM,
-            N=self.params.numel(), BLOCK_ADAM=launch.FLAT, DOCS=self.docs_per_tile, ADAM=adam,
+            N=self.params.numel(), BLOCK_ADAM=launch.flat(self.params.numel()).meta["BLOCK"], DOCS=self.docs_per_tile,
+            ADAM=adam,
             num_warps=self.num_warps, **self.model_constants())
 
     def launch_settings(self) -> dict:
@@ -403,7 +415,7 @@ class FusedTrainer:
         return self.losses[:num_steps].tolist()  # (waits for the launch to finish)
 
     def next_logits(self, tokens: list[int]) -> torch.Tensor:
-        """(V,) logits for the token after `tokens`: what main.py's `sample` asks for."""
+        """(V,) logits for the token after `tokens`: what `sample` asks for."""
         return self.logits(tokens)[len(tokens) - 1]
 
     @torch.no_grad()
@@ -442,7 +454,7 @@ class FusedTrainer:
 def train(run) -> FusedTrainer:
     """Train from SPEC.md's initial weights with the one-kernel step; `run` (shared/runner.py)
     records every step."""
-    params = main.FlatParameters(run.config, run.initial_weights, getattr(torch, run.dtype), run.device).flat.data
+    params = flat_weights(run.initial_weights, run.config, getattr(torch, run.dtype), run.device)
     programs = 1 if run.args.launch == "run" else run.args.programs or launch.programs_for(run.batch_size,
                                                                                             backend.choose())
     trainer = FusedTrainer(params, run.config, run.steps, run.batch_size, programs, run.args.docs_per_tile,
@@ -452,7 +464,8 @@ def train(run) -> FusedTrainer:
         trainer.compile()
     run.note(fused=run.args.launch, **trainer.launch_settings())
     if run.args.launch == "run":  # every step in one launch: each step_ms is the run's time divided by its steps
-        run.log_launch(lambda: trainer.run(run.last_step))
+        for _ in run.each_step():  # one pass: the launch trains every step, and they end together
+            run.end_steps(trainer.run(run.last_step))
     else:
         for step in run.each_step():
             trainer.launch(step, 1)
@@ -460,7 +473,17 @@ def train(run) -> FusedTrainer:
     return trainer
 
 
-sample = main.sample  # draws from the trainer's `next_logits`, as from the per-op model's
+def sample(trainer: FusedTrainer, config: GPTConfig, tokenizer: Tokenizer, rng, temperature: float) -> str:
+    """One name, drawn as main.py's `sample` draws it: start from BOS, draw each next token from
+    the trainer's logits (logits_kernel: the training forward), stop at BOS or block_size tokens."""
+    tokens = [tokenizer.bos]
+    for _ in range(config.block_size):
+        probs = torch.softmax(trainer.next_logits(tokens).double().cpu() / temperature, dim=-1)
+        token_id = rng.choices(range(config.vocab_size), weights=probs.tolist())[0]
+        if token_id == tokenizer.bos:
+            break
+        tokens.append(token_id)
+    return tokenizer.decode(tokens)
 
 
 # ----------------------------------------------------------------------------------------
@@ -468,7 +491,7 @@ sample = main.sample  # draws from the trainer's `next_logits`, as from the per-
 # ----------------------------------------------------------------------------------------
 
 FLAGS = runner.Flags(dtypes=("float32", "float64"), device=backend.device, extra=launch.fused_step_flags,
-                     check=check_fused_sizes, memory=fused_memory())
+                     check=launch.check_fused_sizes, memory=launch.fused_memory())
 
 if __name__ == "__main__":
     runner.main(__file__, FLAGS, train, sample)

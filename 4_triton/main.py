@@ -33,18 +33,20 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for shared/
 from shared import program, runner  # noqa: E402, F401  (program first: load-time errors in one line)
 from shared.keep import keep  # noqa: E402  (names a value for the one-step page and the tests)
-from shared.tokenizer import Tokenizer, padded_document  # noqa: E402
-from shared.weights import GPTConfig, param_offsets, param_shapes  # noqa: E402
+from shared.tokenizer import Tokenizer  # noqa: E402
+from shared.weights import GPTConfig, param_offsets  # noqa: E402
 
 # isort: split
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
-from kernels import backend, check_sizes, kernels_per_step, partial_sums_bytes  # noqa: E402
+from kernels import backend, kernels_per_step  # noqa: E402
 from kernels.adam import adam_step  # noqa: E402  (the first kernel file: backend.choose(), then Triton)
 from kernels.attention import CausalAttention  # noqa: E402
 from kernels.cross_entropy import CrossEntropy  # noqa: E402
 from kernels.embedding import Embedding  # noqa: E402
+from kernels.launch import check_sizes, partial_sums_bytes, per_op_flags  # noqa: E402
+from kernels.layout import flat_weights, padded_document  # noqa: E402
 from kernels.linear import Linear  # noqa: E402
 from kernels.rmsnorm import RMSNorm, RMSNormWithResidual  # noqa: E402
 
@@ -107,8 +109,7 @@ class FlatParameters(nn.Module):
     def __init__(self, config: GPTConfig, state: dict, dtype, device):
         super().__init__()
         self.config, self.offsets = config, param_offsets(config)
-        flat = torch.cat([torch.tensor(state[name], dtype=dtype).flatten() for name, _ in param_shapes(config)])
-        self.flat = nn.Parameter(flat.to(device))
+        self.flat = nn.Parameter(flat_weights(state, config, dtype, device))  # (kernels/layout.py)
         self.register_buffer("flat_grad", torch.zeros_like(self.flat))
 
     def matrix(self, name: str) -> "FlatWeight":
@@ -257,7 +258,7 @@ class TrainStep:
     """One training step, from a batch of documents' tokens to updated weights.
 
     Everything a step reads lives in fixed device buffers -- the B documents, padded to
-    block_size (shared/tokenizer.py), and Adam's scalars -- filled by one small host-to-device
+    block_size (kernels/layout.py), and Adam's scalars -- filled by one small host-to-device
     copy each. So the launches are identical at every step, and on a GPU they are captured
     once as a CUDA graph and replayed: one launch from Python per step instead of one per kernel
     (29 at SPEC.md's one layer and one name: kernels_per_step).
@@ -355,8 +356,8 @@ def sample(model: GPT, config: GPTConfig, tokenizer: Tokenizer, rng, temperature
 # ----------------------------------------------------------------------------------------
 
 # --dtype float32 (default) or float64 (interpreter only); a CUDA GPU, else Triton's interpreter; --no-cuda-graph;
-# the sizes our kernels can hold; the memory a large batch's partial sums take
-FLAGS = runner.Flags(dtypes=("float32", "float64"), device=backend.device, cuda_graph=True, check=check_sizes,
+# the sizes our kernels can hold; the memory a large batch's partial sums take (all in kernels/launch.py)
+FLAGS = runner.Flags(dtypes=("float32", "float64"), device=backend.device, extra=per_op_flags, check=check_sizes,
                      memory=runner.Memory(extra=partial_sums_bytes, pads_to_block_size=True))
 
 if __name__ == "__main__":

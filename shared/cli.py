@@ -35,16 +35,15 @@ class Flags:
     device: picks the device from the flags (shared/devices.py: `cpu`, or `torch_device`, which
         adds --device and --threads; a program may name its own).
     memory: how a step's memory grows with its sizes, for the check before a run.
-    compile: --compile (torch.compile).  cuda_graph: --no-cuda-graph.
+    compile: --compile (torch.compile).
     extra, check: the program's own flags (`extra(parser)`) and their checks, with the sizes its
-        kernels can hold (`check(args, parser)`, a usage error where they do not).
+        kernels can hold (`check(args)`: what is wrong, in one line, or None; a usage error).
     """
 
     dtypes: tuple[str, ...] = ("float64",)
     device: Callable = devices.cpu
     memory: Memory = field(default_factory=Memory)
     compile: bool = False
-    cuda_graph: bool = False
     extra: Callable | None = None
     check: Callable | None = None
 
@@ -90,8 +89,7 @@ def build_parser(description: str, stage_dir: Path) -> argparse.ArgumentParser:
 def add_program_flags(parser: argparse.ArgumentParser, flags: Flags) -> None:
     """The flags a program's `Flags` adds to the common ones: --dtype when it offers more than
     one (the first is the default; each is the dtype of its arrays and the arithmetic); its
-    device's flags; --compile for torch.compile; --no-cuda-graph where a step is captured as
-    a CUDA graph; and its own."""
+    device's flags; --compile for torch.compile; and its own."""
     if len(flags.dtypes) > 1:
         parser.add_argument("--dtype", choices=list(flags.dtypes), default=flags.dtypes[0],
                             help="the number type of the weights, activations and arithmetic; float64 gives the "
@@ -103,9 +101,6 @@ def add_program_flags(parser: argparse.ArgumentParser, flags: Flags) -> None:
     if flags.compile:
         parser.add_argument("--compile", action="store_true",
                             help="compile the whole step with torch.compile (its compile time is reported apart)")
-    if flags.cuda_graph:
-        parser.add_argument("--no-cuda-graph", action="store_true",
-                            help="on a GPU, launch every kernel from Python instead of replaying one graph")
     if flags.extra:
         flags.extra(parser)
 
@@ -117,8 +112,9 @@ def parse(flags: Flags, stage_dir: Path, description: str, argv: list[str] | Non
     args = parse_args(parser, argv)
     if len(flags.dtypes) == 1:
         args.dtype = flags.dtypes[0]
-    if flags.check:
-        flags.check(args, parser)
+    problem = flags.check(args) if flags.check else None
+    if problem:
+        parser.error(problem)
     return args
 
 

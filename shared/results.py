@@ -103,12 +103,13 @@ class TrainingRun:
             line += f" | eta {remaining // 60:.0f}m{remaining % 60:02.0f}s"
         say(line)
 
-    def record_launch(self, losses: list[float], seconds: float, **series: list) -> None:
-        """Many steps run by one launch that took `seconds`: each step is logged with an equal
-        share of it, and the run's total is the launch, not the printing of its log."""
+    def record_steps(self, losses: list[float], seconds: float, **series: list) -> None:
+        """Several steps done by one piece of work that took `seconds`: each is logged with an equal
+        share of it, and the run's total grows by that work, not by the printing of their log."""
+        total_s = self.total_s + seconds
         for step, loss in enumerate(losses):
             self.record(loss, seconds / len(losses), **{key: values[step] for key, values in series.items()})
-        self.total_s = seconds
+        self.total_s = total_s
 
     def results(self, samples: list[str], partial: bool = False) -> dict:
         results = {

@@ -88,13 +88,13 @@ class Run:
 
     # ---------------------------------------------------------------- before the steps
     def note(self, **facts) -> None:
-        """Facts for the results file's `env` and the banner: note(cuda_graph=True, programs=4)."""
+        """Facts for the results file's `env` and the banner: note(kernels_per_step=29, programs=4)."""
         self.env.update(facts)
         self.noted += [words(key, value) for key, value in facts.items()]
 
     @contextlib.contextmanager
     def timed(self, name: str):
-        """Time one-off work before the steps (compiling, capturing a CUDA graph): env[f'{name}_s']."""
+        """Time one-off work before the steps (compiling, a set-up the program does once): env[f'{name}_s']."""
         started = time.perf_counter()
         yield
         self.where.sync()
@@ -126,9 +126,9 @@ class Run:
             self.record.restart_clock()
 
     def each_step(self) -> Iterator[int]:
-        """The steps, 0-based; each starts here and ends at its `log`."""
+        """The steps, 0-based; each starts here and ends at its `log` (or several at one `end_steps`)."""
         self.begin()
-        for step in range(self.last_step):
+        while (step := len(self.record.losses)) < self.last_step:
             self.start_step(step)
             yield step
 
@@ -164,14 +164,14 @@ class Run:
         self.record.record(loss, seconds, doc_len=self.doc_len[step], **phases, **series)
         self.step_started = None
 
-    def log_launch(self, launch: Callable[[], list[float]]) -> None:
-        """The whole run in one call: `launch()` trains every step and returns their losses;
-        each step is logged with an equal share of its time."""
-        self.begin()
-        log.say(f"one launch for all {self.last_step} steps: the log follows when it returns")
-        started = time.perf_counter()
-        losses = launch()
-        self.record.record_launch(losses, time.perf_counter() - started, doc_len=self.doc_len[:len(losses)])
+    def end_steps(self, losses: list[float]) -> None:
+        """End several steps at once: the step begun and the ones after it, all done by one piece of
+        work that returned their `losses`; each is logged with an equal share of its time."""
+        self.where.sync()
+        seconds = time.perf_counter() - self.step_started
+        step = len(self.record.losses)
+        self.record.record_steps(losses, seconds, doc_len=self.doc_len[step:step + len(losses)])
+        self.step_started = None
 
     @property
     def losses(self) -> list[float]:
@@ -179,7 +179,7 @@ class Run:
 
 
 def words(key: str, value) -> str:
-    """A fact for the banner: 'programs 4', 'cuda graph', 'setup 0.4 s'."""
+    """A fact for the banner: 'programs 4', 'interpreter', 'no compile', 'setup 0.4 s'."""
     if key.endswith("_s") and isinstance(value, float):
         return f"{key[:-2].replace('_', ' ')} {value:.1f} s"
     if isinstance(value, bool):

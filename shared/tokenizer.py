@@ -48,17 +48,6 @@ class Tokenizer:
         return "".join(self.chars[i] for i in ids if i != self.bos)
 
 
-def padded_document(tokens: list[int], block_size: int) -> list[int]:
-    """A document as one fixed-size row of block_size + 2 ints: `[n, t_0, ..., t_n, 0, ..., 0]`.
-
-    n = min(block_size, len(tokens) - 1) is the number of positions trained on; inputs are
-    row[1 : block_size + 1] and targets row[2 : block_size + 2], of which the first n are real.
-    Kernels with static shapes read n from the row and ignore the padding.
-    """
-    n = positions(tokens, block_size)
-    return [n] + tokens[:n + 1] + [0] * (block_size - n)
-
-
 def positions(tokens: list[int], block_size: int) -> int:
     """How many next-token targets a document trains: min(block_size, len(tokens) - 1)."""
     return min(block_size, len(tokens) - 1)

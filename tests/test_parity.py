@@ -15,8 +15,8 @@ import torch
 
 import named_grads
 from conftest import INTERPRET, REPO_ROOT, load_stage, stage_losses
+from kernels.layout import padded_document
 from reference import loss_and_grads
-from shared.tokenizer import padded_document
 
 stage1, stage2, stage3, stage4 = (load_stage(s) for s in ("1_pure_python", "2_numpy", "3_pytorch", "4_triton"))
 from fused_step import FusedTrainer  # noqa: E402

@@ -179,7 +179,7 @@ PLUMBING = re.compile(r"time\.perf_counter|TrainingRun|results\.environment|argp
                       r"grads_by_name|\bprint\(|sys\.exit|UserError")
 
 
-RUN_PLUMBING = {"phase", "timed", "log", "note", "warm_up", "log_launch"}  # what a step protocol call does
+RUN_PLUMBING = {"phase", "timed", "log", "note", "warm_up", "end_steps"}  # what a step protocol call does
 # (run.batches() and run.each_step() are the training loop itself, as microgpt's `for step in range(...)`)
 
 

@@ -209,11 +209,11 @@ def test_training_run_writes_spec_shape(tmp_path, capsys):
     assert "step    2 /    2 | loss 2.0000 | 20.00 ms" in capsys.readouterr().out
 
 
-def test_record_launch_shares_one_launch_among_its_steps(tmp_path, capsys):
+def test_record_steps_shares_one_piece_of_work_among_its_steps(tmp_path, capsys):
     run = results.TrainingRun("x", {"steps": 4}, 7, tmp_path / "r.json", {})
     with run:
-        run.record_launch([3.0, 2.5, 2.0, 1.5], 0.008, doc_len=[3, 4, 5, 6])
-        # printing the log takes time; the run's total stays the launch's
+        run.record_steps([3.0, 2.5, 2.0, 1.5], 0.008, doc_len=[3, 4, 5, 6])
+        # printing the log takes time; the run's total stays the work's
     assert run.total_s == 0.008 and run.step_ms == [2.0] * 4 and run.series["doc_len"] == [3, 4, 5, 6]
     assert "step    4 /    4 | loss 1.5000 | 2.00 ms" in capsys.readouterr().out
 

@@ -18,7 +18,7 @@ import named_grads
 import reference
 from conftest import INTERPRET, REPO_ROOT, load_stage, stage_losses
 from kernels import adam, attention, cross_entropy, embedding, kernels_per_step, linear, rmsnorm
-from shared.tokenizer import padded_document
+from kernels.layout import padded_document
 from shared.weights import GPTConfig, param_shapes
 
 stage3 = load_stage("3_pytorch")

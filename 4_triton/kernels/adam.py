@@ -22,7 +22,7 @@ import torch  # noqa: E402
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
-from kernels.launch import FLAT  # noqa: E402
+from kernels import launch  # noqa: E402
 
 
 def adam_reference(p, g, m, v, lr_t, bias1, bias2, beta1, beta2, eps):
@@ -63,8 +63,8 @@ def adam_kernel(
 
 
 def adam_step(p, g, m, v, scalars, beta1, beta2, eps):
-    N = p.numel()
-    adam_kernel[(triton.cdiv(N, FLAT),)](p, g, m, v, scalars, N, beta1, beta2, eps, BLOCK=FLAT)
+    plan = launch.flat(p.numel())
+    adam_kernel[plan.grid](p, g, m, v, scalars, p.numel(), beta1, beta2, eps, **plan.meta)
 
 
 def bench(N=4192, device="cuda"):

@@ -28,7 +28,8 @@ import torch.nn.functional as F  # noqa: E402
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
-from kernels.launch import block, ensure_contiguous  # noqa: E402
+from kernels import launch  # noqa: E402
+from kernels.launch import ensure_contiguous  # noqa: E402
 
 
 def attention_reference(qkv, n_head):
@@ -123,16 +124,16 @@ def attention_forward(qkv, n_head):
     B, T, C, D = _shape(qkv, n_head)
     y = torch.empty((*qkv.shape[:-1], C), device=qkv.device, dtype=qkv.dtype)
     lse = torch.empty((B, n_head, T), device=qkv.device, dtype=qkv.dtype)
-    attention_fwd_kernel[(B, n_head)](qkv, y, lse, T, C, n_head, D=D,
-                                      BLOCK_T=block(T), BLOCK_D=block(D))
+    plan = launch.per_head(B, n_head, T, D)
+    attention_fwd_kernel[plan.grid](qkv, y, lse, T, C, n_head, D=D, **plan.meta)
     return y, lse
 
 
 def attention_backward(qkv, y, lse, g, n_head):
     B, T, C, D = _shape(qkv, n_head)
     dqkv = torch.empty_like(qkv)
-    attention_bwd_kernel[(B, n_head)](qkv, y, lse, g, dqkv, T, C, n_head, D=D,
-                                      BLOCK_T=block(T), BLOCK_D=block(D))
+    plan = launch.per_head(B, n_head, T, D)
+    attention_bwd_kernel[plan.grid](qkv, y, lse, g, dqkv, T, C, n_head, D=D, **plan.meta)
     return dqkv
 
 

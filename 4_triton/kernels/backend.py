@@ -2,13 +2,16 @@
 
 Triton reads TRITON_INTERPRET when it loads (its own library functions are defined then) and
 again each time a kernel is defined, so the choice must be made before anything imports
-Triton -- and PyTorch's compiler and profiler import it too. `choose()` is the one place that
-makes it. Every program that runs Triton kernels calls it before its other imports: chapter
-4's programs and kernel files (through this package), the benchmarks, the exercises and the
-tests. It decides once per process:
+Triton -- and PyTorch's compiler and profiler import it too. `choose()` makes it for chapter
+4's programs and kernel files (through this package), the benchmarks and the tests, each of
+which calls it before its other imports. It decides once per process:
 
 - TRITON_INTERPRET=1 or 0 in the environment, if set: the user's choice;
 - else compiled where PyTorch sees a CUDA GPU, and the interpreter everywhere else.
+
+The exercises make their own choice before any of this loads: exercises/chapters.py sets
+TRITON_INTERPRET=1, so every kernel a learner writes runs in the interpreter, where each access
+is bounds-checked; `choose()` then reads it as the user's.
 
 `device(args)` is what the runner asks stage 4 for: the device a run allocates on, how it is
 named in the results file, and the one-line errors for a choice that cannot work.

@@ -31,7 +31,8 @@ import torch.nn.functional as F  # noqa: E402
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
-from kernels.launch import block, ensure_contiguous, flat_block  # noqa: E402
+from kernels import launch  # noqa: E402
+from kernels.launch import ensure_contiguous  # noqa: E402
 
 
 def cross_entropy_reference(logits, targets):
@@ -118,10 +119,10 @@ def cross_entropy_forward(logits, targets, n):
     loss, count = (torch.empty(1, device=logits.device, dtype=logits.dtype) for _ in range(2))
     loss_sums = torch.empty(B, device=logits.device, dtype=logits.dtype)
     d_logits = torch.empty_like(logits)
-    cross_entropy_fwd_kernel[(B,)](logits, targets, n, loss_sums, d_logits, T, V,
-                                   BLOCK_T=block(T), BLOCK_V=block(V))
-    cross_entropy_mean_kernel[(1,)](loss_sums, n, loss, count, B,
-                                    BLOCK_B=flat_block(B))
+    plan = launch.per_document(B, T, V)
+    cross_entropy_fwd_kernel[plan.grid](logits, targets, n, loss_sums, d_logits, T, V, **plan.meta)
+    plan = launch.flat(B, "BLOCK_B", programs=1)  # one program adds the documents' sums in order
+    cross_entropy_mean_kernel[plan.grid](loss_sums, n, loss, count, B, **plan.meta)
     return loss, d_logits, count
 
 
@@ -129,8 +130,8 @@ def cross_entropy_backward(d_logits, g, count):
     """The gradient the forward stored, scaled by g / count."""
     numel = d_logits.numel()
     out = torch.empty_like(d_logits)
-    block = flat_block(numel)
-    cross_entropy_bwd_kernel[(triton.cdiv(numel, block),)](d_logits, g, count, out, numel, BLOCK=block)
+    plan = launch.flat(numel)
+    cross_entropy_bwd_kernel[plan.grid](d_logits, g, count, out, numel, **plan.meta)
     return out
 
 

@@ -22,7 +22,8 @@ import torch  # noqa: E402
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
-from kernels.launch import block, ensure_contiguous, row_block, split_rows  # noqa: E402
+from kernels import launch  # noqa: E402
+from kernels.launch import ensure_contiguous  # noqa: E402
 from kernels.partials import sum_partials  # noqa: E402
 
 
@@ -92,8 +93,8 @@ def embedding_forward(tokens, wte, wpe):
     """tokens (..., T) int32 -> x (..., T, C): any leading shape, e.g. (B, T) or (T,)."""
     M, T, C = tokens.numel(), tokens.shape[-1], wte.shape[1]
     x = torch.empty((*tokens.shape, C), device=wte.device, dtype=wte.dtype)
-    embedding_fwd_kernel[(triton.cdiv(M, row_block(M)),)](tokens, wte, wpe, x, M, T, C, BLOCK_M=row_block(M),
-                                                          BLOCK_C=block(C))
+    plan = launch.rows(M, C)
+    embedding_fwd_kernel[plan.grid](tokens, wte, wpe, x, M, T, C, **plan.meta)
     return x
 
 
@@ -101,12 +102,12 @@ def embedding_backward(tokens, n, g, d_wte, d_wpe):
     """n: (B,) int32 lengths, one per document. Writes d_wte and d_wpe."""
     M, T, C = tokens.numel(), tokens.shape[-1], g.shape[-1]
     V, block_size = d_wte.shape[0], d_wpe.shape[0]
-    block_m = row_block(M)
-    programs, rows = split_rows(M, block_m)  # a large batch's rows shared among programs
+    plan = launch.summed_rows(M, C, V + block_size)  # a large batch's rows shared among programs
+    programs = plan.grid[-1]
     partials = None if programs == 1 else torch.empty((programs, V + block_size, C), device=g.device, dtype=g.dtype)
-    embedding_bwd_kernel[(V + block_size, programs)](
-        tokens, n, g, d_wte if partials is None else partials, d_wpe, M, T, C, V, rows,
-        PARTIALS=partials is not None, BLOCK_M=block_m, BLOCK_C=block(C))
+    embedding_bwd_kernel[plan.grid](
+        tokens, n, g, d_wte if partials is None else partials, d_wpe, M, T, C, V, plan.rows_each,
+        PARTIALS=partials is not None, **plan.meta)
     if partials is not None:
         sum_partials(partials, d_wte, d_wpe)
 

@@ -25,7 +25,8 @@ import torch  # noqa: E402
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
-from kernels.launch import ensure_contiguous, matmul_tiles, split_rows  # noqa: E402
+from kernels import launch  # noqa: E402
+from kernels.launch import ensure_contiguous  # noqa: E402
 from kernels.partials import sum_partials  # noqa: E402
 
 
@@ -132,10 +133,9 @@ def linear_forward(x, w, residual=None, relu=False):
     K, N = x.shape[-1], w.shape[0]
     M = x.numel() // K
     y = torch.empty((*x.shape[:-1], N), device=x.device, dtype=x.dtype)
-    block_m, block_n, block_k = matmul_tiles(M, N, K)
-    linear_fwd_kernel[(triton.cdiv(M, block_m), triton.cdiv(N, block_n))](
-        x, w, y if residual is None else residual, y, M, N, K, RELU=relu, HAS_RESIDUAL=residual is not None,
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k)
+    plan = launch.matmul(M, N, K, over="MN")
+    linear_fwd_kernel[plan.grid](x, w, y if residual is None else residual, y, M, N, K, RELU=relu,
+                                 HAS_RESIDUAL=residual is not None, **plan.meta)
     return y
 
 
@@ -144,15 +144,14 @@ def linear_backward(g, x, w, y, dw, relu=False):
     K, N = x.shape[-1], w.shape[0]
     M = x.numel() // K
     dx = torch.empty_like(x)
-    block_m, block_n, block_k = matmul_tiles(M, N, K)
-    linear_bwd_dx_kernel[(triton.cdiv(M, block_m), triton.cdiv(K, block_k))](
-        g, y, w, dx, M, N, K, RELU=relu, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k)
+    plan = launch.matmul(M, N, K, over="MK")
+    linear_bwd_dx_kernel[plan.grid](g, y, w, dx, M, N, K, RELU=relu, **plan.meta)
     # dW sums all M rows: one program per (N, K) tile while M is small, else S
     # programs per tile, each over its own rows, and an ordered sum of their partials.
-    programs, rows = split_rows(M, block_m)
+    plan = launch.matmul(M, N, K, over="NK")
+    programs = plan.grid[-1]
     partials = dw if programs == 1 else torch.empty((programs, *dw.shape), device=dw.device, dtype=dw.dtype)
-    linear_bwd_dw_kernel[(triton.cdiv(N, block_n), triton.cdiv(K, block_k), programs)](
-        g, y, x, partials, M, N, K, rows, RELU=relu, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k)
+    linear_bwd_dw_kernel[plan.grid](g, y, x, partials, M, N, K, plan.rows_each, RELU=relu, **plan.meta)
     if programs > 1:
         sum_partials(partials, dw)
     return dx

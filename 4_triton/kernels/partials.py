@@ -28,7 +28,7 @@ import torch  # noqa: E402
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
-from kernels.launch import FLAT  # noqa: E402
+from kernels import launch  # noqa: E402
 
 
 def partials_reference(partials):
@@ -63,8 +63,9 @@ def sum_partials_kernel(
 def sum_partials(partials, out_a, out_b=None):
     """out_a (then out_b) = partials.sum(0), added in a fixed order. partials (S, N) contiguous."""
     S, N = partials.shape[0], partials[0].numel()
-    sum_partials_kernel[(triton.cdiv(N, FLAT),)](partials, out_a, out_a if out_b is None else out_b, S, N,
-                                                 out_a.numel(), BLOCK=FLAT)
+    plan = launch.flat(N)
+    sum_partials_kernel[plan.grid](partials, out_a, out_a if out_b is None else out_b, S, N, out_a.numel(),
+                                   **plan.meta)
 
 
 def bench(S=64, N=1024, device="cuda"):

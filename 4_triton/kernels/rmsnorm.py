@@ -25,16 +25,10 @@ import torch  # noqa: E402
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
-from kernels.launch import block, ensure_contiguous, row_block  # noqa: E402
+from kernels import launch  # noqa: E402
+from kernels.launch import ensure_contiguous  # noqa: E402
 
 EPS = 1e-5
-
-
-def launch(M, C):
-    """Grid and tile sizes of every launch here: a program normalizes up to 64 whole rows
-    (rows are independent, so the batch's B * T rows are simply split among programs)."""
-    block_m = row_block(M)
-    return (triton.cdiv(M, block_m),), {"BLOCK_M": block_m, "BLOCK_C": block(C)}
 
 
 def rmsnorm_reference(x, eps=EPS):
@@ -93,8 +87,8 @@ def rmsnorm_forward(x):
     M = x.numel() // C
     y = torch.empty_like(x)
     r = torch.empty(M, device=x.device, dtype=x.dtype)
-    grid, blocks = launch(M, C)
-    rmsnorm_fwd_kernel[grid](x, y, r, M, C, EPS=EPS, **blocks)
+    plan = launch.rows(M, C)  # a program normalizes up to 64 whole rows
+    rmsnorm_fwd_kernel[plan.grid](x, y, r, M, C, EPS=EPS, **plan.meta)
     return y, r
 
 
@@ -102,9 +96,9 @@ def rmsnorm_backward(x, r, g, g_residual=None):
     C = x.shape[-1]
     M = x.numel() // C
     dx = torch.empty_like(x)
-    grid, blocks = launch(M, C)
-    rmsnorm_bwd_kernel[grid](x, r, g, g if g_residual is None else g_residual, dx, M, C,
-                             HAS_RESIDUAL=g_residual is not None, **blocks)
+    plan = launch.rows(M, C)
+    rmsnorm_bwd_kernel[plan.grid](x, r, g, g if g_residual is None else g_residual, dx, M, C,
+                                  HAS_RESIDUAL=g_residual is not None, **plan.meta)
     return dx
 
 
