@@ -130,11 +130,13 @@ EXERCISES = [
         "The shapes: a row of C numbers in a block of BLOCK_C, the next power of two; the padding lanes must "
         "change neither the max nor the sum.",
         "One formula: softmax(x) = exp(x - max(x)) / sum(exp(x - max(x))), and exp(-inf) = 0.")),
-    Exercise("4.5", "ch4/rmsnorm_kernel.py", "rmsnorm forward as a Triton kernel, one program per row", "write", (
-        f"The idea: like 4.4, one program per row and one reduction, the mean of the squares. {CH4}, "
-        f"'A reduction over a row: rmsnorm forward'.",
-        "The shapes: row i starts at x_ptr + i * C; BLOCK_C >= C is a power of two.",
-        "One formula: the padded lanes load as 0, so the mean of the squares is their sum divided by C.")),
+    Exercise("4.5", "ch4/softmax_backward.py", "a backward kernel: softmax's, one program per row", "write", (
+        f"The idea: derive it on paper first. y_i depends on every x_j of its row, so dx_j is a sum over the row; "
+        f"2_numpy/README.md, 'Backpropagation through arrays' (the softmax line), then {CH4}, "
+        f"'A backward kernel: rmsnorm backward', for the kernel's shape.",
+        "The shapes: y and g are rows of C numbers in a block of BLOCK_C; the sum over the row is one tl.sum, a "
+        "single number that broadcasts back over the block; padding lanes must add nothing to it.",
+        "One formula: dy_i/dx_j = y_i ([i == j] - y_j), and dx_j = sum_i g_i dy_i/dx_j.")),
     Exercise("4.6", "ch4/adam_kernel.py", "Adam as one Triton kernel over a flat buffer", "write", (
         f"The idea: each parameter's update is independent of the others, so all 4,192 are one 1-D launch, as in "
         f"4.2. {CH4}, 'The kernels' (adam.py), and chapter 1's Adam.",

@@ -10,7 +10,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from chapters import load, spec_run
@@ -19,7 +18,7 @@ from . import bounds
 from .harness import Case, Learner, over_cases, random_cases
 from .verdict import Mismatch, UsedReference, compare, describe_type, judge_prediction
 
-EMPTY, EMPTY_LIKE, RMS_NORM, ADAM = torch.empty, torch.empty_like, F.rms_norm, torch.optim.Adam
+EMPTY, EMPTY_LIKE, ADAM = torch.empty, torch.empty_like, torch.optim.Adam
 NEVER_STORED = "nothing was stored there (the check fills new buffers with NaN): does some program store every element?"
 FLOAT32 = {"atol": 1e-6, "rtol": 1e-5}
 
@@ -156,34 +155,35 @@ def check_row_softmax(learner: Learner) -> str:
             f"near -50 and up to 300) against torch.softmax in float64, bounds-checked")
 
 
-def check_rmsnorm_kernel(learner: Learner) -> str:
-    import kernels.rmsnorm as chapter
-
-    kernel_exercise(learner, "rmsnorm_kernel", forbidden=[
-        (chapter, "rmsnorm_fwd_kernel", "chapter 4's rmsnorm kernel"),
-        (chapter, "rmsnorm_forward", "chapter 4's rmsnorm kernel")])
+def check_softmax_backward(learner: Learner) -> str:
+    kernel_exercise(learner, "softmax_backward_kernel")
 
     def run(case: Case) -> None:
         gen = torch.Generator().manual_seed(case["seed"])
-        x = torch.randn(case["M"], case["C"], generator=gen) * case.get("scale", 2.0)
-        y = launched(learner, "rmsnorm", "rmsnorm_kernel", x)
-        xd, C = x.double(), case["C"]
+        x = torch.randn(case["M"], case["C"], generator=gen, dtype=torch.float64) * case.get("scale", 2.0)
+        g = torch.randn(case["M"], case["C"], generator=gen, dtype=torch.float64)
+        y = torch.softmax(x, -1).float()
+        dx = launched(learner, "softmax_backward", "softmax_backward_kernel", y, g.float())
+        xd = x.clone().requires_grad_()
+        torch.softmax(xd, -1).backward(g)  # the reference: PyTorch's autograd, in float64
+        yd, gd, C = y.double(), g.float().double(), case["C"]
         block = 2 ** math.ceil(math.log2(C))
-        ms = xd.pow(2).mean(-1, keepdim=True)
-        compare("y", y, RMS_NORM(xd, (C,), eps=1e-5), **FLOAT32, unfilled=NEVER_STORED, slips={
-            f"the mean over BLOCK_C = {block} numbers instead of C = {C} (the padding must not count)":
-                xd * torch.rsqrt(xd.pow(2).sum(-1, keepdim=True) / block + 1e-5),
-            "eps outside the square root: 1 / sqrt(mean(x^2) + eps)": xd / (ms.sqrt() + 1e-5),
-            "the mean of x, squared, is not the mean of the squares": xd * torch.rsqrt(xd.mean(-1, keepdim=True) ** 2
-                                                                                       + 1e-5),
-            "x * sqrt(mean(x^2) + eps): the square root multiplies where it should divide": xd * (ms + 1e-5).sqrt()})
+        gy = (gd * yd).sum(-1, keepdim=True)
+        compare("dx", dx, xd.grad, **FLOAT32, unfilled=NEVER_STORED, slips={
+            "y (1 - y) g, the diagonal of the Jacobian only: every y_i depends on every x_j, so dx_j sums over all "
+            "i": yd * (1 - yd) * gd,
+            "y (g - sum(g)): the sum is of g_i y_i": yd * (gd - gd.sum(-1, keepdim=True)),
+            "g - sum(g y), not multiplied by y": gd - gy,
+            "the mean of g y instead of its sum (rmsnorm's backward has a mean; softmax's has none)":
+                yd * (gd - gy / C),
+            f"the sum of g y divided by BLOCK_C = {block} (softmax's backward has no mean)": yd * (gd - gy / block)})
 
     cases = [Case(M=1, C=1, seed=0), Case(M=1, C=3, seed=1), Case(M=2, C=16, seed=2), Case(M=37, C=27, seed=3),
-             Case(M=2, C=5, scale=0.003, seed=4), Case(M=3, C=100, seed=5),
+             Case(M=2, C=5, scale=30.0, seed=4), Case(M=3, C=100, seed=5),
              *random_cases(45, 2, {"M": (1, 40), "C": (2, 70)})]
     over_cases(run, cases, minimum={"M": 1, "C": 1})
-    return (f"rmsnorm of {len(cases)} matrices (widths 1 to 100, padded to a power of two in the kernel; tiny "
-            f"numbers, where eps matters) against F.rms_norm in float64, bounds-checked")
+    return (f"softmax's backward for {len(cases)} matrices (widths 1 to 100, padded to a power of two in the kernel; "
+            f"peaked rows where y is nearly one-hot) against PyTorch's autograd in float64, bounds-checked")
 
 
 def check_adam_kernel(learner: Learner) -> str:
