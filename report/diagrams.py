@@ -47,8 +47,8 @@ def forward_pass(out: Path) -> Path:
     steps = [  # (text, function in 1_pure_python/main.py, colour, indent)
         (f"token id tok, position t  (t < block_size = {T})", "token_losses: tokens[t]", "out", 0),
         (f"x = wte[tok] + wpe[t]   ({C} numbers: the residual stream)", "gpt", "embed", 0),
-        ("x = rmsnorm(x)", "rmsnorm", "norm", 0),
-        ("h = rmsnorm(x)", "rmsnorm", "norm", 1),
+        ("x = rmsnorm(x)   (the embedding, normalized once)", "rmsnorm", "norm", 0),
+        ("h = rmsnorm(x)   (again: each block normalizes what it reads)", "rmsnorm", "norm", 1),
         (f"q, k, v = Wq h, Wk h, Wv h   ({C} each = {H} heads x {D})", "linear", "attn", 1),
         ("append k, v to the KV cache of positions 0..t", "gpt: keys, values", "attn", 1),
         (f"per head: scores q.k_s / sqrt({D}) for s = 0..t, softmax", "softmax", "attn", 1),
