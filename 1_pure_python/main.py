@@ -32,6 +32,10 @@ RMSNORM_EPS = 1e-5  # rmsnorm(x) = x / sqrt(mean(x^2) + eps)
 # Autograd: a scalar Value and the chain rule
 # ----------------------------------------------------------------------------------------
 
+# backward's build_topo recurses once per level of a graph: under 300 for one name, ~15 more per name of a batch
+sys.setrecursionlimit(10_000)
+
+
 class Value:
     """A scalar in the computation graph: its value, its gradient, and where it came from.
 
@@ -99,21 +103,17 @@ class Value:
 
         Order the graph so every node comes after all nodes it was computed from
         (a topological order), then visit it in reverse: by the time a node is visited,
-        its own gradient is complete and can be pushed to its children. The order is
-        built with an explicit stack, not recursion, so no graph is too deep for Python.
+        its own gradient is complete and can be pushed to its children.
         """
-        topo, visited = [], {self}
-        stack = [(self, iter(self._children))]  # a depth-first walk: (node, its unvisited children)
-        while stack:
-            node, children = stack[-1]
-            for child in children:
-                if child not in visited:
-                    visited.add(child)
-                    stack.append((child, iter(child._children)))
-                    break
-            else:  # all of node's children are placed, so node can follow them
-                stack.pop()
+        topo, visited = [], set()
+
+        def build_topo(node):  # depth first: a node goes in after everything it was computed from
+            if node not in visited:
+                visited.add(node)
+                for child in node._children:
+                    build_topo(child)
                 topo.append(node)
+        build_topo(self)
         self.grad = 1.0
         for node in reversed(topo):
             for child, local_grad in zip(node._children, node._local_grads):
@@ -258,8 +258,8 @@ def train(run) -> dict:
         with run.phase("backward"):
             graph_nodes = loss.backward()
         with run.phase("optimizer"):
-            adam_step(flat, m, v, step, run.steps)
-        run.log(loss.data, graph_nodes=graph_nodes)
+            adam_step(flat, m, v, step, run.num_steps)
+        run.end_step(loss.data, graph_nodes=graph_nodes)
     return params
 
 

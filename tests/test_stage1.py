@@ -2,6 +2,8 @@
 and microgpt's published losses."""
 
 import math
+import sys
+import threading
 
 import pytest
 import torch
@@ -9,6 +11,7 @@ import torch
 import named_grads
 from conftest import load_stage, stage_losses
 from reference import loss_and_grads
+from shared.tokenizer import positions
 
 stage1 = load_stage("1_pure_python")
 Value = stage1.Value
@@ -59,13 +62,50 @@ def test_backward_counts_each_node_once():
     assert (a.grad, b.grad) == (4.0, 2.0)
 
 
-def test_backward_has_no_recursion_limit():
-    x = Value(1.0)
-    y = x
-    for _ in range(50_000):  # far deeper than Python's recursion limit
-        y = y * 1.0 + 0.0
-    y.backward()
-    assert x.grad == 1.0
+def graph_depth(root) -> int:
+    """Nodes on the longest path from `root` down to a leaf: the deepest backward's recursive
+    build_topo can go. Counted here with a stack of our own, not by recursion."""
+    depth, stack = {}, [root]
+    while stack:
+        node = stack[-1]
+        waiting = [child for child in node._children if child not in depth]
+        if waiting:
+            stack.extend(waiting)
+        else:
+            stack.pop()
+            depth[node] = 1 + max((depth[child] for child in node._children), default=0)
+    return depth[root]
+
+
+def test_the_recursion_limit_covers_the_deepest_step_ten_times(setup):
+    """main.py raises Python's recursion limit for backward's build_topo and says by how much a
+    step needs: under 300 levels for one name, about 15 more per name of a batch. Held on the
+    longest documents in the data (block_size positions each)."""
+    tokenizer, config, docs, state = setup
+    longest = sorted(docs, key=len)[-4:]
+    depths = [graph_depth(stage1.batch_loss([tokenizer.encode_doc(doc) for doc in longest[:size]],
+                                            stage1.make_params(state), config)) for size in (1, 4)]
+    assert positions(tokenizer.encode_doc(longest[-1]), config.block_size) == config.block_size
+    assert depths[0] < 300 and 10 < (depths[1] - depths[0]) / 3 < 20, depths
+    assert 10 * depths[1] <= sys.getrecursionlimit()
+
+
+def test_backward_reaches_the_recursion_limit_in_a_thread_of_default_stack():
+    """A chain nearly as deep as the raised limit backpropagates, in a new thread (whose stack is
+    the platform's default, smaller than the main thread's on some systems): the limit is safe."""
+    result = {}
+
+    def chain():
+        x = Value(1.0)
+        y = x
+        for _ in range(sys.getrecursionlimit() - 100):
+            y = y * 1.0
+        result["nodes"], result["grad"] = y.backward(), x.grad
+
+    thread = threading.Thread(target=chain)
+    thread.start()
+    thread.join()
+    assert result == {"nodes": 2 * (sys.getrecursionlimit() - 100) + 1, "grad": 1.0}
 
 
 def test_model_loss_and_every_gradient_match_torch_float64(setup):
