@@ -35,17 +35,27 @@ def main() -> int:
     cpu_path, gpu_path = newest("*core-20*.json"), newest("*core-nvidia-*-20*.json")
     cpu, gpu = json.loads(cpu_path.read_text()), json.loads(gpu_path.read_text())
 
-    # 1. every run's loss curve on one axis: they coincide
+    # 1. every run's loss curve on one axis: they coincide. Like with like: --steps is also the length of the
+    # learning-rate schedule, so a shorter run is not the first steps of this one; it is left out, and said so.
     fig, ax = plt.subplots(figsize=(10, 5))
+    schedule = max(tries[0]["config"]["steps"] for report in (cpu, gpu) for tries in report["runs"].values())
+    left_out = []
     for report, style in ((cpu, "-"), (gpu, "--")):
         machine = report["env"]["cpu"] + ("" if report is cpu else f" + {report['env']['device']}")
         for label, tries in report["runs"].items():
             res = tries[0]
+            if res["config"]["steps"] != schedule:
+                left_out.append(f"{label} on {machine}: a {res['config']['steps']}-step run, whose learning rate "
+                                f"falls to 0 in {res['config']['steps']} steps")
+                continue
             ax.plot(np.arange(1, len(res["losses"]) + 1), plotting.smooth(res["losses"]), ls=style, lw=1.5,
                     color=plotting.color_of(res), label=f"{label} on {machine} ({len(res['losses'])} steps)")
     ax.set(xlabel="step", ylabel=f"loss ({plotting.SMOOTH_WINDOW}-step mean)",
-           title="Every stage, every machine: one loss curve")
+           title=f"Every stage, every machine, SPEC.md's {schedule}-step schedule: one loss curve")
     plotting.legend_below(ax, ncol=2, fontsize=8)
+    if left_out:  # in the empty upper right, above the curve
+        ax.text(0.98, 0.96, "Left out, since a shorter schedule is another run:\n" + "\n".join(left_out),
+                transform=ax.transAxes, ha="right", va="top", fontsize=8, color="#444444")
     fig.savefig(HERE / "loss_curves.png", dpi=110, bbox_inches="tight")
 
     # 2. median step time per run, log scale, with speed-ups
