@@ -95,21 +95,19 @@ class Tensor:
     def backward(self) -> int:
         """Fill .grad of every Tensor this scalar depends on; return the number of nodes.
 
-        Same iterative topological order as stage 1; each node's backward now moves a
-        whole array of gradients at once.
+        Same recursive topological sort as stage 1 (a graph of a couple of dozen nodes needs
+        no raised recursion limit); each node's backward now moves a whole array of gradients
+        at once.
         """
-        topo, visited = [], {self}
-        stack = [(self, iter(self._children))]  # a depth-first walk: (node, its unvisited children)
-        while stack:
-            node, children = stack[-1]
-            for child in children:
-                if child not in visited:
-                    visited.add(child)
-                    stack.append((child, iter(child._children)))
-                    break
-            else:  # all of node's children are placed, so node can follow them
-                stack.pop()
+        topo, visited = [], set()
+
+        def build_topo(node):  # depth first: a node goes in after everything it was computed from
+            if node not in visited:
+                visited.add(node)
+                for child in node._children:
+                    build_topo(child)
                 topo.append(node)
+        build_topo(self)
         self.grad = np.ones_like(self.data)
         for node in reversed(topo):
             if node._backward is not None:
@@ -211,18 +209,14 @@ def rmsnorm(x):
     Backward, per row with n = C:  dy/dx = r (I - y y^T / n), so
         dL/dx = r * (g - y * mean(g * y))
     """
-    n = x.data.shape[-1]
-    r = 1.0 / np.sqrt((x.data * x.data).sum(axis=-1, keepdims=True) / n + RMSNORM_EPS)  # (B, T, 1)
+    r = 1.0 / np.sqrt((x.data * x.data).mean(axis=-1, keepdims=True) + RMSNORM_EPS)  # (B, T, 1)
     y = x.data * r
     out = Tensor(y, (x,))
 
-    def backward(g):  # (.sum / n rather than .mean: the same number, fewer Python calls)
-        x.add_grad(r * (g - y * ((g * y).sum(axis=-1, keepdims=True) / n)))
+    def backward(g):
+        x.add_grad(r * (g - y * (g * y).mean(axis=-1, keepdims=True)))
     out._backward = backward
     return out
-
-
-_causal_masks: dict[tuple, np.ndarray] = {}
 
 
 def causal_attention(qkv, n_head):
@@ -240,9 +234,8 @@ def causal_attention(qkv, n_head):
     D = C3 // 3 // n_head
     scale = 1.0 / D**0.5  # a Python float: NumPy keeps the arrays' dtype (a NumPy float64 would not)
     q, k, v = qkv.data.reshape(B, T, 3, n_head, D).transpose(2, 0, 3, 1, 4)  # each (B, H, T, D)
-    if (T, qkv.data.dtype) not in _causal_masks:  # 0 on/below the diagonal, -inf above
-        _causal_masks[T, qkv.data.dtype] = np.triu(np.full((T, T), -np.inf, dtype=qkv.data.dtype), k=1)
-    scores = q @ k.transpose(0, 1, 3, 2) * scale + _causal_masks[T, qkv.data.dtype]  # (B, H, T, T)
+    mask = np.triu(np.full((T, T), -np.inf, dtype=qkv.data.dtype), k=1)  # 0 on/below the diagonal, -inf above
+    scores = q @ k.transpose(0, 1, 3, 2) * scale + mask  # (B, H, T, T)
     scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
     probs = scores / scores.sum(axis=-1, keepdims=True)  # (B, H, T, T)
     y = probs @ v  # (B, H, T, D)
@@ -319,20 +312,19 @@ def batch_loss(batch: list[list[int]], params: dict, config: GPTConfig) -> Tenso
 # ----------------------------------------------------------------------------------------
 
 def adam_step(flat: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, step: int, num_steps: int):
-    """Update `flat` (and so every parameter view) in place. `step` is 0-based."""
+    """Stage 1's update, on every parameter at once. `step` is 0-based.
+
+    m and v are written into the caller's arrays ([:]), and `flat` in place, so every
+    parameter (a view of `flat`) sees the step.
+    """
     lr_t = LEARNING_RATE * (1 - step / num_steps)  # linear decay to zero
-    m *= BETA1
-    m += (1 - BETA1) * grad  # m = beta1 m + (1 - beta1) g
-    v *= BETA2
-    v += (1 - BETA2) * (grad * grad)  # v = beta2 v + (1 - beta2) g^2
-    # p -= lr_t * m_hat / (sqrt(v_hat) + eps), with m_hat, v_hat corrected for starting at
-    # zero; the in-place operators reuse two temporaries instead of making one per operation.
-    denominator = np.sqrt(v / (1 - BETA2 ** (step + 1)))
-    denominator += EPS_ADAM
-    update = m / (1 - BETA1 ** (step + 1))
-    update *= lr_t
-    update /= denominator
-    flat -= update
+    bias1 = 1 - BETA1 ** (step + 1)  # corrects m, v for starting at zero
+    bias2 = 1 - BETA2 ** (step + 1)
+    m[:] = BETA1 * m + (1 - BETA1) * grad
+    v[:] = BETA2 * v + (1 - BETA2) * grad**2
+    m_hat = m / bias1
+    v_hat = v / bias2
+    flat -= lr_t * m_hat / (v_hat**0.5 + EPS_ADAM)
 
 
 # ----------------------------------------------------------------------------------------
@@ -351,10 +343,10 @@ def train(run) -> dict:
         with run.phase("backward"):
             graph_nodes = loss.backward()
         with run.phase("optimizer"):
-            adam_step(flat, flat_grad(params), m, v, step, run.steps)
+            adam_step(flat, flat_grad(params), m, v, step, run.num_steps)
             for p in params.values():
                 p.grad = None
-        run.log(loss.data, graph_nodes=graph_nodes)
+        run.end_step(loss.data, graph_nodes=graph_nodes)
     return params
 
 
@@ -365,13 +357,15 @@ def train(run) -> dict:
 def sample(params: dict, config: GPTConfig, tokenizer: Tokenizer, rng, temperature: float) -> str:
     """One name: start from BOS, draw each next token, stop at BOS or block_size tokens.
 
-    Without a KV cache the whole prefix is run again for each new token; at T <= 16 that
-    is cheaper than the bookkeeping a cache would need.
+    Stage 1's loop without its KV cache: gpt takes a whole prefix, as in training, so each
+    new token runs the positions before it again. At T <= 16 a forward pass costs mostly
+    NumPy's fixed cost per call, so 16 positions take little longer than one (measured): a
+    cache would save little, and would need a second forward, for one position.
     """
-    tokens = [tokenizer.bos]
-    for _ in range(config.block_size):
-        logits = gpt(np.asarray([tokens]), params, config).data[0, -1] / temperature
-        probs = np.exp(logits - logits.max())
+    tokens = [tokenizer.bos]  # the prefix so far
+    for pos_id in range(config.block_size):
+        logits = gpt(np.asarray([tokens]), params, config).data[0, pos_id] / temperature  # (V,) at the newest position
+        probs = np.exp(logits - logits.max())  # softmax, normalized below
         token_id = rng.choices(range(config.vocab_size), weights=(probs / probs.sum()).tolist())[0]
         if token_id == tokenizer.bos:
             break
