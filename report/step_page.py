@@ -23,14 +23,17 @@ files step_page.html, step_page.css and step_page.js beside this one. tests/test
 compares it with the committed page, and drives the page in headless Chromium.
 """
 
-import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from shared import cli
+from shared.errors import UserError
+from shared.saving import write_text_atomic
 from shared.tokenizer import positions
 from shared.weights import param_offsets, param_shapes, spec_run
 from tools import stages
@@ -319,25 +322,24 @@ def page_data() -> dict:
                      for name in NAMES for step in STEPS}}
 
 
-def write_page(out: Path, data: dict) -> Path:
+def page_html(data: dict) -> str:
     """The template with its style sheet, the data and the script inlined: one file that opens
     with a double-click (the template names them as files, for a web engineer's tools)."""
     html = TEMPLATE.read_text()
     inline = {STYLE_TAG: f"<style>\n{HERE.joinpath('step_page.css').read_text()}</style>",
-              DATA_TAG: f"<script>\nconst DATA = {json.dumps(data, separators=(',', ':'))};\n</script>",
+              DATA_TAG: f"<script>\n{GENERATED}{json.dumps(data, separators=(',', ':'))};\n</script>",
               SCRIPT_TAG: f"<script>\n{HERE.joinpath('step_page.js').read_text()}</script>"}
     for tag, text in inline.items():
         if html.count(tag) != 1:
             raise ValueError(f"{TEMPLATE.name} must hold {tag} once")
         html = html.replace(tag, text)
-    out.write_text(html)
-    return out
+    return html
 
 
 def committed_data(path: Path = PAGE) -> dict:
     """The data inside a generated page."""
     text = path.read_text()
-    start = text.index("const DATA = ") + len("const DATA = ")
+    start = text.index(GENERATED) + len(GENERATED)
     return json.JSONDecoder().raw_decode(text[start:])[0]
 
 
@@ -355,29 +357,66 @@ def screenshot(page: Path, out: Path, backward: Path | None = None) -> list[Path
         browser.find_element("id", "tour-start").click()
         for _ in range(2):
             browser.find_element("id", "tour-next").click()
+        # the walk's words (they stay on top), the logits' box and its detail
         browser.execute_script("document.querySelector('#boxes .box.selected').scrollIntoView({block: 'start'});"
-                               "window.scrollBy(0, -240)")  # the walk's words (they stay on top), the logits' box, its detail
+                               "window.scrollBy(0, -240)")
         browser.save_screenshot(str(backward))
     return [out, backward]
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(PAGE))
-    parser.add_argument("--screenshot", action="store_true", help=f"also write {SCREENSHOT.name} (needs Chromium)")
-    args = parser.parse_args(argv)
-    started = time.perf_counter()
-    path = write_page(Path(args.out), page_data())
-    print(f"{path} ({path.stat().st_size / 1e6:.2f} MB) in {time.perf_counter() - started:.1f} s")
+GENERATED = "const DATA = "  # in every page this program wrote, and in nothing else of the repository's
+
+
+def check_out(out: Path) -> None:
+    """Before 30 s of computing: --out must be a page this program may write. A folder, a missing
+    or read-only directory (shared/cli.py's check, as every training program's --out); any
+    existing file but a page generated before (the names, the template, a README): refused."""
+    cli.check_writable(str(out))
+    if out.exists() and out.is_file():
+        try:
+            ours = GENERATED in out.read_text(encoding="utf-8", errors="replace")
+        except OSError as err:
+            raise UserError(f"--out {out} cannot be read ({err.strerror}); choose another path") from None
+        if not ours:
+            raise UserError(f"--out {out} exists and is not a page this program generated; writing there would "
+                            f"replace it: choose a new path, such as training_step.html")
+    for source in (TEMPLATE, HERE / "step_page.css", HERE / "step_page.js"):
+        if out.exists() and os.path.samefile(out, source):
+            raise UserError(f"--out {out} is the page's own {source.name}; choose another path")
+
+
+def generate(args) -> None:
+    out = Path(args.out)
+    check_out(out)
     if args.screenshot:
-        from report.browser import BrowserMissing
+        from report.browser import BrowserMissing, programs
 
         try:
-            print(*screenshot(path, SCREENSHOT, SCREENSHOT_BACKWARD))
+            programs()  # no browser: say so now, not after computing
         except BrowserMissing as err:
-            print(f"error: no screenshot: {err}", file=sys.stderr)
-            return 1
-    return 0
+            raise UserError(f"--screenshot needs a browser: {err}") from None
+    started = time.perf_counter()
+    html = page_html(page_data())
+    write_text_atomic(out, html)
+    print(f"{out} ({out.stat().st_size / 1e6:.2f} MB) in {time.perf_counter() - started:.1f} s")
+    if args.screenshot:
+        from selenium.common.exceptions import WebDriverException
+
+        try:
+            print(*screenshot(out, SCREENSHOT, SCREENSHOT_BACKWARD))
+        except WebDriverException as err:  # a driver that crashed or does not match the browser
+            first = (err.msg or type(err).__name__).strip().splitlines()[0]
+            raise UserError(f"the page is written to {out}, but Chromium failed while taking its picture ({first}); "
+                            f"check that chromium and chromedriver are the same version") from None
+
+
+def main(argv=None) -> int:
+    parser = cli.Parser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(PAGE), help="the page to write (a new file, or a page written before)")
+    parser.add_argument("--screenshot", action="store_true",
+                        help=f"also write {SCREENSHOT.name} and {SCREENSHOT_BACKWARD.name} (needs Chromium)")
+    args = parser.parse_args(argv)
+    return cli.run(lambda: generate(args))
 
 
 if __name__ == "__main__":

@@ -170,6 +170,9 @@ def check_out_path(path: str) -> None:
     if out.exists() and not out.is_file():
         raise UserError(f"--out {path} is not a regular file ({file_kind(out)}); give a path for a results file, "
                         f"such as results.json")
+    if out.is_file() and not out.stat().st_mode & stat.S_IWUSR:  # (a rename would replace it all the same)
+        raise UserError(f"--out {path} is read-only (mode {stat.S_IMODE(out.stat().st_mode):o}): its owner kept it "
+                        f"from being changed; make it writable (chmod u+w) or choose another path")
     parent = out.parent
     if not parent.is_dir():
         raise UserError(f"--out directory {Path(path).parent} does not exist; create it or choose another path")

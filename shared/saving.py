@@ -21,19 +21,23 @@ from shared.errors import UserError
 
 
 def write_json_atomic(path: str | os.PathLike, obj: dict) -> Path:
-    """Write `obj` to a temporary file beside `path`, then rename: never a half file.
+    """Write `obj` as JSON to a temporary file beside `path`, then rename: never a half file.
 
     Through a symlink, the file it points to is written (the link stays). The file gets the
     permissions a new file gets under the umask. Ctrl-C and SIGTERM wait until the rename is
     done. Returns the path written."""
+    return write_text_atomic(path, json.dumps(obj, indent=1) + "\n")
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """`write_json_atomic` for any text (a generated page, a README)."""
     path = Path(os.path.realpath(path))
     with signals_held():
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:100]}.", suffix=".tmp")  # (a name
         # near the file system's 255-byte limit still gets a temporary beside it)
         try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(obj, f, indent=1)
-                f.write("\n")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
             os.chmod(tmp, 0o666 & ~current_umask())
             os.replace(tmp, path)
         except BaseException:

@@ -25,6 +25,9 @@ def bad_inputs(tmp_path, names_path):
     binary.write_bytes(b"anna\n\xff\xfe\xfa\n")
     not_a_dir = tmp_path / "file.txt"
     not_a_dir.write_text("x")
+    read_only = tmp_path / "kept.json"  # a results file its owner made read-only: a rename would replace it
+    read_only.write_text("{}")
+    read_only.chmod(0o444)
     data = ["--data", str(names_path)]
     return {
         "missing file": (["--data", str(tmp_path / "nope.txt")], 1, "does not exist"),
@@ -39,6 +42,7 @@ def bad_inputs(tmp_path, names_path):
         "out in a missing directory": ([*data, "--out", str(tmp_path / "no" / "r.json")], 1, "does not exist"),
         "out is a directory": ([*data, "--out", str(tmp_path)], 1, "is a directory"),
         "out under a file": ([*data, "--out", str(not_a_dir / "r.json")], 1, "does not exist"),
+        "out is read-only": ([*data, "--out", str(read_only)], 1, "is read-only"),
         "negative seed": ([*data, "--seed", "-7"], 2, "--seed must be zero or more"),
         "temperature that overflows": ([*data, "--temperature", "5e-324"], 2, "--temperature must be at least"),
         "data that never ends": (["--data", "/dev/zero"], 1, "is not a regular file"),
@@ -47,7 +51,7 @@ def bad_inputs(tmp_path, names_path):
 
 CASES = ["missing file", "empty file", "blank-only file", "unreadable line",
          "n_embd not divisible by n_head", "zero steps", "negative steps", "zero batch size", "negative batch size",
-         "out in a missing directory", "out is a directory", "out under a file", "negative seed",
+         "out in a missing directory", "out is a directory", "out under a file", "out is read-only", "negative seed",
          "temperature that overflows", "data that never ends"]
 
 

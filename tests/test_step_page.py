@@ -4,6 +4,8 @@ what the model computes, and the page works in a real browser (headless Chromium
 import base64
 import os
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -118,6 +120,37 @@ def test_the_page_stands_alone_and_says_its_size():
     readme = (REPO_ROOT / "README.md").read_text()
     assert all(name in readme for name in ("training_step.html", "training_step.png", "training_step_backward.png"))
     assert "training_step.html" in (REPO_ROOT / "1_pure_python" / "README.md").read_text()
+
+
+# ---------------------------------------------------------------------------- what the generator writes
+
+
+def generate(*argv, cwd=REPO_ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "report.step_page", *argv], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("target", ["data/names.txt", "report/step_page.html", "report/step_page.js", "README.md"])
+def test_the_generator_replaces_nothing_it_did_not_write(target):
+    """--out naming the names, the page's own template or script, or a README: one line, exit 1,
+    before any computing, and the file unchanged."""
+    before = (REPO_ROOT / target).read_bytes()
+    proc = generate("--out", target)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "not a page this program generated" in proc.stderr
+    assert (REPO_ROOT / target).read_bytes() == before
+
+
+def test_the_generator_checks_its_out_before_computing(tmp_path):
+    """A missing folder, a folder, a read-only page: each one line and exit 1, nothing written."""
+    read_only = tmp_path / "page.html"
+    read_only.write_bytes(step_page.PAGE.read_bytes())  # a page written before: its owner made it read-only
+    read_only.chmod(0o444)
+    for out, message in ((tmp_path / "no" / "page.html", "does not exist"), (tmp_path, "is a directory"),
+                         (read_only, "is read-only")):
+        proc = generate("--out", str(out))
+        assert proc.returncode == 1 and message in proc.stderr and proc.stderr.count("\n") == 1, (out, proc.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["page.html"]
 
 
 # ---------------------------------------------------------------------------- in a real browser
