@@ -271,6 +271,13 @@ def test_the_stub_fails_and_the_solution_passes_also_over_its_stub(number, verdi
         assert result["status"] == "ok" and result["line"].startswith(f"ok: {number} -- "), (where, result)
 
 
+def test_an_ok_line_says_what_was_checked_word_for_word(verdicts):
+    """4.2's ok line: the lengths it ran, and how they meet the answer's BLOCK."""
+    assert verdicts["solution", "4.2"]["line"] == (
+        "ok: 4.2 -- y = a x + b for 8 lengths from 1 to 2,323, bounds-checked; with your BLOCK = 64, 7 of them end "
+        "partway through the last block (64 fills it exactly)")
+
+
 @pytest.mark.parametrize("index", range(len(SLIPS)), ids=[f"{s[0]}-{i}" for i, s in enumerate(SLIPS)])
 def test_a_slip_is_caught_and_named(index, verdicts):
     number, _, slip, named = SLIPS[index]

@@ -103,7 +103,15 @@ def check_masked_tail(learner: Learner) -> str:
     cases = [Case(N=n, seed=i) for i, n in enumerate((1, 63, 64, 65, 200, 1000))] + \
         random_cases(42, 2, {"N": (2, 3000)})
     over_cases(run, cases, minimum={"N": 1})
-    return f"y = a x + b for {len(cases)} lengths from 1 to 3,000 (none a multiple of the block, some), bounds-checked"
+    lengths = [case["N"] for case in cases]
+    said = f"y = a x + b for {len(cases)} lengths from {min(lengths):,} to {max(lengths):,}, bounds-checked"
+    block = getattr(learner.module, "BLOCK", None)
+    if isinstance(block, int) and not isinstance(block, bool) and block > 0:
+        whole = [n for n in lengths if n % block == 0]
+        said += f"; with your BLOCK = {block}, {len(lengths) - len(whole)} of them end partway through the last block"
+        if whole:
+            said += f" ({', '.join(f'{n:,}' for n in whole)} fill{'s' if len(whole) == 1 else ''} it exactly)"
+    return said
 
 
 def check_transpose_tile(learner: Learner) -> str:
