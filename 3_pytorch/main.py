@@ -187,7 +187,7 @@ def train(run) -> GPT:
     model = load_weights(GPT(run.config).to(getattr(torch, run.dtype)), run.initial_weights).to(run.device)
     if run.args.compile:
         return train_compiled(run, model)
-    optimizer, schedule = make_optimizer(model, run.steps, run.device)
+    optimizer, schedule = make_optimizer(model, run.num_steps, run.device)
     for _, batch in run.batches():  # (the LambdaLR schedule counts the steps itself)
         with run.phase("forward"):
             _, loss = model(*batch_tensors(batch, run.config.block_size, run.device))
@@ -197,7 +197,7 @@ def train(run) -> GPT:
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
-        run.log(loss)
+        run.end_step(loss)
     return model
 
 
@@ -264,7 +264,7 @@ def train_compiled(run, model: GPT) -> GPT:
     # the step count, a one-element float64 vector: as a 0-d tensor, Inductor's C++ wrapper
     # passed it by value and its increment was lost (torch 2.13: NaN weights at step 2)
     t = torch.zeros(1, dtype=torch.float64, device=flat.device)
-    step = compiled_step(model, run.steps, run.device)
+    step = compiled_step(model, run.num_steps, run.device)
     block, B, N = run.config.block_size, run.batch_size, len(run.docs)
     docs = [run.tokenizer.encode_doc(doc) for doc in run.docs]  # in Python once, not in every step
     T = max(positions(tokens, block) for tokens in docs)
@@ -273,9 +273,9 @@ def train_compiled(run, model: GPT) -> GPT:
     def warm_up_step(batch):  # compiles the step before the first one, on copies: no weight changes
         return step(flat.clone(), m.clone(), v.clone(), t.clone(), *batch_tensors(batch, block, run.device, pad_to=T))
     run.warm_up(warm_up_step)
-    for i in run.each_step():
+    for i in run.steps():
         rows = torch.arange(i * B, i * B + B, device=run.device) % N  # SPEC.md: documents i*B + j, mod N
-        run.log(step(flat, m, v, t, all_inputs[rows], all_targets[rows]))
+        run.end_step(step(flat, m, v, t, all_inputs[rows], all_targets[rows]))
     return model
 
 

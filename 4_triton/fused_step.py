@@ -457,19 +457,19 @@ def train(run) -> FusedTrainer:
     params = flat_weights(run.initial_weights, run.config, getattr(torch, run.dtype), run.device)
     programs = 1 if run.args.launch == "run" else run.args.programs or launch.programs_for(run.batch_size,
                                                                                             backend.choose())
-    trainer = FusedTrainer(params, run.config, run.steps, run.batch_size, programs, run.args.docs_per_tile,
+    trainer = FusedTrainer(params, run.config, run.num_steps, run.batch_size, programs, run.args.docs_per_tile,
                            run.args.warps)
     trainer.load_documents([run.tokenizer.encode_doc(doc) for doc in run.docs])
     with run.timed("setup"):
         trainer.compile()
     run.note(fused=run.args.launch, **trainer.launch_settings())
     if run.args.launch == "run":  # every step in one launch: each step_ms is the run's time divided by its steps
-        for _ in run.each_step():  # one pass: the launch trains every step, and they end together
-            run.end_steps(trainer.run(run.last_step))
+        for _ in run.steps():  # one pass: the launch trains every step, and they end together
+            run.end_steps(trainer.run(run.steps_to_train))
     else:
-        for step in run.each_step():
+        for step in run.steps():
             trainer.launch(step, 1)
-            run.log(trainer.losses[step])
+            run.end_step(trainer.losses[step])
     return trainer
 
 

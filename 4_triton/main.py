@@ -326,11 +326,11 @@ def train(run) -> GPT:
     model = GPT(run.config, run.initial_weights, getattr(torch, run.dtype), run.device)
     cuda_graph = run.device.type == "cuda" and not run.args.no_cuda_graph
     with run.timed("setup"):  # on a GPU: compile every kernel and capture the step
-        step_fn = TrainStep(model, run.steps, cuda_graph, run.batch_size)
+        step_fn = TrainStep(model, run.num_steps, cuda_graph, run.batch_size)
     run.note(cuda_graph=cuda_graph,
              kernels_per_step=kernels_per_step(run.config.n_layer, run.batch_size, run.config.block_size))
     for step, batch in run.batches():
-        run.log(step_fn(batch, step))
+        run.end_step(step_fn(batch, step))
     return model
 
 

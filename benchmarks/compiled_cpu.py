@@ -134,7 +134,7 @@ def child_floor() -> dict:
     math_attention = torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH)  # its matmuls counted
     with math_attention, FlopCounterMode(display=False) as counter:
         stage3.train(run)
-    real = counter.get_total_flops() / run.last_step
+    real = counter.get_total_flops() / run.steps_to_train
     model = stage3.load_weights(stage3.GPT(run.config), run.initial_weights)
     block = run.config.block_size
     with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH), FlopCounterMode(display=False) as counter:
@@ -142,7 +142,7 @@ def child_floor() -> dict:
             batch = stage3.batch_tensors([run.tokenizer.encode_doc(doc)], block, torch.device("cpu"), pad_to=block)
             model(*batch)[1].backward()
     return {"flops_per_name": real, "flops_per_padded_name": counter.get_total_flops() / 100,
-            "names_counted": run.last_step}
+            "names_counted": run.steps_to_train}
 
 
 def child_profile(steps: int) -> dict:
@@ -156,12 +156,12 @@ def child_profile(steps: int) -> dict:
     skip, active = 5, steps - 10
     steps_seen = schedule(wait=1, warmup=skip - 1, active=active, repeat=1)  # the warm-up and first steps: not seen
     with profile(activities=[ProfilerActivity.CPU], schedule=steps_seen) as prof:
-        log = run.log
+        log = run.end_step
 
         def log_and_tick(loss, **series):  # the profiler's schedule advances once per step
             log(loss, **series)
             prof.step()
-        run.log = log_and_tick
+        run.end_step = log_and_tick
         stage3.train(run)
     events = {e.key: (e.self_cpu_time_total, e.count) for e in prof.key_averages()}
     groups, kernels, calls = {}, set(), {}
@@ -187,12 +187,12 @@ def child_faults(steps: int) -> dict:
     for compiled in (False, True):
         stage3, run = stage3_run(1, PROFILED_BATCH, steps, compiled)
         fresh_compiler()
-        counts, log = [], run.log
+        counts, log = [], run.end_step
 
         def log_and_count(loss, log=log, counts=counts, **series):
             log(loss, **series)
             counts.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
-        run.log = log_and_count
+        run.end_step = log_and_count
         stage3.train(run)
         seen = counts[results.WARMUP_STEPS - 1:]
         out["compiled" if compiled else "eager"] = (seen[-1] - seen[0]) / (len(seen) - 1)

@@ -44,7 +44,7 @@ def measure(steps: int, collector: bool) -> dict:
         run = runner.start(stage1.__file__, stage1.FLAGS, ["--steps", "1000", "--samples", "0", "--out",
                                                            str(Path(folder) / "r.json")], max_steps=steps)
     gc_ms, full = [], []
-    log = run.log
+    log = run.end_step
 
     def log_with_gc(loss, **series):  # the step ends: what the collector did inside it
         gc_ms.append(clock["gc_s"] * 1e3)
@@ -52,7 +52,7 @@ def measure(steps: int, collector: bool) -> dict:
         clock["gc_s"], clock["full"] = 0.0, 0
         log(loss, **series)
 
-    run.log = log_with_gc
+    run.end_step = log_with_gc
     gc.callbacks.append(watch)
     if not collector:
         gc.disable()

@@ -9,7 +9,7 @@ a training loop, sampling -- and hands the rest to a `Run`:
             with run.phase("forward"):               # times a part of the step (on a CPU)
                 loss = batch_loss(batch, params, run.config)
             ...
-            run.log(loss.data)                       # ends the step: its time, its loss, the log line
+            run.end_step(loss.data)                  # ends the step: its time, its loss, the log line
         return params                                # what sample() draws names from
 
     FLAGS = runner.Flags(dtypes=("float64", "float32"))
@@ -27,7 +27,6 @@ again with the names. Tests and benchmarks call a stage's own `train` with a run
 `start`, so they time and check the loop a reader runs.
 """
 
-import ast
 import contextlib
 import os
 import sys
@@ -49,14 +48,19 @@ from shared.weights import GPTConfig, init_run, param_shapes
 class Run:
     """One training run: what a stage reads, and the step protocol it follows.
 
-    Reads: `config`, `initial_weights` (SPEC.md's draw, {name: nested lists}), `steps` (the
-    schedule's length), `batch_size`, `dtype` (its name, "float32": each engine has its own
-    dtype objects), `device` (the engine's: "cpu", or a torch.device), `docs` (shuffled),
-    `tokenizer`, `rng` (the one random stream, continued by sampling) and `args` (every flag).
+    Reads: `config`, `initial_weights` (SPEC.md's draw, {name: nested lists}), `num_steps`
+    (the schedule's length: the learning rate decays over it), `steps_to_train` (the steps this
+    run trains: all of them, unless a test stops early), `batch_size`, `dtype` (its name,
+    "float32": each engine has its own dtype objects), `device` (what the engine allocates on:
+    "cpu", or a torch.device), `hardware` (that device's name, facts and how to wait for it:
+    shared/devices.py), `docs` (shuffled), `tokenizer`, `rng` (the one random stream,
+    continued by sampling) and `args` (every flag).
 
-    The step protocol: `batches()` (or `each_step()`) starts each step, `phase(name)` times a
-    part of it, `log(loss)` ends it. Before the steps: `timed(name)` for one-off work such as
-    compiling, `warm_up(step)`, and `note(**facts)` for the results file and the banner.
+    The step protocol: `batches()` (each step's documents) or `steps()` (its index alone)
+    starts each step, `phase(name)` times a part of it, `end_step(loss)` ends it (or
+    `end_steps(losses)` several that ran as one). Before the steps: `timed(name)` for one-off
+    work such as compiling, `warm_up(step)`, and `note(**facts)` for the results file and the
+    banner.
     """
 
     def __init__(self, stage: str, args, flags: Flags, max_steps: int | None = None):
@@ -64,40 +68,40 @@ class Run:
         docs = read_documents(args)
         self.tokenizer = Tokenizer.from_docs(docs)
         self.config = GPTConfig(self.tokenizer.vocab_size, args.n_layer, args.n_embd, args.n_head, args.block_size)
-        self.where = flags.device(args)
-        self.device = self.where.device
+        self.hardware = flags.device(args)
+        self.device = self.hardware.device
         if flags.compile and args.compile:
             devices.check_compiler(self.device)
         longest = max(positions(self.tokenizer.encode_doc(doc), args.block_size) for doc in docs)
         memory.check(flags.memory, self.config, args.batch_size, args.dtype, self.device, longest)
         self.docs, self.initial_weights, self.rng = init_run(docs, self.config, args.seed)
-        self.steps, self.batch_size, self.dtype = args.steps, args.batch_size, args.dtype
-        self.last_step = min(self.steps, max_steps or self.steps)  # tests may stop early in a long schedule
+        self.num_steps, self.batch_size, self.dtype = args.steps, args.batch_size, args.dtype
+        self.steps_to_train = min(self.num_steps, max_steps or self.num_steps)  # a test may stop a long schedule early
         lengths = [positions(self.tokenizer.encode_doc(doc), self.config.block_size) for doc in self.docs]
-        self.doc_len = dataset.positions_per_step(lengths, self.last_step, self.batch_size)
-        self.env = environment(self.where.name, **self.where.facts,
+        self.doc_len = dataset.positions_per_step(lengths, self.steps_to_train, self.batch_size)
+        self.env = environment(self.hardware.name, **self.hardware.facts,
                                **({"compile": args.compile} if flags.compile else {}))
         self.num_params = sum(rows * cols for _, (rows, cols) in param_shapes(self.config))
         self.record = results.TrainingRun(
-            stage, {**self.config.to_dict(), "steps": self.steps, "batch_size": self.batch_size,
+            stage, {**self.config.to_dict(), "steps": self.num_steps, "batch_size": self.batch_size,
                     "seed": args.seed, "dtype": self.dtype}, self.num_params, args.out, self.env)
-        self.noted: list[str] = []  # facts and words for the banner
-        self.started = False
-        self.step_started: float | None = None
-        self.phases: dict[str, float] = {}
+        self._noted: list[str] = []  # facts and words for the banner
+        self._started = False
+        self._step_started: float | None = None
+        self._phases: dict[str, float] = {}
 
     # ---------------------------------------------------------------- before the steps
     def note(self, **facts) -> None:
         """Facts for the results file's `env` and the banner: note(kernels_per_step=29, programs=4)."""
         self.env.update(facts)
-        self.noted += [words(key, value) for key, value in facts.items()]
+        self._noted += [words(key, value) for key, value in facts.items()]
 
     @contextlib.contextmanager
     def timed(self, name: str):
         """Time one-off work before the steps (compiling, a set-up the program does once): env[f'{name}_s']."""
         started = time.perf_counter()
         yield
-        self.where.sync()
+        self.hardware.sync()
         self.note(**{f"{name}_s": round(time.perf_counter() - started, 3)})
 
     def warm_up(self, step: Callable[[list[list[int]]], object], name: str = "compile") -> None:
@@ -112,37 +116,38 @@ class Run:
         c = self.config
         many = "s" if self.batch_size > 1 else ""
         return ", ".join([f"{self.stage}: {len(self.docs)} docs, vocab {c.vocab_size}, {self.num_params} parameters, "
-                          f"{self.steps} steps of {self.batch_size} document{many}, {self.dtype} on {self.where.name}",
-                          *[words(key, value) for key, value in self.where.facts.items()], *self.noted])
+                          f"{self.num_steps} steps of {self.batch_size} document{many}, {self.dtype} on "
+                          f"{self.hardware.name}",
+                          *[words(key, value) for key, value in self.hardware.facts.items()], *self._noted])
 
     # ---------------------------------------------------------------- the steps
-    def begin(self) -> None:
+    def _begin(self) -> None:
         """Before the first step: the banner, and the run's clock starts."""
-        if not self.started:
-            self.started = True
+        if not self._started:
+            self._started = True
             log.say(self.banner())
-            if self.where.remark:
-                log.say(self.where.remark)
+            if self.hardware.remark:
+                log.say(self.hardware.remark)
             self.record.restart_clock()
 
-    def each_step(self) -> Iterator[int]:
-        """The steps, 0-based; each starts here and ends at its `log` (or several at one `end_steps`)."""
-        self.begin()
-        while (step := len(self.record.losses)) < self.last_step:
-            self.start_step(step)
+    def steps(self) -> Iterator[int]:
+        """The steps, 0-based; each starts here and ends at its `end_step` (or several at one `end_steps`)."""
+        self._begin()
+        while (step := len(self.record.losses)) < self.steps_to_train:
+            self._start_step(step)
             yield step
 
     def batches(self) -> Iterator[tuple[int, list[list[int]]]]:
         """(step, batch): the step's B documents (SPEC.md's order), as [BOS] + ids + [BOS] lists."""
-        for step in self.each_step():
+        for step in self.steps():
             docs = dataset.step_documents(self.docs, step, self.batch_size)
             yield step, [self.tokenizer.encode_doc(doc) for doc in docs]
 
-    def start_step(self, step: int) -> None:
-        if self.step_started is not None:
-            raise RuntimeError(f"step {step - 1} did not end: call run.log(loss) once per step")
-        self.phases = {}
-        self.step_started = time.perf_counter()
+    def _start_step(self, step: int) -> None:
+        if self._step_started is not None:
+            raise RuntimeError(f"step {step - 1} did not end: call run.end_step(loss) once per step")
+        self._phases = {}
+        self._step_started = time.perf_counter()
 
     @contextlib.contextmanager
     def phase(self, name: str):
@@ -150,28 +155,28 @@ class Run:
         on a CPU (on a GPU the host only queues the work)."""
         started = time.perf_counter()
         yield
-        if self.where.measures_phases:
-            self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - started
+        if self.hardware.measures_phases:
+            self._phases[name] = self._phases.get(name, 0.0) + time.perf_counter() - started
 
-    def log(self, loss, **series) -> None:
+    def end_step(self, loss, **series) -> None:
         """End the step: wait for the device, take the step's time, and record its loss (a number
         or a one-element tensor) with the log line; `series` are per-step extras (graph_nodes)."""
         loss = float(loss.item() if hasattr(loss, "item") else loss)  # a device tensor: waits for the loss
-        self.where.sync()  # ... and for the rest of the step
-        seconds = time.perf_counter() - self.step_started
+        self.hardware.sync()  # ... and for the rest of the step
+        seconds = time.perf_counter() - self._step_started
         step = len(self.record.losses)
-        phases = {f"{name}_ms": s * 1e3 for name, s in self.phases.items()}
+        phases = {f"{name}_ms": s * 1e3 for name, s in self._phases.items()}
         self.record.record(loss, seconds, doc_len=self.doc_len[step], **phases, **series)
-        self.step_started = None
+        self._step_started = None
 
     def end_steps(self, losses: list[float]) -> None:
         """End several steps at once: the step begun and the ones after it, all done by one piece of
         work that returned their `losses`; each is logged with an equal share of its time."""
-        self.where.sync()
-        seconds = time.perf_counter() - self.step_started
+        self.hardware.sync()
+        seconds = time.perf_counter() - self._step_started
         step = len(self.record.losses)
         self.record.record_steps(losses, seconds, doc_len=self.doc_len[step:step + len(losses)])
-        self.step_started = None
+        self._step_started = None
 
     @property
     def losses(self) -> list[float]:
@@ -219,8 +224,13 @@ def start(program_file: str | os.PathLike, flags: Flags, argv: list[str] | None 
     """A run of the program (a stage's main.py, or another) at `program_file`, from its command
     line. `max_steps` stops a run early without changing its schedule (tests compare first steps)."""
     path = Path(program_file).resolve()
-    description = (ast.get_docstring(ast.parse(path.read_text())) or path.name).splitlines()[0]
-    return Run(path.parent.name, cli.parse(flags, path.parent, description, argv), flags, max_steps)
+    return Run(path.parent.name, cli.parse(flags, path.parent, first_line(path), argv), flags, max_steps)
+
+
+def first_line(program: Path) -> str:
+    """What --help says the program is: the first line of the docstring that opens its file."""
+    line = program.read_text().partition("\n")[0]
+    return line.removeprefix('"""').removesuffix('"""').strip() if line.startswith('"""') else program.name
 
 
 def train_and_sample(program_file, flags: Flags, train: Callable, sample: Callable, argv=None) -> dict:
@@ -231,12 +241,12 @@ def train_and_sample(program_file, flags: Flags, train: Callable, sample: Callab
     run = start(program_file, flags, argv)
     with run.record:  # Ctrl-C, SIGTERM or an error: the steps done so far, marked partial
         trained = train(run)
-    if len(run.losses) != run.last_step:
-        raise RuntimeError(f"train() logged {len(run.losses)} of {run.last_step} steps")
+    if len(run.losses) != run.steps_to_train:
+        raise RuntimeError(f"train() logged {len(run.losses)} of {run.steps_to_train} steps")
     where = save(run, [])
     names = []
-    if run.args.samples and run.steps < cli.UNTRAINED_BELOW:
-        log.say(f"(after {run.steps} steps the model has barely left its random start: expect mostly gibberish; "
+    if run.args.samples and run.num_steps < cli.UNTRAINED_BELOW:
+        log.say(f"(after {run.num_steps} steps the model has barely left its random start: expect mostly gibberish; "
                     f"SPEC.md's run is {cli.SPEC_STEPS} steps)")
     try:
         for i in range(run.args.samples):

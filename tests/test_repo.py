@@ -179,15 +179,15 @@ PLUMBING = re.compile(r"time\.perf_counter|TrainingRun|results\.environment|argp
                       r"grads_by_name|\bprint\(|sys\.exit|UserError")
 
 
-RUN_PLUMBING = {"phase", "timed", "log", "note", "warm_up", "end_steps"}  # what a step protocol call does
-# (run.batches() and run.each_step() are the training loop itself, as microgpt's `for step in range(...)`)
+RUN_PLUMBING = {"phase", "timed", "end_step", "end_steps", "note", "warm_up"}  # what a step protocol call does
+# (run.batches() and run.steps() are the training loop itself, as microgpt's `for step in range(...)`)
 
 
 def plumbing_lines(source: str) -> dict[int, str]:
     """{line number: kind} of every line of a program that is not its lesson, by kind: the path
     set-up, the import of the runner, the FLAGS declaration, the `__main__` guard and its call,
     and each statement that talks to the run (the `with` line of a timed phase, a whole
-    `run.log(...)` call)."""
+    `run.end_step(...)` call)."""
     tree = ast.parse(source)
     lines = {}
 
@@ -221,14 +221,14 @@ def plumbing_lines(source: str) -> dict[int, str]:
 def test_a_program_holds_its_lesson_and_the_runner_the_plumbing(program):
     """A chapter's program is its lesson: at most 10 lines of it are anything else, counted by
     kind (plumbing_lines), one more for each training loop after the first (each ends its
-    steps with its own run.log: stage 3's --compile has a loop of its own), and it has no
-    timers, results file, environment capture, argument parsing, device syncs, prints, exits or
-    error handling of its own: shared/runner.py and its neighbours own them. Each program hands
+    steps with its own run.end_step or run.end_steps), and it has no timers, results file,
+    environment capture, argument parsing, device syncs, prints, exits or error handling of its
+    own: shared/runner.py and its neighbours own them. Each program hands
     the runner a train(run) and a sample(...)."""
     source = (REPO_ROOT / program).read_text()
     assert not PLUMBING.findall(source), PLUMBING.findall(source)
     other = plumbing_lines(source)
-    loops = sum(isinstance(node, ast.Call) and ast.unparse(node.func) == "run.log"
+    loops = sum(isinstance(node, ast.Call) and ast.unparse(node.func) in ("run.end_step", "run.end_steps")
                 for node in ast.walk(ast.parse(source)))  # calls, not mentions: a comment earns nothing
     assert 1 <= loops <= 2 and len(other) <= 10 + loops - 1, sorted(other.items())
     namespace = {node.name for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)} | {
@@ -241,5 +241,5 @@ def test_a_program_holds_its_lesson_and_the_runner_the_plumbing(program):
 def test_the_plumbing_count_sees_what_it_counts():
     """The count above is not a word search: a program with more runner calls counts more lines."""
     source = (REPO_ROOT / "2_numpy" / "main.py").read_text()
-    more = source + "\n\ndef more(run):\n    run.note(extra=1)\n    run.log(1.0,\n            graph_nodes=2)\n"
+    more = source + "\n\ndef more(run):\n    run.note(extra=1)\n    run.end_step(1.0,\n            graph_nodes=2)\n"
     assert len(plumbing_lines(more)) == len(plumbing_lines(source)) + 3
