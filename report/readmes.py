@@ -281,7 +281,11 @@ def gc_line(path: str) -> str:
     """benchmarks/gc_stage1.py's report: stage 1's step time with Python's cyclic garbage collector
     on and off, and the on-run's steps grouped by how many full collections they ran."""
     report = load_results(REPO_ROOT / path, check=False)
-    on, off = (next(r for r in report["runs"] if r["collector"] is flag) for flag in (True, False))
+    runs = {r["collector"]: r for r in report["runs"]}
+    if set(runs) != {True, False}:
+        raise UserError(f"{path} needs one run with the collector on and one with it off; rerun "
+                        f"benchmarks/gc_stage1.py")
+    on, off = runs[True], runs[False]
     median = lambda values: statistics.median(values[WARMUP_STEPS:])
     groups = {}
     for ms, full in zip(on["step_ms"][WARMUP_STEPS:], on["full_collections"][WARMUP_STEPS:]):
@@ -422,7 +426,7 @@ def _render_one_block(m) -> str:
         return _render_block(m)
     except UserError:
         raise
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError, ZeroDivisionError,
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, ZeroDivisionError, OverflowError,
             statistics.StatisticsError, RecursionError) as err:
         what = f"has no {err}" if isinstance(err, KeyError) else f"{type(err).__name__}: {err}"
         files = ", ".join(part.split("#")[0] for part in m.group("path").split(","))
@@ -431,26 +435,61 @@ def _render_one_block(m) -> str:
 
 
 def readmes() -> list[Path]:
-    return sorted(p for p in REPO_ROOT.glob("**/README.md") if ".venv" not in p.parts)
+    """Every README.md file of the repository (not a folder of that name, nothing under a hidden
+    folder or the virtual environment)."""
+    return sorted(p for p in REPO_ROOT.glob("**/README.md")
+                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(REPO_ROOT).parts[:-1]))
 
 
-def main(argv: list[str]) -> int:
-    stale = []
+def readme_text(path: Path) -> str | None:
+    """A README's text, or None for one that holds no generated block and is not UTF-8 (a
+    learner's notes in another encoding are not ours to read)."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if b"<!-- BEGIN " not in raw:
+            return None
+        raise UserError(f"{path.relative_to(REPO_ROOT)} is not UTF-8 (byte {err.start}); save it as UTF-8") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    from shared import cli
+
+    parser = cli.Parser(prog="python -m report", description="Rewrite every README's generated blocks from the "
+                        "results files they name (so no number is typed by hand), or check them.")
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a README is out of date")
+    args = parser.parse_args(argv)
+    return cli.run(lambda: rewrite(args.check))
+
+
+def rewrite(check: bool) -> None:
+    """Render every README first, then write the stale ones (atomically): a bad results file stops
+    the run before any README changes."""
+    from shared.saving import write_text_atomic
+
+    stale = {}
     for path in readmes():
-        text = path.read_text()
+        text = readme_text(path)
+        if text is None:
+            continue
         try:
             new = render(text)
         except UserError as err:  # a results file the README quotes is missing or cut short
-            print(f"error: {path.relative_to(REPO_ROOT)}: {err}", file=sys.stderr)
-            return 1
+            raise UserError(f"{path.relative_to(REPO_ROOT)}: {err}") from None
         if new != text:
-            stale.append(path.relative_to(REPO_ROOT))
-            if "--check" not in argv:
-                path.write_text(new)
-    if stale and "--check" in argv:
-        print(f"out of date: {', '.join(map(str, stale))}; run python -m report", file=sys.stderr)
-        return 1
-    return 0
+            stale[path] = new
+    names = ", ".join(str(path.relative_to(REPO_ROOT)) for path in stale)
+    if check:
+        if stale:
+            raise UserError(f"out of date: {names}; run python -m report")
+        return
+    for path in stale:
+        if not path.stat().st_mode & 0o200:
+            raise UserError(f"{path.relative_to(REPO_ROOT)} is read-only; make it writable (chmod u+w) and run "
+                            f"python -m report again (nothing was written)")
+    for path, new in stale.items():
+        write_text_atomic(path, new)
 
 
 if __name__ == "__main__":

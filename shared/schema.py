@@ -53,6 +53,10 @@ def validate(res) -> str | None:
                     or not math.isfinite(v)), None)
         if bad is not None or (name == "step_ms" and min(values) <= 0):
             return f"its {name} hold {bad!r}" if bad is not None else "its step_ms hold a time of zero or less"
+    if not math.isfinite(res["total_s"]) or res["total_s"] < 0:
+        return f"its total_s is {res['total_s']!r}, not a time of zero or more"
+    if res["num_params"] <= 0:
+        return f"its num_params is {res['num_params']!r}, not a positive count"
     for key in ("steps", "batch_size"):
         value = res["config"].get(key, 1)
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
