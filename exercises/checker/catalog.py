@@ -66,13 +66,17 @@ EXERCISES = [
         "The shapes: logits (B, T, V), targets (B, T) integers, real (B, T) booleans; the answer is (B, T, V); "
         "n, the number of real positions, is one number for the whole batch.",
         "One formula: for L = -sum_j q_j log p_j with sum_j q_j = 1, dL/dz_j = p_j - q_j.")),
-    Exercise("2.3", "ch2/attention_backward.py", "causal attention's backward, all heads of all names at once",
+    Exercise("2.3", "ch2/attention_backward.py", "causal attention's backward with a learnable temperature per head",
              "write", (
-        f"The idea: walk the three forward steps backwards: y = P v, then P = softmax(S), then S = q k^T scale. "
-        f"{CH2}, 'Backpropagation through arrays' (causal attention).",
-        "The shapes: q, k, v, g are (B, H, T, D); P and its gradients (B, H, T, T). A transpose of the last two "
-        "axes is a.swapaxes(-1, -2).",
-        "One formula: softmax's backward, per row: dS = P * (dP - rowsum(dP * P)).")),
+        f"The idea: walk the three forward steps backwards as chapter 2 does, y = P v, then P = softmax(S), then "
+        f"S = tau[h] q k^T, with tau[h] where the chapter has 1/sqrt(D); then tau's own gradient: tau[h] scales "
+        f"every score of head h, of every name, and each of those uses adds to it, as every row adds to a "
+        f"shared weight's. {CH2}, 'Backpropagation through arrays' (causal attention, and the linear layer).",
+        "The shapes: q, k, v, g are (B, H, T, D); P and its gradients (B, H, T, T); tau and dtau (H,), so "
+        "dtau sums over every axis but the heads' (0, 2 and 3), and tau[None, :, None, None] broadcasts tau "
+        "over the rest. A transpose of the last two axes is a.swapaxes(-1, -2).",
+        "One formula: for S = tau A, with A = q k^T, dL/dA = tau dL/dS, and dL/dtau is the sum of "
+        "dL/dS * A over the entries tau scales.")),
     Exercise("2.4", "ch2/padding.py", "a batch of names as rectangular arrays, with its mask", "write", (
         f"The idea: names differ in length, arrays do not: pad the short rows and say, with a mask, which "
         f"positions are real. {CH2}, 'Batches'.",

@@ -140,53 +140,85 @@ def check_cross_entropy_backward(learner: Learner) -> str:
 
 
 def attention_case(case: Case):
+    """q, k, v, g (B, H, T, D), each head's temperature tau (H,), and P = softmax(tau q k^T), causal."""
     rng = np.random.default_rng(case["seed"])
     B, H, T, D = case["B"], case["H"], case["T"], case["D"]
     q, k, v, g = (rng.standard_normal((B, H, T, D)) for _ in range(4))
-    scale = 1 / np.sqrt(D)
-    S = q @ k.swapaxes(-1, -2) * scale + np.triu(np.full((T, T), -np.inf), k=1)
+    tau = rng.uniform(0.25, 1.5, H)
+    S = tau[:, None, None] * (q @ k.swapaxes(-1, -2)) + np.triu(np.full((T, T), -np.inf), k=1)
     P = np.exp(S - S.max(-1, keepdims=True))
     P /= P.sum(-1, keepdims=True)
-    return q, k, v, P, g, float(scale)
+    return q, k, v, P, g, tau
+
+
+def attention_reference(q, k, v, g, tau):
+    """(dq, dk, dv, dtau) by PyTorch's autograd in float64, through the forward written out."""
+    import torch
+
+    tq, tk, tv, ttau = (torch64(a, grad=True) for a in (q, k, v, tau))
+    T = q.shape[-2]
+    future = torch.ones(T, T, dtype=torch.bool).triu(1)
+    S = (ttau[:, None, None] * (tq @ tk.transpose(-1, -2))).masked_fill(future, float("-inf"))
+    (S.softmax(-1) @ tv * torch64(g)).sum().backward()
+    return tq.grad.numpy(), tk.grad.numpy(), tv.grad.numpy(), ttau.grad.numpy()
 
 
 def check_attention_backward(learner: Learner) -> str:
     s = stage2()
-    causal_attention, Tensor = s.causal_attention, s.Tensor
     learner.forbidden = [(s, "causal_attention", "chapter 2's causal_attention and its backward"), NO_TORCH]
     learner.crash_slips = BROADCAST
     learner.load()
     yours = learner.attribute("attention_backward")
 
     def run(case: Case) -> None:
-        q, k, v, P, g, scale = attention_case(case)
+        q, k, v, P, g, tau = attention_case(case)
         B, H, T, D = q.shape
-        result = learner.call(yours, q.copy(), k.copy(), v.copy(), P.copy(), g.copy(), scale)
-        if not isinstance(result, tuple) or len(result) != 3:
-            raise Mismatch(f"attention_backward returned {describe_type(result)}, expected the tuple (dq, dk, dv)")
-        qkv = Tensor(np.stack((q, k, v)).transpose(1, 3, 0, 2, 4).reshape(B, T, 3 * H * D))  # (B, T, 3C)
-        causal_attention(qkv, H)._backward(g.transpose(0, 2, 1, 3).reshape(B, T, H * D))
-        dq, dk, dv = qkv.grad.reshape(B, T, 3, H, D).transpose(2, 0, 3, 1, 4)
+        result = learner.call(yours, q.copy(), k.copy(), v.copy(), P.copy(), g.copy(), tau.copy())
+        if not isinstance(result, tuple) or len(result) != 4:
+            raise Mismatch(f"attention_backward returned {describe_type(result)}, expected the tuple "
+                           f"(dq, dk, dv, dtau)")
+        dq, dk, dv, dtau = attention_reference(q, k, v, g, tau)
+        t = tau[:, None, None]
+        A = q @ k.swapaxes(-1, -2)  # the scores before tau scales them
         dP = g @ v.swapaxes(-1, -2)
         dS = P * (dP - (dP * P).sum(-1, keepdims=True))
         compare("dv", result[2], dv, atol=1e-10, rtol=1e-8, slips={"P g: P needs its transpose, P^T g": P @ g})
         compare("dq", result[0], dq, atol=1e-10, rtol=1e-8, slips={
-            "without the scale 1/sqrt(D): S = q k^T * scale, so dq and dk carry it": dS @ k,
+            "without tau: S = tau q k^T, so dq and dk carry tau[h]": dS @ k,
+            "1/sqrt(D) where tau is due: this head's scores are scaled by tau[h]": dS @ k / np.sqrt(D),
             "softmax's backward without subtracting rowsum(dP * P): dS = P * dP is only its first term":
-                P * dP * scale @ k,
+                t * (P * dP) @ k,
             "the rowsum over the wrong axis: softmax runs along each row, the last axis":
-                P * (dP - (dP * P).sum(-2, keepdims=True)) * scale @ k,
-            "dS^T k: dq uses dS itself, since S = q k^T": dS.swapaxes(-1, -2) * scale @ k})
+                t * (P * (dP - (dP * P).sum(-2, keepdims=True))) @ k,
+            "dS^T k: dq uses dS itself, since S = tau q k^T": t * dS.swapaxes(-1, -2) @ k})
         compare("dk", result[1], dk, atol=1e-10, rtol=1e-8, slips={
-            "dS q: dS needs its transpose, dS^T q": dS * scale @ q,
-            "without the scale 1/sqrt(D): S = q k^T * scale, so dq and dk carry it": dS.swapaxes(-1, -2) @ q})
+            "dS q: dS needs its transpose, dS^T q": t * dS @ q,
+            "without tau: S = tau q k^T, so dq and dk carry tau[h]": dS.swapaxes(-1, -2) @ q})
+        shape = np.shape(result[3])
+        if shape != (H,):
+            said = {(): " -- summed over the heads too: each head has its own tau[h], so sum over the names and "
+                        "both position axes (0, 2, 3) and keep the heads' axis",
+                    (B, H): " -- not summed over the names: every name uses the same tau[h], and each use adds",
+                    (B, H, T, T): " -- not summed: tau[h] is one number, so its gradient adds up what every score "
+                                  "of head h contributes"}.get(shape, "")
+            raise Mismatch(f"dtau: shape {shape_text(shape)}, expected {shape_text((H,))}{said}")
+        compare("dtau", result[3], dtau, atol=1e-10, rtol=1e-8, slips={
+            "the sum of dL/dS alone: S = tau A with A = q k^T, so each score adds dL/dS * A": dS.sum((0, 2, 3)),
+            "dL/dP where dL/dS is due: tau sits before the softmax, so its gradient goes through the softmax's "
+            "backward first": (dP * A).sum((0, 2, 3)),
+            "tau q k^T where q k^T is due: S = tau A, and differentiating tau A by tau leaves A = q k^T":
+                (dS * t * A).sum((0, 2, 3)),
+            "the mean over the names: every name uses tau[h], and each use adds its gradient":
+                (dS * A).sum((2, 3)).mean(0),
+            "summed over the heads too: each head has its own tau[h]":
+                np.full(H, (dS * A).sum())})
 
     cases = [Case(B=1, H=1, T=1, D=1, seed=0), Case(B=1, H=1, T=2, D=4, seed=1), Case(B=1, H=2, T=3, D=4, seed=2),
              Case(B=2, H=4, T=5, D=4, seed=3), Case(B=1, H=1, T=7, D=3, seed=4), Case(B=2, H=4, T=16, D=4, seed=5),
              *random_cases(23, 3, {"B": (1, 3), "H": (1, 4), "T": (1, 16), "D": (1, 8)})]
     over_cases(run, cases, minimum={"B": 1, "H": 1, "T": 1, "D": 1})
-    return (f"dq, dk and dv on {len(cases)} cases, one position to 16, one head to 4, against chapter 2's "
-            f"causal_attention backward")
+    return (f"dq, dk, dv and dtau on {len(cases)} cases, one position to 16, one head to 4, each head its own tau, "
+            f"against PyTorch's autograd in float64")
 
 
 NAMES = {"one letter": ["x"], "one name": ["emma"], "a name longer than block_size": ["christopheralexander"],
