@@ -128,7 +128,7 @@ class TrainingRun:
         return results
 
     def restart_clock(self) -> None:
-        """The run's total time counts from here (after set-up such as compiling)."""
+        """The run's total time counts from here (after the program's set-up)."""
         self.started = time.perf_counter()
 
     def finish(self, samples: list[str], where: str | os.PathLike | None = None) -> dict:
@@ -137,11 +137,11 @@ class TrainingRun:
         results = self.results(samples)
         where = where or write_json_atomic(self.out, results)
         summary = summarize(results)
-        tokens = f", {summary['tokens_per_s']:,.0f} tokens/s" if summary["tokens_per_s"] else ""
+        tokens = f", {rate(summary['tokens_per_s'])} tokens/s" if summary["tokens_per_s"] else ""
         steps = len(self.losses)
         timed = (f"median {summary['median_step_ms']:.2f} ms/step after warm-up" if steps > WARMUP_STEPS else
                  f"median {summary['median_step_ms']:.2f} ms/step over all {steps} steps (no warm-up left out)")
-        say(f"{self.stage}: {timed} ({summary['names_per_s']:,.0f} names/s{tokens}), total "
+        say(f"{self.stage}: {timed} ({rate(summary['names_per_s'])} names/s{tokens}), total "
             f"{summary['total_s']:.1f} s, mean loss of the last {min(steps, LOSS_WINDOW)} steps "
             f"{summary['final_loss']:.4f} -> {where}")
         return results
@@ -169,3 +169,9 @@ class TrainingRun:
             raise UserError(f"{exc} ({kept})") from None
         print(f"training stopped {kept}", file=sys.stderr)
         return False
+
+
+def rate(per_second: float) -> str:
+    """A rate for the last line: whole numbers with commas, three significant digits below 100
+    (the interpreter trains a few names a second: "0 names/s" said nothing)."""
+    return f"{per_second:,.0f}" if per_second >= 100 else f"{per_second:.3g}"

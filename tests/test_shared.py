@@ -259,3 +259,10 @@ def test_positions_per_step_follow_the_wrapped_batches():
     lengths = [3, 5, 2]  # real positions of three documents; batches of 5 wrap around the list
     assert dataset.positions_per_step(lengths, 3, 5) == [3 + 5 + 2 + 3 + 5, 2 + 3 + 5 + 2 + 3, 5 + 2 + 3 + 5 + 2]
     assert dataset.positions_per_step(lengths, 2, 1) == [3, 5]
+
+
+def test_a_slow_run_s_rate_is_not_printed_as_zero():
+    """Stage 4 in the interpreter trains a few names a second: its last line said '0 names/s'."""
+    from shared.results import rate
+
+    assert [rate(x) for x in (0.31, 4.9, 56.78, 6116.2)] == ["0.31", "4.9", "56.8", "6,116"]
