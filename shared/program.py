@@ -1,10 +1,11 @@
 """What every training program imports first: a program still loading its packages fails in
 one line, not a traceback.
 
-Two things go wrong before a program has started: it runs under a Python without the
-project's packages (the system `python3` instead of `.venv/bin/python`), or Ctrl-C arrives
-during `import torch`, which takes a while. Importing this module installs an exception hook
-that says either in one line; every other error keeps Python's usual report.
+Three things go wrong before a program has started: it runs under a Python without the
+project's packages (the system `python3` instead of `.venv/bin/python`), a package is there
+but cannot load (a broken installation: a missing shared library), or Ctrl-C arrives during
+`import torch`, which takes a while. Importing this module installs an exception hook
+that says each in one line; every other error keeps Python's usual report.
 """
 
 import os
@@ -23,7 +24,27 @@ def one_line_on_load(exc_type, exc, tb):
               f"have; run it with the project's Python, .venv/bin/python (README.md, Quick start), or "
               f"pip install -r requirements.txt into this one", file=sys.stderr, flush=True)
         return
+    broken = package_that_failed(exc_type, tb)
+    if broken:
+        print(f"error: {Path(sys.argv[0]).name} cannot load {broken} ({exc_type.__name__}: "
+              f"{str(exc).splitlines()[0] if str(exc) else 'no message'}); its installation is broken: reinstall "
+              f"it, pip install --force-reinstall -r requirements.txt", file=sys.stderr, flush=True)
+        return
     sys.__excepthook__(exc_type, exc, tb)
+
+
+def package_that_failed(exc_type, tb) -> str | None:
+    """The package of PACKAGES whose own import raised (a missing shared library, a version
+    mismatch: an ImportError or OSError from inside its __init__), or None."""
+    if not issubclass(exc_type, ImportError | OSError):
+        return None
+    while tb is not None:
+        parts = Path(tb.tb_frame.f_code.co_filename).parts
+        for name in PACKAGES:
+            if name in parts[:-1] and parts[-1] == "__init__.py":
+                return name
+        tb = tb.tb_next
+    return None
 
 
 sys.excepthook = one_line_on_load
