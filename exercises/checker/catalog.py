@@ -97,12 +97,15 @@ EXERCISES = [
         "The shapes: x is (..., C); `ctx.save_for_backward(...)` keeps tensors, `ctx.saved_tensors` gives them "
         "back; backward returns one tensor shaped like x.",
         "One formula: exercise 2.1's dL/dx with the gain w = 1, the mean over the last dimension.")),
-    Exercise("3.3", "ch3/count_matmuls.py", "predict the matrix multiplies of a two-layer step", "predict", (
-        f"The idea: a linear layer runs one matmul forward, and its backward two: one for dL/dx, one for dL/dW. "
-        f"{CH3}, 'One step, op by op'.",
-        "What to count: the linear layers of one block, the ones outside the blocks, and how many blocks. "
-        "Attention's own products run inside SDPA, which is not aten::mm.",
-        "One formula: aten::mm calls = 3 x (linear layers in the model).")),
+    Exercise("3.3", "ch3/matmul_flops.py", "predict the FLOPs of a two-layer step's matrix multiplies", "predict", (
+        f"The idea: a linear layer runs one matmul forward, and its backward two of the same size: one for dL/dx, "
+        f"one for dL/dW. A matmul (m, k) @ (k, n) is m x n sums of k multiply-adds, and a multiply-add counts 2. "
+        f"{CH3}, 'One step, op by op', and 2_numpy/README.md, 'Backpropagation through arrays' (the linear layer).",
+        "What to count: the positions of \"emma\" (chapter 1's README, 'The task'), the linear layers of one block "
+        "and the one outside the blocks with their shapes (SPEC.md's table; q, k and v are one matrix here), and "
+        "two blocks. Attention's own products run inside SDPA, which is not aten::mm.",
+        "One formula: a linear layer from n_in to n_out on n positions is 6 n n_in n_out FLOPs, forward and "
+        "backward.")),
     Exercise("3.4", "ch3/ignore_index.py", "padded targets with ignore_index", "write", (
         f"The idea: F.cross_entropy leaves out every target equal to its ignore_index (-100 by default), so "
         f"padding can be a target that is never counted. {CH3}, 'Reading the diff'.",

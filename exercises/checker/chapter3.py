@@ -132,20 +132,28 @@ def check_rmsnorm_function(learner: Learner) -> str:
 
 
 class MatmulCounter(TorchDispatchMode):
-    """Counts aten::mm calls: what chapter 3's profile calls the step's matrix multiplies."""
+    """Counts aten::mm calls, what chapter 3's profile calls the step's matrix multiplies, and
+    their FLOPs: (m, k) @ (k, n) is m n sums of k multiply-adds, 2 m k n."""
 
     def __init__(self):
         super().__init__()
         self.mm = 0
+        self.flops = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func.overloadpacket == torch.ops.aten.mm:
+            (m, k), n = args[0].shape, args[1].shape[1]
             self.mm += 1
+            self.flops += 2 * m * k * n
         return func(*args, **(kwargs or {}))
 
 
-def matmuls_per_step(n_layer: int) -> int:
-    """aten::mm calls in one training step of chapter 3's model at `n_layer` layers, counted."""
+NAME = "emma"  # the one name of 3.3's step
+
+
+def matmul_step(n_layer: int):
+    """(the aten::mm counter of one training step of chapter 3's model at `n_layer` layers on
+    NAME, counted as it ran; the model; the name's positions)."""
     from shared.weights import GPTConfig, init_run
 
     stage3 = load("3_pytorch")
@@ -154,37 +162,66 @@ def matmuls_per_step(n_layer: int) -> int:
     _, state, _ = init_run(list(docs), config, 42)
     model = stage3.load_weights(stage3.GPT(config), state)
     optimizer, _ = stage3.make_optimizer(model, 10, torch.device("cpu"))
-    inputs, targets = stage3.batch_tensors([tokenizer.encode_doc(docs[0])], config.block_size, "cpu")
+    inputs, targets = stage3.batch_tensors([tokenizer.encode_doc(NAME)], config.block_size, "cpu")
     with MatmulCounter() as counter:
         _, loss = model(inputs, targets)
         loss.backward()
         optimizer.step()
-    return counter.mm
+    return counter, model, inputs.shape[1]
 
 
-def check_count_matmuls(learner: Learner) -> str:
+def linear_sizes(model) -> tuple[int, int]:
+    """(n_in x n_out summed over one block's linear layers, the lm_head's n_in x n_out)."""
+    return sum(p.numel() for name, p in model.named_parameters() if name.startswith("layers.0.") and p.ndim == 2), \
+        model.lm_head.weight.numel()
+
+
+def check_matmul_flops(learner: Learner) -> str:
+    from torch.utils import flop_counter
+
     learner.forbidden = [(torch.profiler, "profile", "torch.profiler (predict first, then measure)"),
-                         (torch.autograd.profiler, "profile", "torch's profiler (predict first, then measure)")]
+                         (torch.autograd.profiler, "profile", "torch's profiler (predict first, then measure)"),
+                         (flop_counter, "FlopCounterMode", "torch's FLOP counter (predict first, then measure)")]
     learner.load()
-    guess = learner.attribute("MATMULS_AT_TWO_LAYERS")
-    answer = matmuls_per_step(2)
-    judge_prediction("MATMULS_AT_TWO_LAYERS", guess, answer, {
-        9: "that counts the forward pass only: every linear layer's backward runs two more (dL/dx and dL/dW)",
-        18: "that counts the backward pass only: the forward runs one per linear layer too",
-        15: "off by one layer: that is a one-layer step; the second block adds its own linear layers",
-        39: "q, k and v are one stacked matmul here (attn_wqkv), and attention's own products run inside "
-            "F.scaled_dot_product_attention, not aten::mm",
-        24: "the lm_head, outside the blocks, is a linear layer too"},
-        "Count the linear layers of chapter 3's GPT (3_pytorch/main.py) again (check.py 3.3 --hint).")
-    return f"{answer} aten::mm calls, counted in one real two-layer step of chapter 3's model"
+    guess = learner.attribute("MATMUL_FLOPS_AT_TWO_LAYERS")
+    counter, model, n = matmul_step(2)
+    answer = counter.flops
+    block, head = linear_sizes(model)
+    C = model.config.n_embd
+    two_layers = 2 * block + head
+    judge_prediction("MATMUL_FLOPS_AT_TWO_LAYERS", guess, answer, {
+        2 * n * two_layers: "that counts the forward pass only: each linear layer's backward runs two matmuls as "
+                            "large, dL/dx = g W and dL/dW = g^T x",
+        4 * n * two_layers: "that counts one backward matmul per linear layer: its backward runs two, dL/dx and "
+                            "dL/dW",
+        3 * n * two_layers: "that counts multiply-adds: each is two floating-point operations, a multiply and an add",
+        6 * n * (block + head): "off by one layer: that is a one-layer step; the second block runs its own linear "
+                                "layers",
+        6 * n * 2 * block: f"the lm_head, outside the blocks, is a linear layer too ({C} -> {head // C})",
+        6 * (n - 1) * two_layers: f"{n - 1} positions: a name of {len(NAME)} letters trains {len(NAME)} + 1, "
+                                  f"the last letter predicting BOS",
+        6 * (n + 1) * two_layers: f"{n + 1} positions: the {n + 1} tokens of [BOS, {', '.join(NAME)}, BOS] make "
+                                  f"{n} (input, next token) pairs",
+        6 * model.config.block_size * two_layers: f"{model.config.block_size} positions: chapter 3 pads a batch to "
+                                                  f"its longest name, not to block_size",
+        6 * n * two_layers + 2 * 12 * n * n * C: "attention's own products (q k^T and P v) run inside "
+                                                 "F.scaled_dot_product_attention, which is not aten::mm"},
+        "Count the linear layers of chapter 3's GPT (3_pytorch/main.py), their shapes and the name's positions "
+        "again (check.py 3.3 --hint).")
+    return (f"{answer:,} FLOPs in the {counter.mm} aten::mm calls of one real two-layer step of chapter 3's model "
+            f"on \"{NAME}\", counted as it ran")
 
 
-def reveal_count_matmuls() -> str:
-    one, two = matmuls_per_step(1), matmuls_per_step(2)
-    return (f"{two}. Counted in one real step: {one} at one layer (the {one} aten::mm calls of chapter 3's profile), "
-            f"{two} at two. Each linear layer is 3 matmuls (y = x W^T forward; dL/dx = g W and dL/dW = g^T x "
-            f"backward); a block has 4 linear layers (attn_wqkv, attn_wo, mlp_fc1, mlp_fc2) and the lm_head is "
-            f"one more: 3 x (4 x 2 + 1) = {3 * 9}.")
+def reveal_matmul_flops() -> str:
+    counter, model, n = matmul_step(2)
+    block, head = linear_sizes(model)
+    return (f"{counter.flops:,}. Counted in one real two-layer step on \"{NAME}\": {counter.mm} aten::mm calls, "
+            f"three per linear layer. A linear layer from n_in to n_out on n positions is 2 n n_in n_out FLOPs "
+            f"forward (n x n_out sums of n_in multiply-adds, each 2 FLOPs) and twice that backward (dL/dx = g W, "
+            f"dL/dW = g^T x), 6 n n_in n_out in all. \"{NAME}\" trains n = {n} positions; n_in n_out adds up to "
+            f"{block:,} per block (attn_wqkv, attn_wo, mlp_fc1, mlp_fc2) and {head} for the lm_head, and "
+            f"attention's own products run inside SDPA, not aten::mm: 6 x {n} x (2 x {block:,} + {head}) = "
+            f"{6 * n * (2 * block + head):,}.")
 
 
 def check_ignore_index(learner: Learner) -> str:
