@@ -29,7 +29,7 @@ _kept: dict[str, list["Kept"]] | None = None  # None: nothing is being kept (tra
 class Kept:
     value: object  # what the stage computed: a list of Values, a Tensor, a torch tensor, an array
     function: str  # the function that kept it ("gpt", "CausalSelfAttention.forward")
-    file: str  # its file's folder and name ("2_numpy/main.py")
+    file: str  # its file's folder and name: "<chapter folder>/main.py"
     line: int  # its line in that file
 
 
