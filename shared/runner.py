@@ -35,7 +35,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from shared import cli, dataset, devices, log, memory, results, saving
+from shared import cli, dataset, log, memory, results, saving
 from shared.cli import Flags  # noqa: F401  (what a program declares: runner.Flags)
 from shared.devices import cpu, torch_device  # noqa: F401  (where it runs: runner.torch_device)
 from shared.environment import environment
@@ -59,7 +59,7 @@ class Run:
     The step protocol: `batches()` (each step's documents) or `steps()` (its index alone)
     starts each step, `phase(name)` times a part of it, `end_step(loss)` ends it (or
     `end_steps(losses)` several that ran as one). Before the steps: `timed(name)` for one-off
-    work such as compiling, `warm_up(step)`, and `note(**facts)` for the results file and the
+    work the program does before step 1, and `note(**facts)` for the results file and the
     banner.
     """
 
@@ -70,8 +70,6 @@ class Run:
         self.config = GPTConfig(self.tokenizer.vocab_size, args.n_layer, args.n_embd, args.n_head, args.block_size)
         self.hardware = flags.device(args)
         self.device = self.hardware.device
-        if flags.compile and args.compile:
-            devices.check_compiler(self.device)
         longest = max(positions(self.tokenizer.encode_doc(doc), args.block_size) for doc in docs)
         memory.check(flags.memory, self.config, args.batch_size, args.dtype, self.device, longest)
         self.docs, self.initial_weights, self.rng = init_run(docs, self.config, args.seed)
@@ -79,8 +77,7 @@ class Run:
         self.steps_to_train = min(self.num_steps, max_steps or self.num_steps)  # a test may stop a long schedule early
         lengths = [positions(self.tokenizer.encode_doc(doc), self.config.block_size) for doc in self.docs]
         self.doc_len = dataset.positions_per_step(lengths, self.steps_to_train, self.batch_size)
-        self.env = environment(self.hardware.name, **self.hardware.facts,
-                               **({"compile": args.compile} if flags.compile else {}))
+        self.env = environment(self.hardware.name, **self.hardware.facts)
         self.num_params = sum(rows * cols for _, (rows, cols) in param_shapes(self.config))
         self.record = results.TrainingRun(
             stage, {**self.config.to_dict(), "steps": self.num_steps, "batch_size": self.batch_size,
@@ -92,25 +89,17 @@ class Run:
 
     # ---------------------------------------------------------------- before the steps
     def note(self, **facts) -> None:
-        """Facts for the results file's `env` and the banner: note(kernels_per_step=29, programs=4)."""
+        """Facts for the results file's `env` and the banner: note(setup_s=0.4, programs=4)."""
         self.env.update(facts)
         self._noted += [words(key, value) for key, value in facts.items()]
 
     @contextlib.contextmanager
     def timed(self, name: str):
-        """Time one-off work before the steps (compiling, a set-up the program does once): env[f'{name}_s']."""
+        """Time one-off work before the steps (a set-up the program does once): env[f'{name}_s']."""
         started = time.perf_counter()
         yield
         self.hardware.sync()
         self.note(**{f"{name}_s": round(time.perf_counter() - started, 3)})
-
-    def warm_up(self, step: Callable[[list[list[int]]], object], name: str = "compile") -> None:
-        """Call `step(batch)` on a batch of the run's size made of the shortest document, then
-        one of the longest, timed apart from the steps: a compiler that specializes on shapes
-        (the batch size, the padded length) meets them before the timed steps."""
-        with self.timed(name):
-            for doc in (min(self.docs, key=len), max(self.docs, key=len)):
-                step([self.tokenizer.encode_doc(doc)] * self.batch_size)
 
     def banner(self) -> str:
         c = self.config
@@ -184,7 +173,7 @@ class Run:
 
 
 def words(key: str, value) -> str:
-    """A fact for the banner: 'programs 4', 'interpreter', 'no compile', 'setup 0.4 s'."""
+    """A fact for the banner: 'programs 4', 'interpreter', 'no interpreter', 'setup 0.4 s'."""
     if key.endswith("_s") and isinstance(value, float):
         return f"{key[:-2].replace('_', ' ')} {value:.1f} s"
     if isinstance(value, bool):
