@@ -133,6 +133,11 @@ def main(argv=None) -> int:
     assert estimate <= LIMIT_S, "the parts' budgets exceed the sitting's limit"
     if args.plan:
         return 0
+    if not args.rehearse:  # before its folder is made: a refused sitting leaves nothing behind
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error("the sitting needs a CUDA GPU; --rehearse runs it on a CPU")
     try:
         (out / "stage-files").mkdir(parents=True, exist_ok=True)
     except OSError as err:

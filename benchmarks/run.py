@@ -24,6 +24,8 @@ import contextlib
 import datetime
 import os
 import re
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -97,8 +99,10 @@ def plan(stages: list[str], steps: int, gpu: bool) -> list[dict]:
     return runs
 
 
-def run_once(run: dict, progress: str) -> dict:
-    """One run of one stage's main.py; shows its progress on one line; returns its results."""
+def run_once(run: dict, progress: str, keep_partial) -> dict:
+    """One run of one stage's main.py; shows its progress on one line; returns its results.
+    A run that fails after some steps leaves its partial results in the run's temporary folder:
+    `keep_partial(path, label)` moves them beside the sitting's record before that folder goes."""
     env = {**os.environ, **ONE_THREAD}
     if run["chain"] is None:
         env["TRITON_INTERPRET"] = "1"
@@ -111,10 +115,26 @@ def run_once(run: dict, progress: str) -> dict:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         with stopped_with_us(proc):
             tail = follow(proc, run, progress, started)
-        if proc.wait() != 0:
-            raise RunFailed(f"{run['label']} failed:\n{''.join(tail).rstrip()}")
+        status = proc.wait()
+        if status != 0:
+            said = "".join(tail).rstrip()
+            for written in (saving.beside(out), out):  # a stopped run's steps (SPEC.md: where a partial goes)
+                if written.exists():
+                    said = said.replace(str(written), str(keep_partial(written, run["label"])))
+            raise RunFailed(f"{run['label']} failed: {why_it_ended(status, said)}")
         print()
         return schema.load_results(out)
+
+
+def why_it_ended(status: int, said: str) -> str:
+    """What a stage's non-zero exit means, in words: its own last lines, or, where it said nothing
+    (killed at once), the signal that ended it."""
+    if status < 0:
+        name = signal.Signals(-status).name
+        cause = {"SIGKILL": "killed (SIGKILL: out of memory, or another process killed it)",
+                 "SIGSEGV": "crashed (SIGSEGV)"}.get(name, f"ended by {name}")
+        return f"it was {cause}" + (f"; its last output:\n{said}" if said else ", before it could say anything")
+    return f"it exited with status {status}" + (f":\n{said}" if said else ", saying nothing")
 
 
 class RunFailed(Exception):
@@ -208,6 +228,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.steps <= 0 or args.repeats <= 0:
         parser.error("--steps and --repeats must be positive")
+    if args.quick and args.stage_files:
+        parser.error("--stage-files writes the chapters' results files, which a --quick smoke run must not replace; "
+                     "leave out one of the two")
     steps = 20 if args.quick else args.steps
     out_dir = Path(args.out_dir or (QUICK_DIR if args.quick else RESULTS_DIR))
     for folder, flag in ((out_dir, "--out-dir"), (args.stage_files and Path(args.stage_files), "--stage-files")):
@@ -225,20 +248,30 @@ def main(argv=None) -> int:
 
     def keep_finished() -> Path:  # after every run: the finished ones are on disk before the next starts
         done = {run["label"]: tries for run, tries in zip(runs, repeats) if tries}
-        return saving.write_json_atomic(partial, {"runs": done, "steps": steps, "repeats": args.repeats,
-                                                   "quick": args.quick, "env": env, "partial": True})
+        where, err = saving.write_or_rescue(partial, {"runs": done, "steps": steps, "repeats": args.repeats,
+                                                      "quick": args.quick, "env": env, "partial": True}, stem)
+        if err is not None:  # a full disk: the stages' own rescue path, and said at once
+            print(f"\ncannot write {partial} ({err.strerror}); the finished runs are in {where}", file=sys.stderr)
+        return where
+
+    def keep_partial(path: Path, label: str) -> Path:  # a failed run's partial results, out of its temporary folder
+        kept = out_dir / f"{stem}.{re.sub(r'[^a-z0-9]+', '-', label.lower()).strip('-')}.failed-run.json"
+        try:
+            return Path(shutil.move(str(path), kept))
+        except OSError:
+            return path
 
     cli.stop_on_signals()  # SIGTERM and SIGHUP stop the harness like Ctrl-C: its run stops with it
     try:
         for r in range(args.repeats):
             for i, run in enumerate(runs):
-                repeats[i].append(run_once(run, f"[repeat {r + 1}/{args.repeats}, run {i + 1}/{len(runs)}]"))
+                repeats[i].append(run_once(run, f"[repeat {r + 1}/{args.repeats}, run {i + 1}/{len(runs)}]",
+                                           keep_partial))
                 keep_finished()
     except (KeyboardInterrupt, RunFailed) as stop:  # keep every finished run
-        if any(repeats):
-            keep_finished()  # (a stop between a run's end and its write would lose it)
+        kept_at = keep_finished() if any(repeats) else partial  # (a stop between a run's end and its write)
         finished = sum(map(len, repeats))
-        kept = f"the {finished} finished run(s) are in {partial}" if finished else "no run had finished"
+        kept = f"the {finished} finished run(s) are in {kept_at}" if finished else "no run had finished"
         if isinstance(stop, RunFailed):
             print(f"\n{stop}\n{kept}", file=sys.stderr)
             return 1
@@ -248,16 +281,25 @@ def main(argv=None) -> int:
     env["device"] = next((r["device"] for r in rows if r["chain"] == "gpu"), "cpu")
     report = {"rows": rows, "runs": {run["label"]: tries for run, tries in zip(runs, repeats)},
               "steps": steps, "repeats": args.repeats, "quick": args.quick, "env": env}
-    saving.write_json_atomic(out_dir / f"{stem}.json", report)
+    where, err = saving.write_or_rescue(out_dir / f"{stem}.json", report, stem)
+    if err is not None:  # a full disk at the end: the record is kept elsewhere, and nothing more is written
+        cli.say_last(f"cannot write {out_dir / stem}.json ({err.strerror}); the sitting is in {where}; free some "
+                     f"space and copy it back")
+        return 1
     partial.unlink(missing_ok=True)
     markdown = benchmark_markdown(report)
-    (out_dir / f"{stem}.md").write_text(markdown)
-    if args.stage_files:
-        for label, tries in report["runs"].items():
-            if label in STAGE_FILES and not report["quick"]:
-                saving.write_json_atomic(Path(args.stage_files) / STAGE_FILES[label], tries[0])
+    try:
+        saving.write_text_atomic(out_dir / f"{stem}.md", markdown)
+        if args.stage_files:
+            for label, tries in report["runs"].items():
+                if label in STAGE_FILES:
+                    saving.write_json_atomic(Path(args.stage_files) / STAGE_FILES[label], tries[0])
+    except OSError as err:
+        cli.say_last(f"the sitting is in {where}, but its table or stage files could not be written ({err.strerror}); "
+                     f"python -m report rebuilds the tables from it")
+        return 1
     print(markdown)
-    print(f"-> {out_dir / stem}.json")
+    print(f"-> {where}")
     return 0
 
 

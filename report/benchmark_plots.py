@@ -25,7 +25,8 @@ RESULTS = HERE / "results"
 
 
 def newest(pattern: str) -> Path:
-    paths = sorted(p for p in RESULTS.glob(pattern) if not p.stem.endswith("-quick"))
+    paths = sorted(p for p in RESULTS.glob(pattern)  # complete sittings: not a .partial.json, a .failed-run.json
+                   if not p.stem.endswith("-quick") and p.name.count(".") == 1)
     if not paths:
         raise SystemExit(f"no benchmark results matching {pattern} in {RESULTS}; run benchmarks/run.py first")
     return paths[-1]

@@ -4,7 +4,7 @@
 
 A run prints through `say`. When stdout is gone (`| head` closed it, `> /dev/full`), the run
 goes on without its log: the results file still gets every step, and `stdout_closed` tells
-the runner to say so at the end.
+the runner why, to say so at the end.
 """
 
 import errno
@@ -26,12 +26,15 @@ def say(line: str = "", **kwargs) -> None:
     try:
         print(line, flush=True, **kwargs)
     except OSError as err:  # a closed pipe, a full device (`> /dev/full`), a terminal gone: the log is lost
-        if err.errno not in (errno.EPIPE, errno.ENOSPC, errno.EIO):
+        if err.errno not in WHY_LOST:
             raise
-        stdout_closed = True
+        stdout_closed = WHY_LOST[err.errno]
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so the flush at exit does not fail again
         os.close(devnull)
 
 
-stdout_closed = False
+WHY_LOST = {errno.EPIPE: "its reader closed it early (broken pipe)",
+            errno.ENOSPC: "the device it goes to is full (no space left)",
+            errno.EIO: "the terminal it went to is gone (input/output error)"}
+stdout_closed: str | None = None  # why the log was lost, once it was

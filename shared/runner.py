@@ -254,8 +254,7 @@ def train_and_sample(program_file, flags: Flags, train: Callable, sample: Callab
     where = save(run, names)
     finished = {**run.record.finish(names, where), "path": str(where)}
     if log.stdout_closed:
-        print(f"the log's reader closed it early (broken pipe); the run went on and is in {finished['path']}",
-              file=sys.stderr, flush=True)
+        cli.say_last(f"the log was lost: {log.stdout_closed}; the run went on and is in {finished['path']}")
     return finished
 
 

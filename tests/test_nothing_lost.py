@@ -130,6 +130,19 @@ def test_a_closed_log_does_not_stop_the_run(tmp_path, names_path):
     assert len(json.loads(out.read_text())["losses"]) == 300
 
 
+def test_a_log_to_a_full_device_says_so(tmp_path, names_path):
+    """`main.py > /dev/full`: the run goes on; the last line says the device is full, not that a pipe broke."""
+    out = tmp_path / "r.json"
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, str(REPO_ROOT / "2_numpy" / "main.py"), "--data", str(names_path),
+                               "--out", str(out), "--steps", "5", "--samples", "0"], stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=60)
+    assert proc.returncode == 0
+    line = one_line(proc.stderr)
+    assert "no space left" in line and "broken pipe" not in line
+    assert len(json.loads(out.read_text())["losses"]) == 5
+
+
 def test_a_results_folder_gone_at_the_end_saves_the_run_elsewhere(tmp_path, names_path):
     folder = tmp_path / "results"
     folder.mkdir()
@@ -366,6 +379,79 @@ def test_sigterm_to_the_harness_stops_its_run_too(tmp_path, names_path):
                 pass
         return found
     assert marked() == []
+
+
+def processes_marked(mark: str) -> list[int]:
+    """The pids of the processes whose environment holds `mark` (a test's own)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if mark.encode() in environ.read_bytes():
+                found.append(int(environ.parent.name))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.parametrize("sig, said", [(signal.SIGTERM, "failed-run.json"), (signal.SIGKILL, "SIGKILL")])
+def test_a_stage_stopped_under_the_harness_is_said_and_kept(tmp_path, names_path, sig, said):
+    """`kill` on the stage the harness runs: its partial steps are moved beside the sitting's record
+    (they were in a temporary folder the harness deleted), and a SIGKILL is named (it said nothing)."""
+    mark = f"microgpt-test-{os.getpid()}-{time.monotonic_ns()}"
+    proc = subprocess.Popen([sys.executable, "-u", str(REPO_ROOT / "benchmarks" / "run.py"), "--stages",
+                             "1_pure_python", "--steps", "100", "--out-dir", str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "MICROGPT_DATA": str(names_path),
+                                                         "MICROGPT_TEST_MARK": mark})
+    seen = b""
+    while b"1_pure_python: step" not in seen:
+        chunk = os.read(proc.stdout.fileno(), 4096)
+        assert chunk, proc.stderr.read()
+        seen += chunk
+    (stage,) = [pid for pid in processes_marked(mark) if pid != proc.pid]
+    os.kill(stage, sig)
+    _, stderr = proc.communicate(timeout=60)
+    stderr = stderr.decode()
+    assert proc.returncode == 1 and said in stderr and "Traceback" not in stderr, stderr
+    if sig == signal.SIGTERM:
+        (kept,) = tmp_path.glob("*.failed-run.json")
+        assert str(kept) in stderr and json.loads(kept.read_text())["partial"] is True
+    assert processes_marked(mark) == []
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_a_gpu_sitting_refused_for_want_of_a_gpu_leaves_no_folder(tmp_path):
+    proc = program("benchmarks/gpu_sitting.py", "--out", str(tmp_path / "sitting"))
+    assert proc.returncode == 2 and "needs a CUDA GPU" in one_line(proc.stderr)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_quick_run_never_writes_the_chapters_results(tmp_path):
+    proc = program("benchmarks/run.py", "--quick", "--stages", "2_numpy", "--stage-files", str(tmp_path))
+    assert proc.returncode == 2 and "--stage-files" in one_line(proc.stderr) and list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_at_the_end_of_a_sitting_keeps_it_elsewhere(tmp_path, names_path, monkeypatch, capsys):
+    """The stages finish, then the sitting's record cannot be written (no space left): it goes to the
+    system's temporary folder, as a stage's results do, and the last line says where."""
+    import errno
+
+    from benchmarks import run as harness
+    from shared import saving
+
+    written = saving.write_text_atomic
+
+    def full(path, text):
+        if str(path).startswith(str(tmp_path)):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return written(path, text)
+    monkeypatch.setattr(saving, "write_text_atomic", full)
+    monkeypatch.setenv("MICROGPT_DATA", str(names_path))
+    assert harness.main(["--stages", "2_numpy", "--steps", "3", "--out-dir", str(tmp_path)]) == 1
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "No space left on device" in line and "the sitting is in" in line
+    rescued = Path(line.split("the sitting is in ")[1].split(";")[0])
+    assert len(json.loads(rescued.read_text())["runs"]["2_numpy"][0]["losses"]) == 3
+    rescued.unlink()
 
 
 def test_a_second_gpu_sitting_never_replaces_the_first(tmp_path):
