@@ -7,17 +7,21 @@ at a wider model, and the one-kernel step, each with one document and with a bat
 and the one-kernel program's sampling forward --
 with Triton's launch intercepted, so it records exactly the arguments, constexprs and
 options the launchers pass, and nothing is re-derived here. Then it asks Triton for PTX and
-a cubin of each distinct launch, on every core.
+a cubin of each distinct launch, on every core, and fails unless every kernel defined in
+4_triton/ was compiled for every target (the per-op kernels at both widths).
 
-    python tests/aot_compile.py             (every variant for every target in TARGETS: .ci/run runs this)
+    python tests/aot_compile.py             (every variant for every target in TARGETS: .ci/run runs this,
+                                             as its own step)
     python tests/aot_compile.py --quick     (every variant for sm_90, and each kernel's first for
-                                             the other targets: the test suite runs this)
+                                             the other targets: a third of the time)
     python tests/aot_compile.py 80 90       (every variant, for just these)
+    python tests/aot_compile.py --plan      (what it would compile, checked, in seconds: the test suite runs this)
 
 A kernel that fails to compile usually fails for a shape (one of its variants) or for a
 target (its first variant already), rarely for one pair alone: the quick form catches both
-kinds in a third of the time; the full one, in CI and in the committed Triton 3.6 log
-(benchmarks/results/aot-compile-triton-3.6.0.log), leaves no pair out.
+kinds; the full one, in CI, leaves no pair out. (benchmarks/results/aot-compile-triton-3.6.0.log
+is the full form's output under Triton 3.6.0, the GPU machine's version, for the kernels of
+2026-12-01; nothing checks it against today's kernels.)
 """
 
 import concurrent.futures
@@ -127,27 +131,58 @@ def jobs(capabilities: list[int], quick: bool) -> list[tuple]:
     return out
 
 
+def defined_kernels(folder: Path) -> set[str]:
+    """Every @triton.jit function named *_kernel in the files under `folder`: what the launches must cover."""
+    import ast
+
+    return {node.name for path in sorted(folder.rglob("*.py")) for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.FunctionDef) and node.name.endswith("_kernel") and node.decorator_list}
+
+
+def missing(planned: list[tuple], capabilities: list[int], quick: bool) -> list[str]:
+    """What `planned` leaves out, one line each: a kernel not compiled for a target, or a per-op
+    kernel not compiled at the wider width (for sm_90 in the quick form, for every target otherwise)."""
+    every, per_op = defined_kernels(REPO_ROOT / "4_triton"), defined_kernels(REPO_ROOT / "4_triton" / "kernels")
+    lines = []
+    for cap in capabilities:
+        names = {launch[0].fn.__name__ for _, launch, target in planned if target == cap}
+        lines += [f"sm_{cap}: {name} is never compiled" for name in sorted(every - names)]
+        if not quick or cap == 90:
+            wide = {launch[0].fn.__name__ for width, launch, target in planned if target == cap and width > WIDTHS[0]}
+            lines += [f"sm_{cap}: {name} is never compiled at C={WIDTHS[-1]}" for name in sorted(per_op - wide)]
+    return lines
+
+
 _JOBS: list[tuple] = []  # filled before the workers fork, so each inherits the kernels
+
+
+def describe(job: tuple) -> str:
+    """'sm_90 C=16 linear_fwd_kernel(BLOCK_M=16, ...)': a job's target, width, kernel and constexprs."""
+    width, (kernel, _, constexprs, _), cap = job
+    return f"sm_{cap} C={width} {kernel.fn.__name__}({', '.join(f'{k}={v}' for k, v in constexprs.items())})"
 
 
 def compile_one(index: int) -> str:
     width, (kernel, signature, constexprs, options), cap = _JOBS[index]
-    tag = ", ".join(f"{k}={v}" for k, v in constexprs.items())
     src = triton.compiler.ASTSource(fn=kernel, signature=signature, constexprs=constexprs)
     compiled = triton.compile(src, target=GPUTarget("cuda", cap, 32), options=options)
     assert compiled.asm["cubin"], kernel.fn.__name__
-    return f"ok sm_{cap} C={width} {kernel.fn.__name__}({tag}) ({len(compiled.asm['cubin'])} bytes of cubin)"
+    return f"ok {describe(_JOBS[index])} ({len(compiled.asm['cubin'])} bytes of cubin)"
 
 
-def compile_all(capabilities: list[int], quick: bool = False) -> list[str]:
-    _JOBS[:] = jobs(capabilities, quick)
+def compile_all() -> list[str]:
+    """Every job in _JOBS compiled, on every core; a job that fails to compile raises here."""
     workers = min(os.cpu_count() or 1, len(_JOBS))
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
         return list(pool.map(compile_one, range(len(_JOBS))))
 
 
 if __name__ == "__main__":
-    quick = "--quick" in sys.argv
-    targets = [int(c) for c in sys.argv[1:] if c != "--quick"] or list(TARGETS)
-    for line in compile_all(targets, quick):
+    quick, plan = "--quick" in sys.argv, "--plan" in sys.argv
+    targets = [int(c) for c in sys.argv[1:] if not c.startswith("--")] or list(TARGETS)
+    _JOBS[:] = jobs(targets, quick)
+    gaps = missing(_JOBS, targets, quick)
+    if gaps:
+        sys.exit("the launches recorded leave kernels uncompiled:\n" + "\n".join(gaps))
+    for line in [f"plan {describe(job)}" for job in _JOBS] if plan else compile_all():
         print(line, flush=True)
