@@ -8,7 +8,11 @@ them. Stage folders start with a digit, so their main.py is loaded by path
 imported once, by name, like the programs import them.
 
 `train_stage` runs a stage's own `train` (the loop a reader runs) on a run from
-shared/runner.py, in-process: no test writes a training loop of its own.
+shared/runner.py, in-process, and hands back the run and what `train` returned: a test that
+needs trained weights or a trajectory gets them there, never from a training loop of its own.
+`stage_losses` keeps a trajectory for the process, so the tests comparing one run train it
+once: they share an `xdist_group`, which sends them to one process (pyproject.toml's --dist
+loadgroup).
 """
 
 import importlib
