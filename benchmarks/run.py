@@ -183,28 +183,42 @@ def machine_name(env: dict) -> str:
                                             if env["device"] != "cpu" else "")
 
 
-def summarize_runs(plan_rows: list[dict], repeats: list[list[dict]]) -> list[dict]:
+BUSY = 0.75  # a load average above this share of the cores: other processes were running beside the sitting
+
+
+def busy(load_averages: list[float]) -> bool:
+    """Whether the machine was busy during the sitting: then a step's wall time also counts its waits
+    behind other processes, and the speed-ups are taken on each process's CPU time instead."""
+    return max(load_averages, default=0.0) > BUSY * (os.cpu_count() or 1)
+
+
+def summarize_runs(plan_rows: list[dict], repeats: list[list[dict]], on_cpu_time: bool = False) -> list[dict]:
     """One row per planned run: the median over repeats, and its speed-ups. CPU rows form the
     chain 1 -> 2 -> 3 (over the previous stage, and cumulative over stage 1); each GPU row is
-    compared with stage 3 on the same GPU, the first GPU row."""
+    compared with stage 3 on the same GPU, the first GPU row. `on_cpu_time`: the speed-ups of the
+    CPU rows from the median CPU time per step (a busy machine), not the wall time."""
     rows, cpu_previous, cpu_first, gpu_base = [], None, None, None
     for run, tries in zip(plan_rows, repeats):
         summaries = [results.summarize(t) for t in tries]
         ms = statistics.median(s["median_step_ms"] for s in summaries)
+        cpu_ms = (statistics.median(s["median_cpu_ms"] for s in summaries)
+                  if all(s["median_cpu_ms"] for s in summaries) else None)
+        compared = cpu_ms if on_cpu_time and cpu_ms and run["chain"] == "cpu" else ms
         row = {
             "label": run["label"], "stage": run["stage"], "machinery": STAGES[run["stage"]],
             "device": summaries[0]["device"], "interpreter": summaries[0]["interpreter"],
             "num_params": summaries[0]["num_params"], "steps": summaries[0]["steps"],
             "median_step_ms": ms, "median_step_ms_each_repeat": [s["median_step_ms"] for s in summaries],
+            "median_cpu_ms": cpu_ms, "speedups_on": "cpu time" if compared is cpu_ms and on_cpu_time else "wall time",
             "total_s": statistics.median(s["total_s"] for s in summaries),
             "final_loss": summaries[0]["final_loss"], "chain": run["chain"],
             "speedup_previous": None, "speedup_cumulative": None,
         }
         if run["chain"] == "cpu":
             if cpu_previous is not None:
-                row["speedup_previous"] = cpu_previous / ms
-                row["speedup_cumulative"] = cpu_first / ms
-            cpu_previous, cpu_first = ms, cpu_first or ms
+                row["speedup_previous"] = cpu_previous / compared
+                row["speedup_cumulative"] = cpu_first / compared
+            cpu_previous, cpu_first = compared, cpu_first or compared
         elif run["chain"] == "gpu":
             if gpu_base is None:
                 gpu_base = ms
@@ -262,9 +276,11 @@ def main(argv=None) -> int:
             return path
 
     cli.stop_on_signals()  # SIGTERM and SIGHUP stop the harness like Ctrl-C: its run stops with it
+    loads = []  # the machine's 1-minute load average after each run: was anything else running?
     try:
         for r in range(args.repeats):
             for i, run in enumerate(runs):
+                loads.append(os.getloadavg()[0])
                 repeats[i].append(run_once(run, f"[repeat {r + 1}/{args.repeats}, run {i + 1}/{len(runs)}]",
                                            keep_partial))
                 keep_finished()
@@ -277,8 +293,10 @@ def main(argv=None) -> int:
             return 1
         cli.say_last(f"\n{getattr(stop, 'word', 'interrupted')}; {kept}")
         return getattr(stop, "status", 130)
-    rows = summarize_runs(runs, repeats)
+    loads.append(os.getloadavg()[0])
+    rows = summarize_runs(runs, repeats, on_cpu_time=busy(loads))
     env["device"] = next((r["device"] for r in rows if r["chain"] == "gpu"), "cpu")
+    env["load_averages"] = [round(load, 2) for load in loads]
     report = {"rows": rows, "runs": {run["label"]: tries for run, tries in zip(runs, repeats)},
               "steps": steps, "repeats": args.repeats, "quick": args.quick, "env": env}
     where, err = saving.write_or_rescue(out_dir / f"{stem}.json", report, stem)

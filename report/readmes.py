@@ -96,7 +96,19 @@ def sitting_line(report: dict) -> str:
     triton = f", Triton {env['triton']}" if env.get("triton") else ""
     return (f"Measured on {env['cpu']} ({env['cpu_count']} cores), device {env['device']}, Python "
             f"{env['python']}, torch {env['torch']}{triton}, {env['date']}; {report['steps']} steps, "
-            f"{report['repeats']} repeat(s), one thread per process.")
+            f"{report['repeats']} repeat(s), one thread per process." + load_words(report))
+
+
+def load_words(report: dict) -> str:
+    """What the machine's load was, where the sitting recorded it, and which clock the speed-ups use."""
+    loads = report["env"].get("load_averages")
+    if not loads:
+        return ""
+    on_cpu = any(r.get("speedups_on") == "cpu time" for r in report["rows"])
+    return (f" Load average {min(loads):.1f} to {max(loads):.1f} during the sitting: "
+            + ("busy, so the CPU rows' speed-ups compare each process's CPU time per step (its waits behind other "
+               "processes left out); the ms/step column is the wall clock." if on_cpu else
+               "quiet, so the speed-ups compare wall-clock times."))
 
 
 def benchmark_markdown(*reports: dict) -> str:

@@ -61,6 +61,7 @@ def summarize(results: dict) -> dict:
         "names_per_s": names_per_s,
         "tokens_per_s": tokens_per_s,
         "median_step_ms": median_step_ms(results["step_ms"]),
+        "median_cpu_ms": median_step_ms(results["cpu_ms"]) if results.get("cpu_ms") else None,
         "total_s": results["total_s"],
         "final_loss": final_loss(results["losses"]),
         "device": results["env"]["device"],

@@ -136,7 +136,7 @@ class Run:
         if self._step_started is not None:
             raise RuntimeError(f"step {step - 1} did not end: call run.end_step(loss) once per step")
         self._phases = {}
-        self._step_started = time.perf_counter()
+        self._step_started, self._step_cpu = time.perf_counter(), time.process_time()
 
     @contextlib.contextmanager
     def phase(self, name: str):
@@ -153,9 +153,11 @@ class Run:
         loss = float(loss.item() if hasattr(loss, "item") else loss)  # a device tensor: waits for the loss
         self.hardware.sync()  # ... and for the rest of the step
         seconds = time.perf_counter() - self._step_started
+        # this process's own CPU time too: on a busy machine the wall clock also counts the waits behind others
+        cpu_ms = (time.process_time() - self._step_cpu) * 1e3
         step = len(self.record.losses)
         phases = {f"{name}_ms": s * 1e3 for name, s in self._phases.items()}
-        self.record.record(loss, seconds, doc_len=self.doc_len[step], **phases, **series)
+        self.record.record(loss, seconds, doc_len=self.doc_len[step], cpu_ms=cpu_ms, **phases, **series)
         self._step_started = None
 
     def end_steps(self, losses: list[float]) -> None:

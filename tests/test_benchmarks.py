@@ -2,6 +2,7 @@
 main.py files, checked for the numbers they must carry."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -22,10 +23,28 @@ def test_quick_benchmark_records_every_stage_with_speedups(tmp_path, names_path,
     assert set(rows) == {"2_numpy", "3_pytorch"}
     assert all(len(row["median_step_ms_each_repeat"]) == 2 for row in rows.values())
     two, three = rows["2_numpy"], rows["3_pytorch"]
-    assert three["speedup_previous"] == pytest.approx(two["median_step_ms"] / three["median_step_ms"])
+    basis = "median_cpu_ms" if three["speedups_on"] == "cpu time" else "median_step_ms"  # a busy machine: CPU time
+    assert three["speedup_previous"] == pytest.approx(two[basis] / three[basis])
+    assert three["median_cpu_ms"] > 0 and report["env"]["load_averages"]
     assert two["final_loss"] == pytest.approx(three["final_loss"], abs=1e-4)  # the same 20 steps
     assert report["env"]["threads_pinned"] == 1 and report["env"]["cpu"]
-    assert "| 3_pytorch |" in path.with_suffix(".md").read_text()
+    table = path.with_suffix(".md").read_text()
+    assert "| 3_pytorch |" in table and "Load average" in table
+
+
+def test_a_busy_machine_compares_cpu_time():
+    """Above 0.75 x the cores of load, speed-ups are taken on each process's CPU time per step."""
+    from benchmarks import run
+
+    cores = os.cpu_count() or 1
+    assert run.busy([0.1, 0.8 * cores]) and not run.busy([0.1, 0.5 * cores])
+    step = lambda wall, cpu: {"stage": "s", "num_params": 1, "losses": [3.0] * 3, "step_ms": [wall] * 3,
+                              "cpu_ms": [cpu] * 3, "total_s": 1.0, "config": {}, "env": {"device": "cpu"}}
+    plan = [dict(label="a", stage="2_numpy", chain="cpu"), dict(label="b", stage="3_pytorch", chain="cpu")]
+    busy = run.summarize_runs(plan, [[step(10.0, 2.0)], [step(40.0, 4.0)]], on_cpu_time=True)
+    quiet = run.summarize_runs(plan, [[step(10.0, 2.0)], [step(40.0, 4.0)]], on_cpu_time=False)
+    assert busy[1]["speedup_previous"] == 0.5 and quiet[1]["speedup_previous"] == 0.25
+    assert busy[1]["speedups_on"] == "cpu time" and quiet[1]["speedups_on"] == "wall time"
 
 
 def test_scaling_sweep_grows_with_width(tmp_path, names_path, monkeypatch):
