@@ -160,10 +160,13 @@ SLIPS = [
     ("4.7", "mask=(rows[:, None] < M) & (ks[None, :] < K), other", "mask=rows[:, None] < M, other",
      "loaded x_ptr"),
     ("4.7", "acc, mask=(rows[:, None] < M) & (cols[None, :] < N))", "acc)", "mask the store"),
-    ("4.8", "= 65", "= 87", "do not repeat per layer"),
-    ("4.8", "= 65", "= 47", "off by one layer: that is a two-layer step"),
-    ("4.8", "= 65", "= 83", "off by one layer: that is a four-layer step"),
-    ("4.8", "= 65", "= 54", "the once-per-step kernels run too"),
+    ("4.8", "= 79", "= 65", "past the 256 rows one program sums"),
+    ("4.8", "= 79", "= 71", "a one-layer step's"),
+    ("4.8", "= 79", "= 77", "lm_head's dW and the embedding's sum over the batch's rows too"),
+    ("4.8", "= 79", "= 83", "summed once per step, not per layer"),
+    ("4.8", "= 79", "= 105", "do not repeat per layer"),
+    ("4.8", "= 79", "= 57", "off by one layer: that is a two-layer step"),
+    ("4.8", "= 79", "= 101", "off by one layer: that is a four-layer step"),
 ]
 
 # (exercise, code that replaces the solution's function body or file, ...) answers that call the chapter's own
@@ -193,7 +196,7 @@ BYPASSES = {
     "4.5": ("    return dx\n", "    return y * (g - (g * y).sum(-1, keepdim=True))\n"),
     "4.6": ("    lr_t = lr *", "    torch.optim.Adam([p])\n    lr_t = lr *"),
     "4.7": ("    return y\n", "    return torch.relu(x @ w.T)\n"),
-    "4.8": "from kernels import kernels_per_step\nLAUNCHES_AT_THREE_LAYERS = kernels_per_step(3)\n",
+    "4.8": "from kernels import kernels_per_step\nLAUNCHES_AT_THREE_LAYERS_17_NAMES = kernels_per_step(3, 17)\n",
 }
 
 
@@ -435,11 +438,12 @@ def test_hints_come_one_at_a_time_and_none_is_the_solution(tmp_path):
 
 def test_a_wrong_prediction_never_shows_the_answer_and_reveal_does(tmp_path):
     guess = tmp_path / "launches.py"
-    guess.write_text(solution("4.8").replace("= 65", "= 64"))
+    guess.write_text(solution("4.8").replace("= 79", "= 78"))
     out = one_message(cli("4.8", "--file", str(guess)))
-    assert "too low" in out and "65" not in out, out
+    assert "too low" in out and "79" not in out, out
     revealed = cli("4.8", "--reveal")
-    assert revealed.returncode == 0 and revealed.stdout.startswith("the answer to 4.8: 65."), revealed.stdout
+    assert revealed.returncode == 0 and revealed.stdout.startswith("the answer to 4.8: 79."), revealed.stdout
+    assert "(11 + 3 x 18 = 65); for 17 names, 79." in revealed.stdout and "4 x 3 + 2 = 14." in revealed.stdout
 
 
 def test_the_doctor_says_this_machine_is_ready():

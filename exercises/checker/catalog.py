@@ -156,12 +156,16 @@ EXERCISES = [
         "The shapes: an x tile (BLOCK_M, BLOCK_K), a W tile (BLOCK_N, BLOCK_K), the accumulator (BLOCK_M, "
         "BLOCK_N) in float32; tl.dot(a, b) takes a (M, K) and b (K, N).",
         "One formula: acc += tl.dot(x_tile, tl.trans(w_tile), input_precision=\"ieee\").")),
-    Exercise("4.8", "ch4/launches.py", "predict the launches of a three-layer step", "predict", (
-        f"The idea: some kernels run once per layer, others once per step, whatever the depth. {CH4}, "
-        f"'The kernels' and 'Why launch overhead is the whole story'.",
-        "What to count: sort the 29 launches of a one-layer step into per-layer and once-per-step, forward, "
-        "backward and Adam.",
-        "One formula: launches(L) = a + b L; the chapter's list gives a and b.")),
+    Exercise("4.8", "ch4/launches.py", "predict the launches of a three-layer step on a batch of 17 names",
+             "predict", (
+        f"The idea: some kernels run once per layer, others once per step, whatever the depth; and a weight "
+        f"gradient that sums over more rows than one program takes is summed in parts, which one more launch "
+        f"adds in order. {CH4}, 'Why launch overhead is the whole story', 'The kernels' and 'Batches'.",
+        "What to count: the launches of a one-layer step on one name, sorted into per-layer and once-per-step; "
+        "then the rows of a batch of 17 (how long is every document in a kernel's buffers?), and which weight "
+        "gradients are sums over the rows.",
+        "One formula: launches = a + b L for one name; a split batch adds one launch per weight gradient that "
+        "sums over the rows, c L + d of them.")),
 ]
 
 BY_NUMBER = {e.number: e for e in EXERCISES}

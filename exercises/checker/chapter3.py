@@ -12,7 +12,8 @@ from chapters import load, spec_run
 
 from .chapter2 import BatchCase, batches
 from .harness import Case, Learner, over_cases, random_cases
-from .verdict import Mismatch, compare, describe_type, judge_prediction, require_dtype, shape_text
+from .verdict import (Mismatch, compare, describe_type, judge_prediction, require_dtype, require_prediction,
+                      shape_text)
 
 SDPA = F.scaled_dot_product_attention  # the references, kept before any answer runs
 RMS_NORM = F.rms_norm
@@ -184,6 +185,7 @@ def check_matmul_flops(learner: Learner) -> str:
                          (flop_counter, "FlopCounterMode", "torch's FLOP counter (predict first, then measure)")]
     learner.load()
     guess = learner.attribute("MATMUL_FLOPS_AT_TWO_LAYERS")
+    require_prediction("MATMUL_FLOPS_AT_TWO_LAYERS", guess)
     counter, model, n = matmul_step(2)
     answer = counter.flops
     block, head = linear_sizes(model)

@@ -6,6 +6,7 @@ is the exercise), and every buffer `torch.empty` makes starts as NaN, so a place
 never stored shows as NaN, not as whatever memory held.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -13,10 +14,11 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from chapters import load, spec_run
+from shared.weights import GPTConfig, param_shapes
 
 from . import bounds
 from .harness import Case, Learner, over_cases, random_cases
-from .verdict import Mismatch, UsedReference, compare, describe_type, judge_prediction
+from .verdict import Mismatch, UsedReference, compare, describe_type, judge_prediction, require_prediction
 
 EMPTY, EMPTY_LIKE, ADAM = torch.empty, torch.empty_like, torch.optim.Adam
 NEVER_STORED = "nothing was stored there (the check fills new buffers with NaN): does some program store every element?"
@@ -293,19 +295,24 @@ def untransposed_tiles(x: torch.Tensor, w: torch.Tensor, tile: int = 16) -> torc
     return torch.relu(y[:M, :N])
 
 
-def launches_per_step(n_layer: int) -> int:
-    """Kernel launches in one real training step of chapter 4 at `n_layer` layers, one name."""
-    from shared.weights import GPTConfig, param_shapes
+@functools.cache
+def launches_per_step(n_layer: int, batch_size: int = 1) -> int:
+    """Kernel launches in one real training step of chapter 4 at `n_layer` layers on a batch of
+    the first `batch_size` names, counted as they run through the interpreter (once per process:
+    the count is seconds, and the same every time)."""
 
     stage4 = load("4_triton")
     tokenizer, _, docs, _ = spec_run()
     config = GPTConfig(vocab_size=tokenizer.vocab_size, n_layer=n_layer)
     state = {name: [[0.01] * cols for _ in range(rows)] for name, (rows, cols) in param_shapes(config)}
-    step = stage4.TrainStep(stage4.GPT(config, state), num_steps=10, cuda_graph=False)
-    step.load([tokenizer.encode_doc(docs[0])], 0)
+    step = stage4.TrainStep(stage4.GPT(config, state), num_steps=10, cuda_graph=False, batch_size=batch_size)
+    step.load([tokenizer.encode_doc(doc) for doc in docs[:batch_size]], 0)
     bounds.launches.clear()
     step.launch()
     return len(bounds.launches)
+
+
+LAYERS, NAMES = 3, 17  # 4.8's step: --n-layer 3 --batch-size 17
 
 
 def check_launches(learner: Learner) -> str:
@@ -313,20 +320,35 @@ def check_launches(learner: Learner) -> str:
 
     learner.forbidden = [(kernels, "kernels_per_step", "kernels.kernels_per_step (predict first, then count)")]
     learner.load()
-    guess = learner.attribute("LAUNCHES_AT_THREE_LAYERS")
-    answer = launches_per_step(3)
-    judge_prediction("LAUNCHES_AT_THREE_LAYERS", guess, answer, {
-        87: "29 x 3: the once-per-step kernels (embedding, lm_head, cross-entropy, Adam, ...) do not repeat per layer",
-        54: "18 x 3 counts the layers' kernels only: the once-per-step kernels run too",
-        answer - 18: "off by one layer: that is a two-layer step",
-        answer + 18: "off by one layer: that is a four-layer step"},
-        "Sort the 29 kernels of a one-layer step into per-layer and per-step (check.py 4.8 --hint).")
-    return f"{answer} launches, counted in one real three-layer step through the interpreter"
+    name = "LAUNCHES_AT_THREE_LAYERS_17_NAMES"
+    guess = learner.attribute(name)
+    require_prediction(name, guess)
+    answer = launches_per_step(LAYERS, NAMES)
+    block_size = GPTConfig().block_size
+    rows = NAMES * block_size
+    judge_prediction(name, guess, answer, {
+        65: f"that is a step whose weight gradients each sum in one program: {NAMES} names are {NAMES} x "
+            f"{block_size} = {rows} rows (every document is padded to block_size), past the 256 rows one program sums",
+        71: "6 ordered sums of partials is a one-layer step's: every layer's matmuls sum their dW over the rows too",
+        77: "the layers' matmuls only: lm_head's dW and the embedding's sum over the batch's rows too",
+        83: "6 sums per layer: lm_head's and the embedding's gradients are summed once per step, not per layer",
+        105: "35 x 3: the once-per-step kernels (embedding, lm_head, cross-entropy, Adam, ...) do not repeat per "
+             "layer",
+        answer - 22: "off by one layer: that is a two-layer step",
+        answer + 22: "off by one layer: that is a four-layer step"},
+        "Sort the kernels of a step into per-layer and per-step, then the weight gradients that sum over the "
+        "batch's rows (check.py 4.8 --hint).")
+    return (f"{answer} launches, counted in one real step of three layers and {NAMES} names ({rows} rows) through "
+            f"the interpreter")
 
 
 def reveal_launches() -> str:
-    one, three = launches_per_step(1), launches_per_step(3)
-    per_layer = (three - one) // 2
-    return (f"{three}. Counted in real steps: {one} launches at one layer, {three} at three, so each layer adds "
-            f"{per_layer} (forward 7, backward 11) and {one - per_layer} run once per step: "
-            f"{one - per_layer} + 3 x {per_layer} = {three}.")
+    first, one, batch = launches_per_step(1), launches_per_step(LAYERS), launches_per_step(LAYERS, NAMES)
+    per_layer = (one - first) // (LAYERS - 1)
+    once, block_size = first - per_layer, GPTConfig().block_size
+    return (f"{batch}. Counted in real steps: for one name, {first} launches at one layer and {one} at three, so "
+            f"{once} run once per step and {per_layer} per layer ({once} + 3 x {per_layer} = {one}); for {NAMES} "
+            f"names, {batch}. {NAMES} names are {NAMES} x {block_size} = {NAMES * block_size} rows "
+            f"(every document padded to block_size), past the 256 rows one program sums, so every weight gradient "
+            f"that sums over the rows is summed in parts and one more launch adds the parts in order: the 4 "
+            f"matmuls' dW of every layer, and lm_head's and the embedding's once, 4 x 3 + 2 = {batch - one}.")

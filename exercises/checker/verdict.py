@@ -152,13 +152,19 @@ def require_dtype(name: str, value, kind: str, why: str) -> None:
                        f"dtype: {why}")
 
 
-def judge_prediction(name: str, guess, answer: float, slips: dict, pointer: str) -> None:
-    """For a prediction: raise Mismatch saying too high or too low, and the slip when the guess is
-    a known one, with where to look -- never the answer itself (`check.py N --reveal` shows it)."""
+def require_prediction(name: str, guess) -> None:
+    """Raise NotWritten while the stub's None stands, Mismatch for anything but a number: before
+    the machine counts the answer (a count through the interpreter takes seconds)."""
     if guess is None:
         raise NotWritten(f"{name} is still None: write your prediction")
     if isinstance(guess, bool) or not isinstance(guess, (int, float)) or not math.isfinite(guess):
         raise Mismatch(f"{name}: expected a number, got {describe_type(guess)} {guess!r}")
+
+
+def judge_prediction(name: str, guess, answer: float, slips: dict, pointer: str) -> None:
+    """For a prediction: raise Mismatch saying too high or too low, and the slip when the guess is
+    a known one, with where to look -- never the answer itself (`check.py N --reveal` shows it)."""
+    require_prediction(name, guess)
     if guess == answer:
         return
     direction = "too high" if guess > answer else "too low"
