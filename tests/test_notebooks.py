@@ -97,3 +97,25 @@ def test_your_run_is_drawn_apart_and_a_bad_one_is_left_out_with_a_line(tmp_path,
         assert plotting.load_reader_run("2_numpy", rerun=False) == {}
         line = capsys.readouterr().out
         assert line.startswith("your last_run.json is left out of the plots: ") and line.count("\n") == 1, line
+
+
+def test_a_cut_short_results_file_stops_a_notebook_with_one_line_naming_it(tmp_path, monkeypatch):
+    """Chapter 4's notebook reading a results file cut short: the error names the file and the fix
+    (shared/schema.py), not a raw JSONDecodeError. Its first cells, in a clone."""
+    import subprocess
+
+    from nbclient.exceptions import CellExecutionError
+
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(REPO_ROOT), str(clone)], check=True, timeout=120)
+    cut = clone / "4_triton" / "results_gpu.json"
+    cut.write_text(cut.read_text()[:500])
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(clone / "4_triton" / "compare.ipynb", as_version=4)
+    loading = next(i for i, cell in enumerate(nb.cells) if "results_gpu.json" in cell.source)
+    nb.cells = nb.cells[:loading + 1]
+    with pytest.raises(CellExecutionError) as failed:
+        NotebookClient(nb, timeout=300, kernel_name="python3",
+                       resources={"metadata": {"path": str(clone / "4_triton")}}).execute()
+    message = str(failed.value).strip().splitlines()[-1]
+    assert "results_gpu.json is not complete JSON" in message and "git checkout" in message, message
