@@ -8,18 +8,22 @@ weights, so float64 reproduces stage 2's losses. What PyTorch buys is not speed 
 4k-parameter model on a CPU -- each op pays a fixed dispatch cost of microseconds, like
 our NumPy engine did -- but the same code on a GPU, torch.compile, and scale: at larger
 widths the arithmetic outgrows the per-op cost, and there PyTorch's kernels win. With
---compile the whole step (forward, backward and Adam) is one compiled graph.
+--compile the loop is the same, and torch.compile turns the step's forward and backward into
+one graph of fused C++ loops (README.md, "A compiler on a CPU").
 
 Run:  python 3_pytorch/main.py                          (--device auto: cuda, else mps, else cpu; float32)
       python 3_pytorch/main.py --dtype float64          (stage 2's run, to float64 rounding)
-      python 3_pytorch/main.py --device cpu --compile --batch-size 256   (the whole step compiled)
+      python 3_pytorch/main.py --device cpu --compile --batch-size 256   (forward and backward compiled)
 """
 
+import contextlib
+import functools
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for shared/
 from shared import program, runner  # noqa: E402, F401  (program first: load-time errors in one line)
+from shared.dataset import step_documents  # noqa: E402
 from shared.keep import keep  # noqa: E402  (names a value for the one-step page and the tests)
 from shared.tokenizer import Tokenizer, positions  # noqa: E402
 from shared.weights import GPTConfig  # noqa: E402
@@ -151,13 +155,11 @@ class GPT(nn.Module):
         return logits, loss
 
 
-def batch_tensors(batch: list[list[int]], block_size: int, device, pad_to: int | None = None
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+def batch_tensors(batch: list[list[int]], block_size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """(inputs, targets), each (B, T): every document's first min(block_size, len-1) positions,
-    inputs padded with 0 and targets with PADDING, to T = the longest document's positions, or
-    to `pad_to` (the compiled step pads to the data's longest: one shape for every step)."""
+    inputs padded with 0 and targets with PADDING, to T = the longest document's positions."""
     n = [positions(tokens, block_size) for tokens in batch]
-    T = pad_to or max(n)  # one tensor from padded lists: per-document tensor ops would cost more than the step
+    T = max(n)  # one tensor from padded lists: per-document tensor ops would cost more than the step
     inputs = torch.tensor([tokens[:k] + [0] * (T - k) for tokens, k in zip(batch, n)], dtype=torch.long)
     targets = torch.tensor([tokens[1:k + 1] + [PADDING] * (T - k) for tokens, k in zip(batch, n)], dtype=torch.long)
     return inputs.to(device), targets.to(device)
@@ -178,105 +180,102 @@ def make_optimizer(model: nn.Module, num_steps: int, device: torch.device):
 
 
 # ----------------------------------------------------------------------------------------
-# Training: forward, backward, optimizer step; the same loop on any device
+# Training: forward, backward, optimizer step; one loop on any device, compiled or not
 # ----------------------------------------------------------------------------------------
+
+def forward_backward(model: GPT, inputs, targets, phase=contextlib.nullcontext) -> torch.Tensor:
+    """The batch's loss (its value), with every parameter's gradient in its .grad. `phase(name)`
+    times the forward and the backward where the run asks (eager); compiled, they are one piece."""
+    with phase("forward"):
+        loss = model(inputs, targets)[1]
+    with phase("backward"):
+        loss.backward()
+    return loss.detach()
+
+
+def tokenized_documents(run) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """Every document of the run as one row, tokenized and padded once, before step 1: (inputs,
+    targets), each (N, T) on the run's device, T the longest document's positions; and each
+    document's positions. A step gathers its B rows: building them again from Python lists at
+    every step would cost more than the compiled step itself at large B."""
+    docs = [run.tokenizer.encode_doc(doc) for doc in run.docs]
+    return *batch_tensors(docs, run.config.block_size, run.device), [positions(d, run.config.block_size) for d in docs]
+
 
 def train(run) -> GPT:
     """Train from SPEC.md's initial weights on `run.device` (a CPU, a CUDA GPU or an Apple GPU).
-    `run` (shared/runner.py) hands out each step's documents and records the step."""
+    `run` (shared/runner.py) counts the steps and records each; with --compile the loop is the
+    same, and forward_backward is compiled (below)."""
     model = load_weights(GPT(run.config).to(getattr(torch, run.dtype)), run.initial_weights).to(run.device)
-    if run.args.compile:
-        return train_compiled(run, model)
     optimizer, schedule = make_optimizer(model, run.num_steps, run.device)
-    for _, batch in run.batches():  # (the LambdaLR schedule counts the steps itself)
-        with run.phase("forward"):
-            _, loss = model(*batch_tensors(batch, run.config.block_size, run.device))
-        with run.phase("backward"):
-            loss.backward()
+    inputs, targets, lengths = tokenized_documents(run)  # (N, T), (N, T), N
+    gradients, pad_to = functools.partial(forward_backward, phase=run.phase), None
+    if run.args.compile:
+        gradients, pad_to = compiled_forward_backward(run, model, inputs, targets), inputs.shape[1]
+    for step in run.steps():
+        rows = step_documents(range(len(lengths)), step, run.batch_size)  # SPEC.md's documents for the step
+        T = pad_to or max(lengths[row] for row in rows)  # eager: the batch's longest document
+        loss = gradients(model, inputs[rows, :T], targets[rows, :T])
         with run.phase("optimizer"):
             optimizer.step()
-            schedule.step()
+            schedule.step()  # (LambdaLR counts the steps itself)
             optimizer.zero_grad(set_to_none=True)
         run.end_step(loss)
     return model
 
 
-# The compiled step (--compile): forward, backward and Adam as one graph.
+# The compiled step (--compile): the same loop, with forward_backward compiled.
 #
-# The loop above asks PyTorch for one op at a time, so a compiler can see only a piece of the
-# step. Here the step is one function of plain tensors: the weights in one flat buffer, Adam's
-# two moments beside it, the step count, the batch. torch.func.grad_and_value turns the loss
-# function into one that also returns the gradient, so torch.compile traces forward, backward
-# and the update as one graph, and Inductor compiles it into a few fused C++ loops (CPU) or
-# Triton kernels (GPU) around the matmuls. Every batch is padded to the longest document, so
-# the graph has one shape and is compiled once. README.md ("A compiler on a CPU") measures it.
+# Eager, PyTorch runs forward_backward one op at a time, and each op pays the dispatcher and
+# autograd's bookkeeping around microseconds of arithmetic (README.md, "One step, op by op").
+# torch.compile reads the function once -- Dynamo traces its Python into a graph of ops -- and
+# Inductor writes that graph as a few fused C++ loops (Triton kernels on a GPU) around the
+# matmuls. Adam stays as it is: torch.optim's fused Adam is already one kernel for every
+# parameter, and PyTorch does not trace into it. README.md ("A compiler on a CPU") measures it.
 
-def flatten_parameters(model: nn.Module) -> torch.Tensor:
-    """Move every parameter into one flat buffer, in model.parameters() order; each parameter
-    becomes a view of its slice, so the module (and sampling) sees every update to the buffer."""
-    flat = torch.cat([p.detach().flatten() for p in model.parameters()])
-    for p, view in zip(model.parameters(), parameter_views(model, flat).values()):
-        p.data = view
-    return flat
-
-
-def parameter_views(model: nn.Module, flat: torch.Tensor) -> dict[str, torch.Tensor]:
-    """{name: the parameter's slice of `flat`, shaped like it}: what the model is called with."""
-    views, offset = {}, 0
-    for name, p in model.named_parameters():
-        views[name] = flat[offset:offset + p.numel()].view(p.shape)
-        offset += p.numel()
-    return views
-
-
-def compiled_step(model: GPT, num_steps: int, device: torch.device):
-    """step(flat, m, v, t, inputs, targets) -> loss: one training step, compiled on its first
-    call. It updates the weights `flat`, the moments `m`, `v` and the step count `t` in place,
-    with torch.optim.Adam's arithmetic and the same linear schedule."""
-
-    def loss_of(flat, inputs, targets):
-        return torch.func.functional_call(model, parameter_views(model, flat), (inputs, targets))[1]
-
-    def step(flat, m, v, t, inputs, targets):  # (N,) (N,) (N,) (1,) (B, T) (B, T)
-        # attention as matmuls and a softmax the compiler sees, not a call to a library kernel
-        with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH):
-            grad, loss = torch.func.grad_and_value(loss_of)(flat, inputs, targets)
-        t.add_(1)  # float64: exact for any step count; the scalars below in the weights' dtype
-        lr = (LEARNING_RATE * (1 - (t - 1) / num_steps)).to(flat.dtype)  # the schedule, steps t = 1, 2, ...
-        m.mul_(BETA1).add_(grad, alpha=1 - BETA1)
-        v.mul_(BETA2).addcmul_(grad, grad, value=1 - BETA2)
-        m_hat, v_hat = m / (1 - BETA1 ** t).to(flat.dtype), v / (1 - BETA2 ** t).to(flat.dtype)  # bias correction
-        flat.sub_(lr * m_hat / (v_hat.sqrt() + EPS_ADAM))
-        return loss.detach()
-
-    # fullgraph: a graph break (Python the compiler cannot trace) is an error, not a silent
-    # fall-back to eager; dynamic=False: compiled for the shapes it is called with, never for
-    # symbolic ones; on a CPU the C++ wrapper calls the kernels with no Python between them
-    return torch.compile(step, fullgraph=True, dynamic=False, options={"cpp_wrapper": device.type == "cpu"})
+def compiled_forward_backward(run, model: GPT, inputs, targets):
+    """forward_backward, compiled before step 1 by a call on a batch of the steps' shape (B rows
+    of the table, each padded to the longest document), timed apart from the steps. The call
+    fills the gradients, which are cleared again; it leaves the weights as they were."""
+    # dynamic=False: code for the one shape it is traced at, so every batch is padded to it;
+    # cpp_wrapper: on a CPU the kernels are called from one C++ function, with no Python between
+    compiled = torch.compile(forward_backward, dynamic=False, options={"cpp_wrapper": run.device.type == "cpu"})
+    # loss.backward() traced into the same graph as the forward (as torch.autograd.grad and the
+    # gradients' accumulation into .grad), where by default Dynamo ends the graph at backward()
+    # and leaves the rest to the autograd engine: one graph, which Inductor fuses across
+    step = torch._dynamo.config.patch(trace_autograd_ops=True)(compiled)
+    rows = step_documents(range(len(inputs)), 0, run.batch_size)
+    run.note(compile=True)
+    # Attention is traced as SDPBackend.MATH computes it -- its matmuls and a softmax, which
+    # Inductor fuses with their neighbours -- not as a call into the CPU's FlashAttention kernel,
+    # built for long sequences, which it can neither look into nor fuse with. The choice is made
+    # at the trace, here, and the compiled code keeps it.
+    with run.timed("compile"), torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH):
+        step(model, inputs[rows], targets[rows])
+    model.zero_grad(set_to_none=True)
+    return step
 
 
-def train_compiled(run, model: GPT) -> GPT:
-    """The compiled loop: the same documents, in SPEC.md's order, and the same losses as train()'s
-    to float rounding. Every document is tokenized and padded once, before the steps, to T = the
-    longest document's positions (one shape for every step); a step gathers its B rows."""
-    flat = flatten_parameters(model)
-    m, v = torch.zeros_like(flat), torch.zeros_like(flat)
-    # the step count, a one-element float64 vector: as a 0-d tensor, Inductor's C++ wrapper
-    # passed it by value and its increment was lost (torch 2.13: NaN weights at step 2)
-    t = torch.zeros(1, dtype=torch.float64, device=flat.device)
-    step = compiled_step(model, run.num_steps, run.device)
-    block, B, N = run.config.block_size, run.batch_size, len(run.docs)
-    docs = [run.tokenizer.encode_doc(doc) for doc in run.docs]  # in Python once, not in every step
-    T = max(positions(tokens, block) for tokens in docs)
-    all_inputs, all_targets = batch_tensors(docs, block, run.device, pad_to=T)  # (N, T) each
+def check_flags(args) -> str | None:
+    """--compile on a CPU: Inductor writes C++ and builds it, so a C++ compiler must be there;
+    without one, this line before training, rather than Inductor's traceback at the first step."""
+    if not args.compile or runner.torch_device(args).device.type != "cpu":
+        return None
+    from torch._inductor import cpp_builder, exc
 
-    def warm_up_step(batch):  # compiles the step before the first one, on copies: no weight changes
-        return step(flat.clone(), m.clone(), v.clone(), t.clone(), *batch_tensors(batch, block, run.device, pad_to=T))
-    run.warm_up(warm_up_step)
-    for i in run.steps():
-        rows = torch.arange(i * B, i * B + B, device=run.device) % N  # SPEC.md: documents i*B + j, mod N
-        run.end_step(step(flat, m, v, t, all_inputs[rows], all_targets[rows]))
-    return model
+    try:
+        cpp_builder.get_cpp_compiler()
+    except exc.InvalidCxxCompiler:
+        return ("--compile on a CPU needs a C++ compiler (g++ or clang++ on PATH, or one named by $CXX) and none "
+                "was found; install one (Debian/Ubuntu: apt install g++; macOS: xcode-select --install) or leave "
+                "out --compile")
+    return None
+
+
+def compile_flag(parser) -> None:
+    parser.add_argument("--compile", action="store_true",
+                        help="compile the step's forward and backward with torch.compile (the compile is timed "
+                             "apart from the steps)")
 
 
 # ----------------------------------------------------------------------------------------
@@ -301,8 +300,8 @@ def sample(model: GPT, config: GPTConfig, tokenizer: Tokenizer, rng, temperature
 # Command line: shared/runner.py reads the flags and the data, and times and records the run
 # ----------------------------------------------------------------------------------------
 
-# --dtype float32 (default) or float64; --device cpu, cuda, mps or auto; --threads; --compile
-FLAGS = runner.Flags(dtypes=("float32", "float64"), device=runner.torch_device, compile=True)
+# --dtype float32 (default) or float64; --device cpu, cuda, mps or auto; --threads; and this stage's --compile
+FLAGS = runner.Flags(dtypes=("float32", "float64"), device=runner.torch_device, extra=compile_flag, check=check_flags)
 
 if __name__ == "__main__":
     runner.main(__file__, FLAGS, train, sample)

@@ -6,22 +6,22 @@
 
 Every number is stage 3's own `train` (3_pytorch/main.py), eager and with `--compile`, run
 from its command line in child processes, each starting with an empty Inductor cache: the first
-compile at each B is a cold one, its repeats find that B's code in the cache. For one thread,
-and for all of this machine's cores:
+compile at each B is a cold one, its repeats find that B's code in the cache. Both ways the
+loop is the same (the batch's rows gathered from a table of every document built before step
+1, fused Adam, its schedule); --compile compiles the forward and backward, and pads every
+batch to the longest document. For one thread, and for all of this machine's cores:
 
 - at B = 1, 16, 64, 256 and 1024, eager and compiled runs alternate, three of each; a figure is
   the fastest of the three runs' medians (after the warm-up steps): a neighbour's load on a
   shared machine only ever adds time. The compiled run's compile (Dynamo's trace, Inductor's
   C++, the build) is its warm-up, timed apart from the steps;
 - the losses of the first 20 steps both ways, and their largest difference;
-- what the eager loop spends building each step's batch in Python (the compiled loop builds a
-  table of every document once, before step 1);
 - this CPU's matmul speed on the same threads (benchmarks/profile_step.py's 512 x 512 matmul).
 
 Once, on one thread: the arithmetic floor (the FLOPs of a name, counted by
-torch.utils.flop_counter over B = 1 steps, which have no padding, and of a name padded to
-block_size, as the compiled step computes it; attention counted as the matmuls it runs
-there); where the compiled step's time goes at B = 256 (torch.profiler, with Inductor's
+torch.utils.flop_counter over B = 1 steps, which have no padding, and of a name padded to the
+longest document's positions, as the compiled step computes it; attention counted as the
+matmuls it runs there); where the compiled step's time goes at B = 256 (torch.profiler, with Inductor's
 records of its own kernels); the page faults of a step, eager and compiled (getrusage); and
 the generated code: its C++ kernels counted, one copied to 3_pytorch/compiled_kernel.cpp.
 """
@@ -50,10 +50,13 @@ GROUPS = [  # (group, test on a profiler record's name), first match wins
     ("matmuls (the library's mm)", lambda name: name in ("aten::mm", "aoti_torch_cpu_mm_out")),
     ("attention's batched matmuls (bmm)", lambda name: name in ("aten::bmm", "aoti_torch_cpu_bmm_out")),
     ("the generated C++ loops", lambda name: name.startswith("graph_")),
+    ("Adam (torch.optim's fused kernel, eager) and zero_grad", lambda name: name.startswith("Optimizer.") or name in (
+        "aten::_fused_adam_", "aten::_foreach_add_")),
     ("Dynamo's guards (checking the inputs still fit the graph)", lambda name: name == "TorchDynamo Cache Lookup"),
     ("the C++ wrapper's own time (allocating buffers, calling the kernels)", lambda name: name.startswith((
         "## Call CompiledFxGraph", "Torch-Compiled Region", "AOTDispatcher", "Pregraph bytecode"))),
 ]
+LOOP = "the loop around it (gathering the batch, the schedule, Python)"  # every other record
 
 
 # ---------------------------------------------------------------------------------- children
@@ -85,9 +88,8 @@ def child_sweep(threads: int, batches: list[int], steps: int, repeats: int) -> d
     """Eager and compiled at each B, alternating; every run's median, compile time and losses."""
     from benchmarks.profile_step import matmul_flop_per_s
 
-    rows, prep = [], {}
+    rows = []
     for batch_size in batches:
-        prep[batch_size] = batch_building_ms(batch_size, steps)
         for repeat in range(repeats):
             for compiled in (False, True):
                 stage3, run = stage3_run(threads, batch_size, steps, compiled)
@@ -101,32 +103,13 @@ def child_sweep(threads: int, batches: list[int], steps: int, repeats: int) -> d
     import torch
 
     return {"threads": threads, "torch_threads": torch.get_num_threads(), "rows": rows,
-            "batch_building_ms": prep, "matmul_flop_per_s": matmul_flop_per_s()}
-
-
-def batch_building_ms(batch_size: int, steps: int) -> float:
-    """What the eager loop spends per step before its forward: tokenizing the step's documents
-    (run.batches) and padding them into tensors (batch_tensors), in Python; the median over
-    `steps` steps. The compiled loop does this once for all documents, before step 1."""
-    import time
-
-    import torch
-
-    from shared import dataset
-
-    stage3, run = stage3_run(1, batch_size, steps, False)
-    times = []
-    for step in range(steps):
-        started = time.perf_counter()
-        batch = [run.tokenizer.encode_doc(doc) for doc in dataset.step_documents(run.docs, step, batch_size)]
-        stage3.batch_tensors(batch, run.config.block_size, torch.device("cpu"))
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1e3
+            "matmul_flop_per_s": matmul_flop_per_s()}
 
 
 def child_floor() -> dict:
     """FLOPs per name, forward and backward, attention included (counted as the matmuls the compiled
-    step runs): real (B = 1 steps, no padding) and padded to block_size."""
+    step runs): real (B = 1 steps, no padding) and padded to the longest document's positions, as
+    the compiled step computes every row."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -136,13 +119,12 @@ def child_floor() -> dict:
         stage3.train(run)
     real = counter.get_total_flops() / run.steps_to_train
     model = stage3.load_weights(stage3.GPT(run.config), run.initial_weights)
-    block = run.config.block_size
+    inputs, targets, _ = stage3.tokenized_documents(run)  # (N, T): every row padded to the longest document
     with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH), FlopCounterMode(display=False) as counter:
-        for doc in run.docs[:100]:
-            batch = stage3.batch_tensors([run.tokenizer.encode_doc(doc)], block, torch.device("cpu"), pad_to=block)
-            model(*batch)[1].backward()
+        for row in range(100):
+            model(inputs[row:row + 1], targets[row:row + 1])[1].backward()
     return {"flops_per_name": real, "flops_per_padded_name": counter.get_total_flops() / 100,
-            "names_counted": run.steps_to_train}
+            "padded_positions": inputs.shape[1], "names_counted": run.steps_to_train}
 
 
 def child_profile(steps: int) -> dict:
@@ -166,7 +148,7 @@ def child_profile(steps: int) -> dict:
     events = {e.key: (e.self_cpu_time_total, e.count) for e in prof.key_averages()}
     groups, kernels, calls = {}, set(), {}
     for name, (us, count) in events.items():
-        group = next((g for g, test in GROUPS if test(name)), "the loop around it (batches, logging, Python)")
+        group = next((g for g, test in GROUPS if test(name)), LOOP)
         groups[group] = groups.get(group, 0.0) + us / active
         if name.startswith("graph_"):
             kernels.add(name)
@@ -280,8 +262,7 @@ def main(argv=None) -> int:
     for threads in sorted({1, cores}):
         sweep, _ = in_child("sweep", args, threads)
         sweeps.append({"threads": threads, "matmul_flop_per_s": sweep["matmul_flop_per_s"],
-                       "rows": summarize(sweep), "runs": sweep["rows"],
-                       "batch_building_ms": {str(b): ms for b, ms in sweep["batch_building_ms"].items()}})
+                       "rows": summarize(sweep), "runs": sweep["rows"]})
     floor, _ = in_child("floor", args)
     profile, _ = in_child("profile", args)
     faults, cache = in_child("faults", args)
@@ -342,7 +323,7 @@ def draw(report: dict):
     one = report["sweeps"][0]
     real, padded = floors_us(report, one)
     ax.axhline(padded, color="#555555", ls=":", lw=1.2,
-               label=f"arithmetic of a name padded to 16 positions: {padded:.1f} µs")
+               label=f"arithmetic of a name padded to {report['floor']['padded_positions']} positions: {padded:.1f} µs")
     ax.axhline(real, color="k", ls=":", lw=1.2,
                label=f"arithmetic of a name ({report['floor']['flops_per_name'] / 1e3:,.0f} kFLOP): {real:.1f} µs")
     ax.set_xscale("log", base=2)

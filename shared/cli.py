@@ -35,7 +35,6 @@ class Flags:
     device: picks the device from the flags (shared/devices.py: `cpu`, or `torch_device`, which
         adds --device and --threads; a program may name its own).
     memory: how a step's memory grows with its sizes, for the check before a run.
-    compile: --compile (torch.compile).
     extra, check: the program's own flags (`extra(parser)`) and their checks, with the sizes its
         kernels can hold (`check(args)`: what is wrong, in one line, or None; a usage error).
     """
@@ -43,7 +42,6 @@ class Flags:
     dtypes: tuple[str, ...] = ("float64",)
     device: Callable = devices.cpu
     memory: Memory = field(default_factory=Memory)
-    compile: bool = False
     extra: Callable | None = None
     check: Callable | None = None
 
@@ -89,7 +87,7 @@ def build_parser(description: str, stage_dir: Path) -> argparse.ArgumentParser:
 def add_program_flags(parser: argparse.ArgumentParser, flags: Flags) -> None:
     """The flags a program's `Flags` adds to the common ones: --dtype when it offers more than
     one (the first is the default; each is the dtype of its arrays and the arithmetic); its
-    device's flags; --compile for torch.compile; and its own."""
+    device's flags; and its own."""
     if len(flags.dtypes) > 1:
         parser.add_argument("--dtype", choices=list(flags.dtypes), default=flags.dtypes[0],
                             help="the number type of the weights, activations and arithmetic; float64 gives the "
@@ -98,9 +96,6 @@ def add_program_flags(parser: argparse.ArgumentParser, flags: Flags) -> None:
         parser.add_argument("--device", default="auto", help="cpu, cuda, mps, or auto (cuda > mps > cpu)")
         parser.add_argument("--threads", type=int, default=1,
                             help="CPU threads; with tensors this small, more threads only add overhead")
-    if flags.compile:
-        parser.add_argument("--compile", action="store_true",
-                            help="compile the whole step with torch.compile (its compile time is reported apart)")
     if flags.extra:
         flags.extra(parser)
 

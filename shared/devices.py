@@ -64,17 +64,3 @@ def torch_device(args) -> Device:
     label = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
     return Device(device, label, {"threads": torch.get_num_threads()})
 
-
-def check_compiler(device) -> None:
-    """--compile on a CPU: Inductor writes C++ and builds it, so a C++ compiler must be there;
-    without one, say so in one line before training, not in a traceback at the first step."""
-    if getattr(device, "type", device) != "cpu":
-        return
-    from torch._inductor import cpp_builder, exc
-
-    try:
-        cpp_builder.get_cpp_compiler()
-    except exc.InvalidCxxCompiler:
-        raise UserError("--compile on a CPU needs a C++ compiler (g++ or clang++ on PATH, or one named by $CXX) "
-                        "and none was found; install one (Debian/Ubuntu: apt install g++; macOS: "
-                        "xcode-select --install) or leave out --compile") from None

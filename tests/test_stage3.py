@@ -1,6 +1,7 @@
 """Stage 3: the nn.Module model equals stage 2 (gradients to 1e-10 in float64), its own training
 loop follows stage 1's 1000-step run to 1e-6 in float64, float32 stays within 0.01 of
-microgpt's final loss, and --compile (the whole step compiled) trains as eager does."""
+microgpt's final loss, and --compile (the same loop, forward and backward compiled) trains as
+eager does."""
 
 import json
 
@@ -54,11 +55,10 @@ def test_float32_run_ends_within_0_01_of_microgpt():
 
 
 def test_compiled_step_trains_like_eager_in_one_graph():
-    """--compile (the whole step as one compiled graph, padded to one shape) against the eager
-    loop over 20 steps of 4 names: float64 to 1e-12 (losses and trained weights: Adam's
-    arithmetic written out is torch.optim.Adam's), float32 to float32 rounding. Dynamo breaks
-    no graph and compiles once: the warm-up's two batches share one shape, and no step after it
-    compiles again."""
+    """--compile (forward and backward compiled as one graph, every batch padded to one shape)
+    against the eager run over 20 steps of 4 names: float64 to 1e-12 (losses and trained
+    weights), float32 to float32 rounding. Dynamo breaks no graph (loss.backward() is traced
+    into it) and compiles once, at the call before step 1: no step after it compiles again."""
     from torch._dynamo.utils import counters
 
     from conftest import train_stage
@@ -69,24 +69,30 @@ def test_compiled_step_trains_like_eager_in_one_graph():
     with torch._dynamo.config.patch(error_on_recompile=True):  # a second compile would raise
         run, compiled = train_stage("3_pytorch", *argv, "--dtype", "float64", "--compile", max_steps=20)
     assert dict(counters["graph_break"]) == {}  # every line of the step traced into the graph
-    assert counters["stats"]["unique_graphs"] == 1  # compiled once, at the warm-up
+    assert counters["stats"]["unique_graphs"] == 1  # compiled once, before step 1
     eager_run, eager = train_stage("3_pytorch", *argv, "--dtype", "float64", max_steps=20)
     np.testing.assert_allclose(run.losses, eager_run.losses, rtol=0, atol=1e-12)
     for (name, p), q in zip(compiled.named_parameters(), eager.parameters()):  # what sampling draws from
         np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), rtol=0, atol=1e-12, err_msg=name)
-    assert len({p.untyped_storage().data_ptr() for p in compiled.parameters()}) == 1  # views of one flat buffer
+    assert run.env["compile"] is True and run.env["compile_s"] > 0 and "forward_ms" in eager_run.record.results([])
     np.testing.assert_allclose(stage_losses("3_pytorch", 20, *argv, "--compile"), stage_losses("3_pytorch", 20, *argv),
                                rtol=0, atol=2e-6)
 
 
-def test_batches_pad_to_what_they_are_asked():
-    """The compiled step's one shape: a batch of one short name padded to 16 positions has
-    PADDING targets after the name; unpadded, it is the name's 5 positions."""
-    tokens = [[26, 4, 12, 12, 0, 26]]  # BOS e m m a BOS
-    inputs, targets = stage3.batch_tensors(tokens, 16, CPU, pad_to=16)
-    assert inputs.shape == targets.shape == (1, 16)
+def test_the_documents_are_tokenized_once_and_a_step_takes_its_rows(names_path):
+    """train()'s table: every document one row, padded to the longest document's positions
+    (PADDING targets after a short name); a step's rows cut to its own longest document are
+    exactly batch_tensors of the step's documents (the eager batch), and the full rows are the
+    compiled step's one shape."""
+    run = runner.start(stage3.__file__, stage3.FLAGS, ["--data", str(names_path), "--samples", "0", "--device", "cpu"])
+    run.docs = ["emma", "x", "christopheralexander"]  # 4, 1 and 20 characters: the last is cut to block_size
+    inputs, targets, lengths = stage3.tokenized_documents(run)
+    assert inputs.shape == targets.shape == (3, 16) and lengths == [5, 2, 16]
     assert targets[0, :5].tolist() == [4, 12, 12, 0, 26] and targets[0, 5:].eq(stage3.PADDING).all()
-    assert stage3.batch_tensors(tokens, 16, CPU)[0].shape == (1, 5)
+    rows, T = [0, 1], 5  # a step of "emma" and "x": its longest document, emma's 5 positions
+    expected = stage3.batch_tensors([run.tokenizer.encode_doc(doc) for doc in ("emma", "x")], 16, CPU)
+    for got, want in zip((inputs[rows, :T], targets[rows, :T]), expected):
+        assert torch.equal(got, want)
 
 
 def test_compile_flag_reports_compile_time(tmp_path, names_path):
