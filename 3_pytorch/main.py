@@ -256,28 +256,6 @@ def compiled_forward_backward(run, model: GPT, inputs, targets):
     return step
 
 
-def check_flags(args) -> str | None:
-    """--compile on a CPU: Inductor writes C++ and builds it, so a C++ compiler must be there;
-    without one, this line before training, rather than Inductor's traceback at the first step."""
-    if not args.compile or runner.torch_device(args).device.type != "cpu":
-        return None
-    from torch._inductor import cpp_builder, exc
-
-    try:
-        cpp_builder.get_cpp_compiler()
-    except exc.InvalidCxxCompiler:
-        return ("--compile on a CPU needs a C++ compiler (g++ or clang++ on PATH, or one named by $CXX) and none "
-                "was found; install one (Debian/Ubuntu: apt install g++; macOS: xcode-select --install) or leave "
-                "out --compile")
-    return None
-
-
-def compile_flag(parser) -> None:
-    parser.add_argument("--compile", action="store_true",
-                        help="compile the step's forward and backward with torch.compile (the compile is timed "
-                             "apart from the steps)")
-
-
 # ----------------------------------------------------------------------------------------
 # Sampling
 # ----------------------------------------------------------------------------------------
@@ -299,6 +277,28 @@ def sample(model: GPT, config: GPTConfig, tokenizer: Tokenizer, rng, temperature
 # ----------------------------------------------------------------------------------------
 # Command line: shared/runner.py reads the flags and the data, and times and records the run
 # ----------------------------------------------------------------------------------------
+
+def compile_flag(parser) -> None:
+    parser.add_argument("--compile", action="store_true",
+                        help="compile the step's forward and backward with torch.compile (the compile is timed "
+                             "apart from the steps)")
+
+
+def check_flags(args) -> str | None:
+    """--compile on a CPU: Inductor writes C++ and builds it, so a C++ compiler must be there;
+    without one, this line before training, rather than Inductor's traceback at the first step."""
+    if not args.compile or runner.torch_device(args).device.type != "cpu":
+        return None
+    from torch._inductor import cpp_builder, exc
+
+    try:
+        cpp_builder.get_cpp_compiler()
+    except exc.InvalidCxxCompiler:
+        return ("--compile on a CPU needs a C++ compiler (g++ or clang++ on PATH, or one named by $CXX) and none "
+                "was found; install one (Debian/Ubuntu: apt install g++; macOS: xcode-select --install) or leave "
+                "out --compile")
+    return None
+
 
 # --dtype float32 (default) or float64; --device cpu, cuda, mps or auto; --threads; and this stage's --compile
 FLAGS = runner.Flags(dtypes=("float32", "float64"), device=runner.torch_device, extra=compile_flag, check=check_flags)
