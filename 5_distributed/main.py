@@ -34,6 +34,9 @@ from torch.distributed.fsdp import fully_shard  # noqa: E402
 from torch.distributed.optim import ZeroRedundancyOptimizer  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 
+# isort: split
+import launch  # noqa: E402  (this folder's launcher: what torchrun does, and a lost rank in one line)
+
 chapter3 = stages.load("3_pytorch")  # GPT, load_weights, make_optimizer, sample: chapter 3's, unchanged
 
 MODES = ("hand", "ddp", "zero", "zero-torch", "fsdp")  # who communicates: see each class below
@@ -98,13 +101,14 @@ def check_identical(weights: torch.Tensor, step: int) -> None:
 # ----------------------------------------------------------------------------------------
 
 # Each class below is one way to turn N ranks' gradients into one Adam step on one set of
-# weights. All have the same five parts, called in this order every step:
+# weights. All have the same parts, used in this order every step (train, below):
 #   model          what the forward runs through (chapter 3's GPT, or PyTorch's wrapper of it)
 #   loss_scale     what the backward multiplies the loss by: 1 where gradients are summed,
 #                  N where PyTorch averages them (divides their sum by N), so that both add up
 #   no_sync()      a micro-step (--accumulate) that only adds into .grad, with no communication
 #   reduce(loss)   the gradients summed over ranks, and the step's loss summed from its shares
-#   step()         Adam, then the weights made whole again on every rank (ZeRO, FSDP)
+#   step()         Adam: the same step on every rank, or each rank on its own shard (ZeRO)
+#   gather()       ZeRO by hand: the updated shards, from every rank to every rank
 
 
 class ByHand:
@@ -132,6 +136,9 @@ class ByHand:
         self.schedule.step()
         self.buffer.zero_()  # (not zero_grad(set_to_none=True): the .grad views must stay views)
 
+    def gather(self):
+        pass  # every rank updated every weight
+
 
 class DDP:
     """PyTorch's DistributedDataParallel: hooks on the backward start an all-reduce of each bucket
@@ -154,6 +161,9 @@ class DDP:
         self.optimizer.step()
         self.schedule.step()
         self.optimizer.zero_grad(set_to_none=False)
+
+    def gather(self):
+        pass  # every rank updated every weight (ZeroRedundancyOptimizer: its step broadcast them)
 
 
 class ZeroByHand(ByHand):
@@ -180,7 +190,9 @@ class ZeroByHand(ByHand):
         self.optimizer.step()  # Adam on S numbers, with moments for them alone
         self.schedule.step()
         self.grads.zero_()
-        dist.all_gather_single(self.weights, self.shard.detach())  # every rank's shard, to every rank
+
+    def gather(self):
+        dist.all_gather_single(self.weights, self.shard.detach())  # (N * S,): every rank's shard, to every rank
 
 
 class ZeroTorch(DDP):
@@ -258,8 +270,9 @@ def adam_settings(optimizer: torch.optim.Optimizer) -> dict:
 def adam_state_bytes(parallel) -> int:
     """The bytes this rank's Adam keeps (its two moments and step counts): N times less under ZeRO."""
     optimizer = getattr(parallel.optimizer, "optim", parallel.optimizer)  # (ZeroRedundancyOptimizer's own Adam)
-    return sum(t.numel() * t.element_size() for state in optimizer.state.values() for t in state.values()
-               if torch.is_tensor(t))
+    tensors = [t for state in optimizer.state.values() for t in state.values() if torch.is_tensor(t)]
+    local = [t.to_local() if hasattr(t, "to_local") else t for t in tensors]  # (FSDP: this rank's shard)
+    return sum(t.numel() * t.element_size() for t in local)
 
 
 # ----------------------------------------------------------------------------------------
@@ -289,7 +302,6 @@ def train(run) -> "chapter3.GPT":
     rank, world = dist.get_rank(), dist.get_world_size()
     model = chapter3.load_weights(chapter3.GPT(run.config).to(getattr(torch, run.dtype)), run.initial_weights)
     parallel = PARALLEL[run.args.mode](model.to(run.device), run)
-    run.note(world_size=world, mode=run.args.mode, accumulate=run.args.accumulate)
     inputs, targets, lengths = chapter3.tokenized_documents(run)  # (D, T), (D, T), D: every document, padded
     for step in run.steps():
         rows = step_documents(range(len(lengths)), step, run.batch_size)  # the step's B documents (SPEC.md)
@@ -305,13 +317,14 @@ def train(run) -> "chapter3.GPT":
         with run.phase("communication"):
             loss = parallel.reduce(loss)  # the step's gradient and loss, summed over the ranks
         with run.phase("optimizer"):
-            parallel.step()  # the same Adam step on every rank
+            parallel.step()  # the same Adam step on every rank (ZeRO: each rank on its shard)
+        with run.phase("communication"):
+            parallel.gather()  # ZeRO: every rank's updated shard to every rank (else nothing to do)
         if run.args.check_weights:
-            with run.phase("check"):
-                check_identical(whole_weights(model), step)
+            check_identical(whole_weights(model), step)
         run.end_step(loss)
     check_identical(whole_weights(model), run.steps_to_train - 1)  # always, once, at the end
-    run.note(adam_state_bytes=adam_state_bytes(parallel))  # this rank's: rank 0's in the results file
+    run.note(world_size=world, mode=run.args.mode, adam_state_bytes=adam_state_bytes(parallel))  # (rank 0's is kept)
     return unsharded(model, run.config)
 
 
@@ -326,7 +339,7 @@ sample = chapter3.sample  # every rank holds the same weights; rank 0 draws the 
 # Command line: shared/runner.py reads the flags and the data; launch.py starts the ranks
 # ----------------------------------------------------------------------------------------
 
-def distributed_flags(parser) -> None:
+def add_flags(parser) -> None:
     parser.add_argument("--mode", choices=MODES, default="hand",
                         help="who adds the ranks' gradients: by hand (one all_reduce), DistributedDataParallel, "
                              "ZeRO by hand (reduce-scatter, a shard of Adam, all-gather), ZeroRedundancyOptimizer, "
@@ -368,10 +381,7 @@ def check_flags(args) -> str | None:
 
 
 # --dtype float32 (default) or float64; --device, --threads; and this stage's flags above
-FLAGS = runner.Flags(dtypes=("float32", "float64"), device=runner.torch_device, extra=distributed_flags,
-                     check=check_flags)
+FLAGS = runner.Flags(dtypes=("float32", "float64"), device=runner.torch_device, extra=add_flags, check=check_flags)
 
 if __name__ == "__main__":
-    import launch  # this folder's launcher: what torchrun does, and a stopped rank in one line
-
-    launch.main(__file__, FLAGS, train, sample)
+    launch.main(__file__, FLAGS, train, sample)  # rank 0 hands train and sample to shared/runner.py

@@ -2,8 +2,9 @@
 tests, benchmarks, exercises, pictures. Stage folders start with a digit, so they are loaded
 by path, once each, as `stage_<folder>`: whoever asks first, everyone gets the one module.
 
-A chapter whose main.py imports a package of its own folder (4_triton's `kernels`) gets that
-folder on the import path first, as it has when it runs as a program.
+A chapter whose main.py imports a package or module of its own folder (4_triton's `kernels`,
+5_distributed's `launch`) gets that folder on the import path first, as it has when it runs as
+a program.
 """
 
 import importlib.util
@@ -14,11 +15,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def folder(stage: str) -> Path:
-    """The chapter's folder, put on the import path if it holds a package of its own."""
+    """The chapter's folder, put on the import path if it holds a package or module of its own."""
     path = REPO_ROOT / stage
     if not (path / "main.py").is_file():
         raise ValueError(f"no chapter {stage!r}: its main.py is not at {path / 'main.py'}")
-    if any((sub / "__init__.py").is_file() for sub in path.iterdir()) and str(path) not in sys.path:
+    own = any((sub / "__init__.py").is_file() or (sub.suffix == ".py" and sub.name != "main.py")
+              for sub in path.iterdir())
+    if own and str(path) not in sys.path:
         sys.path.insert(0, str(path))
     return path
 
