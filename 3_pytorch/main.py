@@ -250,7 +250,9 @@ def compiled_forward_backward(run, model: GPT, inputs, targets):
     # Inductor fuses with their neighbours -- not as a call into the CPU's FlashAttention kernel,
     # built for long sequences, which it can neither look into nor fuse with. The choice is made
     # at the trace, here, and the compiled code keeps it.
-    with run.timed("compile"), torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH):
+    with (run.timed("compile", first="compiling the step before step 1: tens of seconds the first time, a few once "
+                                      "Inductor's cache holds its code"),
+          torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH)):
         step(model, inputs[rows], targets[rows])
     model.zero_grad(set_to_none=True)
     return step

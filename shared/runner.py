@@ -94,11 +94,15 @@ class Run:
         self._noted += [words(key, value) for key, value in facts.items()]
 
     @contextlib.contextmanager
-    def timed(self, name: str):
-        """Time one-off work before the steps (a set-up the program does once): env[f'{name}_s']."""
+    def timed(self, name: str, first: str | None = None):
+        """Time one-off work before the steps (a set-up the program does once): env[f'{name}_s'].
+        `first`: a line to print before it starts, for work long enough to look like a hang."""
+        if first:
+            log.say(first)
         started = time.perf_counter()
         yield
         self.hardware.sync()
+        self._noted = [said for said in self._noted if said != words(name, True)]  # 'compile, compile 2.8 s': once
         self.note(**{f"{name}_s": round(time.perf_counter() - started, 3)})
 
     def banner(self) -> str:

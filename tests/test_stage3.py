@@ -95,7 +95,8 @@ def test_the_documents_are_tokenized_once_and_a_step_takes_its_rows(names_path):
         assert torch.equal(got, want)
 
 
-def test_compile_flag_reports_compile_time(tmp_path, names_path):
+def test_compile_flag_reports_compile_time(tmp_path, names_path, capsys):
+    """A line before the compile's silence, the compile timed apart, said once in the banner."""
     out = tmp_path / "r.json"
     runner.train_and_sample(stage3.__file__, stage3.FLAGS, stage3.train, stage3.sample,
                             ["--data", str(names_path), "--steps", "3", "--samples", "1", "--compile",
@@ -103,6 +104,8 @@ def test_compile_flag_reports_compile_time(tmp_path, names_path):
     res = json.loads(out.read_text())
     assert res["env"]["compile"] is True and res["env"]["compile_s"] > 0
     assert round(res["losses"][0], 4) == 3.3660
+    first, banner = capsys.readouterr().out.splitlines()[:2]
+    assert first.startswith("compiling the step before step 1") and banner.count("compile") == 1
 
 
 def test_the_pytorch_primer_gives_chapter_2s_gradients():
