@@ -18,6 +18,7 @@ Run:  python 3_pytorch/main.py                          (--device auto: cuda, el
 
 import contextlib
 import functools
+import os
 import sys
 from pathlib import Path
 
@@ -299,7 +300,11 @@ def check_flags(args) -> str | None:
         return ("--compile on a CPU needs a C++ compiler (g++ or clang++ on PATH, or one named by $CXX) and none "
                 "was found; install one (Debian/Ubuntu: apt install g++; macOS: xcode-select --install) or leave "
                 "out --compile")
-    return None
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir  # where Inductor writes its code
+
+    problem = runner.unwritable_folder(os.environ.get("TORCHINDUCTOR_CACHE_DIR") or default_cache_dir())
+    return (f"--compile writes the compiled code to Inductor's cache folder, and {problem}; set "
+            f"TORCHINDUCTOR_CACHE_DIR to a folder that can be written") if problem else None
 
 
 # --dtype float32 (default) or float64; --device cpu, cuda, mps or auto; --threads; and this stage's --compile

@@ -151,6 +151,25 @@ def check_writable(path: str) -> None:
                         f"another path") from None
 
 
+def unwritable_folder(path: str) -> str | None:
+    """Why a program could not write files into the folder `path` (it is a file, cannot be made,
+    or takes no file: no permission, a full disk), or None if it can."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        return f"{path} is a file, not a folder"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-check-")
+        try:
+            os.write(fd, b"x")  # (an empty file fits on a full disk; a byte does not)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as err:
+        return f"{path} cannot be written ({err.strerror})"
+    return None
+
+
 def shorten(path: str, keep: int = 80) -> str:
     """A path for a one-line message: a very long one with its middle left out."""
     return path if len(path) <= keep else f"{path[:keep // 2]}...{path[-keep // 2:]}"
@@ -215,7 +234,9 @@ def say_last(line: str) -> None:
 
 def run(main: Callable[[], object]) -> int:
     """Call `main`, turning bad input into one line on stderr and a non-zero status; Ctrl-C
-    exits with 130; SIGTERM and SIGHUP, taken like Ctrl-C, with 143 and 129."""
+    exits with 130; SIGTERM and SIGHUP, taken like Ctrl-C, with 143 and 129. Once `main` has
+    ended, a further Ctrl-C is ignored: the program is on its way out, and a Ctrl-C inside a
+    library's exit handlers (torch has some) would only print "Exception ignored ..." there."""
     stop_on_signals()
     try:
         main()
@@ -228,4 +249,6 @@ def run(main: Callable[[], object]) -> int:
     except KeyboardInterrupt as err:
         say_last(str(err) or "interrupted")
         return 130
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     return 0

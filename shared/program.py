@@ -26,9 +26,15 @@ def one_line_on_load(exc_type, exc, tb):
         return
     broken = package_that_failed(exc_type, tb)
     if broken:
-        print(f"error: {Path(sys.argv[0]).name} cannot load {broken} ({exc_type.__name__}: "
-              f"{str(exc).splitlines()[0] if str(exc) else 'no message'}); its installation is broken: reinstall "
-              f"it, pip install --force-reinstall -r requirements.txt", file=sys.stderr, flush=True)
+        said = f"{exc_type.__name__}: {str(exc).splitlines()[0] if str(exc) else 'no message'}"
+        cache = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+        if broken == "torch" and cache and cache in str(exc):  # torch makes its compiler's cache folder on import
+            fix = (f"TORCHINDUCTOR_CACHE_DIR names {cache}, which cannot be its cache folder; set it to a folder that "
+                   f"can be written, or unset it")
+        else:
+            fix = ("fix what it names; if the installation is broken, reinstall it: pip install --force-reinstall "
+                   "-r requirements.txt")
+        print(f"error: {Path(sys.argv[0]).name} cannot load {broken} ({said}); {fix}", file=sys.stderr, flush=True)
         return
     sys.__excepthook__(exc_type, exc, tb)
 

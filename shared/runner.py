@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from shared import cli, dataset, log, memory, results, saving
-from shared.cli import Flags  # noqa: F401  (what a program declares: runner.Flags)
+from shared.cli import Flags, unwritable_folder  # noqa: F401  (what a program declares: runner.Flags; a check)
 from shared.devices import cpu, torch_device  # noqa: F401  (where it runs: runner.torch_device)
 from shared.environment import environment
 from shared.errors import UserError, stopped

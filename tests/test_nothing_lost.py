@@ -262,6 +262,32 @@ def test_a_torch_that_cannot_load_is_one_line(script, names_path, tmp_path):
     assert "cannot load torch" in line and "libtorch_cpu.so" in line and "--force-reinstall" in line
 
 
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+def test_an_inductor_cache_folder_that_cannot_be_one_is_one_line(where, names_path, tmp_path):
+    """TORCHINDUCTOR_CACHE_DIR naming a file (or a folder under one): torch makes that folder as it
+    loads, so stage 3 fails before it starts; one line naming the variable and the fix."""
+    (tmp_path / "file").write_text("x")
+    cache = tmp_path / "file" if where == "a file" else tmp_path / "file" / "cache"
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "3_pytorch" / "main.py"), "--data", str(names_path),
+                           "--compile", "--device", "cpu", "--steps", "2", "--out", str(tmp_path / "r.json")],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache)})
+    assert proc.returncode == 1 and "TORCHINDUCTOR_CACHE_DIR" in one_line(proc.stderr)
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_a_ctrl_c_while_a_library_cleans_up_prints_nothing_more():
+    """Two quick Ctrl-C: the second arrives while the program exits, inside an exit handler (torch
+    registers some): the run's one line, and no "Exception ignored in atexit callback"."""
+    code = (f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r})\n"
+            "import atexit, os, signal, time\nfrom shared import cli\n"
+            "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(0.2)))\n"
+            "def main():\n    raise KeyboardInterrupt\n"
+            "sys.exit(cli.run(main))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, **DEFAULT_SIGINT)
+    assert proc.returncode == 130 and one_line(proc.stderr) == "interrupted", proc.stderr
+
+
 def test_ctrl_c_while_torch_loads_is_one_line(names_path):
     """Ctrl-C while `import torch` runs (it takes seconds): the program sends itself the signal
     the moment torch's import begins, so the test waits on no clock."""
