@@ -472,7 +472,12 @@ def test_a_full_disk_at_the_end_of_a_sitting_keeps_it_elsewhere(tmp_path, names_
         return written(path, text)
     monkeypatch.setattr(saving, "write_text_atomic", full)
     monkeypatch.setenv("MICROGPT_DATA", str(names_path))
-    assert harness.main(["--stages", "2_numpy", "--steps", "3", "--out-dir", str(tmp_path)]) == 1
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        assert harness.main(["--stages", "2_numpy", "--steps", "3", "--out-dir", str(tmp_path)]) == 1
+    finally:  # (the harness takes SIGTERM and SIGHUP for its own; this process is pytest's)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert "No space left on device" in line and "the sitting is in" in line
     rescued = Path(line.split("the sitting is in ")[1].split(";")[0])
