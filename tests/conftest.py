@@ -12,7 +12,7 @@ shared/runner.py, in-process, and hands back the run and what `train` returned: 
 needs trained weights or a trajectory gets them there, never from a training loop of its own.
 `stage_losses` keeps a trajectory for the process, so the tests comparing one run train it
 once: they share an `xdist_group`, which sends them to one process (pyproject.toml's --dist
-loadgroup).
+loadgroup); so do the tests sharing one of the slow fixtures in SHARED_BY_ONE_PROCESS.
 """
 
 import importlib
@@ -68,6 +68,18 @@ def train_stage(stage: str, *argv: str, max_steps: int | None = None, program: s
     run = runner.start(module.__file__, module.FLAGS, ["--steps", str(SCHEDULE), "--samples", "0", *argv],
                        max_steps=max_steps)
     return run, module.train(run)
+
+
+# Fixtures that take seconds to make, kept for a module or the session: each process of the suite
+# (pytest-xdist) makes its own, so the tests using one are sent to one process, which makes it once.
+SHARED_BY_ONE_PROCESS = {"verdicts", "computed", "fresh", "one_program_batches_of_7"}
+
+
+@pytest.hookimpl(tryfirst=True)  # (before pytest-xdist reads the groups)
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for name in sorted(SHARED_BY_ONE_PROCESS & set(item.fixturenames)):
+            item.add_marker(pytest.mark.xdist_group(name))
 
 
 _trajectories: dict[tuple, list[float]] = {}
