@@ -1,4 +1,4 @@
-"""Re-execute the four comparison notebooks in place, writing their committed figures.
+"""Re-execute the comparison notebooks in place, writing their committed figures.
 
     python -m report.notebooks              # every chapter's compare.ipynb
     python -m report.notebooks 3_pytorch    # one chapter
@@ -16,7 +16,7 @@ from nbclient import NotebookClient
 
 from report.plotting import FIGURES_ENV, REPO_ROOT
 
-CHAPTERS = ["1_pure_python", "2_numpy", "3_pytorch", "4_triton"]
+CHAPTERS = ["1_pure_python", "2_numpy", "3_pytorch", "4_triton", "5_distributed"]
 
 
 def main(argv: list[str]) -> int:

@@ -363,6 +363,8 @@ STAGE_COLORS = {
     ("4_triton", "gpu", "graph"): "#9467bd",  # purple: the per-op kernels as one CUDA graph
     ("4_triton", "gpu", "step"): "#6a3d9a",  # dark purple: one kernel per step
     ("4_triton", "gpu", "run"): "#3f007d",  # darkest purple: the whole run in one launch
+    ("5_distributed", "cpu"): "#8c564b",  # brown: several processes
+    ("5_distributed", "gpu"): "#c49c94",  # light brown
 }
 
 

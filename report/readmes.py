@@ -13,7 +13,8 @@ PATH#STAGE; several paths are joined by commas):
 ("vs" adds the speed-up over the second file: the ratio of the two medians.)
 
 `python -m report` rewrites every such block from the results file it names;
-`python -m report --check` exits 1 if any README is out of date (the tests run it).
+`python -m report --check` exits 1 if any README is out of date (the tests run it). Chapter 5's
+`distributed` blocks name a part of benchmarks/distributed.py's file, PATH#PART (report/distributed.py).
 """
 
 import math
@@ -24,13 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
+from report.distributed import distributed_block
 from shared.errors import UserError
 from shared.results import LOSS_WINDOW, WARMUP_STEPS, final_loss, summarize
 from shared.schema import load_results
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("figures|table|launches|benchmark|runtimes|batches|install|profile|losses|gc|quickstart|page"
-         "|compiledprofile|compiled")
+         "|compiledprofile|compiled|distributed")
 BLOCK = re.compile(rf"(<!-- BEGIN (?P<kind>{KINDS}) (?P<path>\S+)"
                    r"(?: vs (?P<base>\S+))? -->\n)(?P<body>.*?)(<!-- END (?P=kind) -->)", re.S)
 
@@ -423,7 +425,7 @@ def _render_block(m) -> str:
                 "launches": launches_table, "install": install_line, "profile": profile_lines,
                 "quickstart": quick_start_line, "gc": gc_line, "losses": loss_meaning_table, "page": page_line,
                 "benchmark": benchmark_table, "compiled": compiled_lines,
-                "compiledprofile": compiled_profile_lines}[kind](path)
+                "compiledprofile": compiled_profile_lines, "distributed": distributed_block}[kind](path)
     return m.group(1) + body + m.group(6)
 
 

@@ -1,6 +1,6 @@
 """Every glossary term is linked where a reader first meets it.
 
-Chapters are read in order (1 to 4). A term's first use in that order must be its link (or
+Chapters are read in order (1 to 5). A term's first use in that order must be its link (or
 come after it, in the same chapter); a chapter that links a term uses it nowhere before that
 link; and the chapter a term belongs to (its glossary section says which) links it if it
 uses it. A "use" is the term in the chapter's prose or inline code, in any case for a lowercase
@@ -13,7 +13,7 @@ import pytest
 
 from conftest import REPO_ROOT
 
-CHAPTERS = ["1_pure_python", "2_numpy", "3_pytorch", "4_triton"]
+CHAPTERS = ["1_pure_python", "2_numpy", "3_pytorch", "4_triton", "5_distributed"]
 ENTRY = re.compile(r'<a id="([^"]+)"></a>\*\*(.+?)\*\*')
 # Words that name a glossary term only in some chapters: checked from that chapter on (before,
 # a "program" is a Python program and a "stream" the residual stream).

@@ -341,3 +341,12 @@ def test_the_program_holds_its_lesson_and_chapter_3s_model():
     assert stage5.chapter3 is load_stage("3_pytorch") and stage5.sample is stage5.chapter3.sample
     assert "runner.train_and_sample(program_file, flags, in_process_group(train), sample)" in (
         REPO_ROOT / "5_distributed" / "launch.py").read_text()
+
+
+def test_the_chapters_worked_example_prints_what_it_shows():
+    """The README's ring all-reduce on lists: its output is the block under it; each of 3 ranks
+    sends 2(N - 1)/N = 4/3 of its 6 numbers."""
+    from conftest import run_worked_examples
+
+    (printed,) = run_worked_examples("5_distributed")
+    assert printed.endswith("numbers each rank sent: [8, 8, 8] of a buffer of 6\n")
