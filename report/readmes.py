@@ -205,6 +205,8 @@ def runtimes_list(paths: str) -> str:
         s = summarize(res)
         total = f"{s['total_s'] / 60:.1f} minutes" if s["total_s"] >= 120 else f"{s['total_s']:.3g} s"
         how = " through the Triton interpreter" if s["interpreter"] else ""
+        if res["env"].get("world_size", 1) > 1 or s["batch_size"] > 1:  # (chapter 5's run: processes and names)
+            how += f" ({res['env'].get('world_size', 1)} processes, {s['batch_size']} names a step)"
         where = "" if machine(res["env"]) == first else f"; on {machine(res['env'])}"
         words = len(re.findall(r"\w+", (REPO_ROOT / res["stage"] / "README.md").read_text()))
         code = sum(1 for line in (REPO_ROOT / res["stage"] / "main.py").read_text().splitlines() if line.strip())
