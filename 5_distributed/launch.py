@@ -154,26 +154,28 @@ def watch(ranks: list[subprocess.Popen], timeout: float) -> int | None:
     """Wait for every rank. When one fails, the others have `timeout` seconds to notice and stop
     (a collective with a rank gone fails at once if its connections closed, else after --timeout),
     then they are stopped: SIGTERM, and SIGKILL after GRACE_S. Ctrl-C reaches every rank from the
-    terminal; a SIGTERM to this process is passed on. Returns the first rank that failed, if any."""
-    first, deadline = None, None
-    while any(rank.poll() is None for rank in ranks):
+    terminal; a SIGTERM to this process is passed on, and the ranks get the same time to finish.
+    Returns the first rank that failed, if any."""
+    first, deadline, stopped = None, None, False
+    while True:
         try:
+            if all(rank.poll() is not None for rank in ranks):
+                break
+            if first is None:
+                first = next((r for r, rank in enumerate(ranks) if rank.returncode not in (None, 0)), None)
+                if first is not None:
+                    deadline = time.monotonic() + timeout
+            if deadline is not None and time.monotonic() > deadline and not stopped:
+                stopped = True  # the ranks left get SIGTERM, and SIGKILL after GRACE_S
+                signal_all(ranks, signal.SIGTERM)
+                deadline = time.monotonic() + GRACE_S
+            elif stopped and time.monotonic() > deadline:
+                signal_all(ranks, signal.SIGKILL)
             time.sleep(0.02)
-        except KeyboardInterrupt as stop:
+        except KeyboardInterrupt as stop:  # (a signal at any point of the loop)
             if isinstance(stop, Terminated):
                 signal_all(ranks, signal.SIGTERM)
             deadline = deadline or time.monotonic() + timeout + GRACE_S
-            continue
-        if first is None:
-            first = next((r for r, rank in enumerate(ranks) if rank.returncode not in (None, 0)), None)
-            if first is not None:
-                deadline = time.monotonic() + timeout
-        if deadline is not None and time.monotonic() > deadline:
-            signal_all(ranks, signal.SIGTERM)
-            deadline = time.monotonic() + GRACE_S + 3600  # (once)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                ranks[-1].wait(GRACE_S)
-            signal_all(ranks, signal.SIGKILL)
     return first if first is not None else next((r for r, rank in enumerate(ranks) if rank.returncode), None)
 
 

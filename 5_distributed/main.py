@@ -375,8 +375,9 @@ def check_flags(args) -> str | None:
             return (f"{world} processes share micro-batches of {smallest} documents (--batch-size {args.batch_size}"
                     f" --accumulate {args.accumulate}): a process would have none; use --batch-size "
                     f"{world * args.accumulate} or more, or --accumulate {max(1, args.batch_size // world)} or less")
-        return (f"{world} processes share a batch of {args.batch_size} documents: a process would have none; use "
-                f"--batch-size {world} or more, or at most {args.batch_size} processes")
+        return (f"{world} processes share a batch of {args.batch_size} document{'s' * (args.batch_size > 1)}: a "
+                f"process would have none; use "
+                f"--batch-size {world} or more, or at most {args.batch_size} process{'es' * (args.batch_size > 1)}")
     return None
 
 
