@@ -350,3 +350,17 @@ def test_the_chapters_worked_example_prints_what_it_shows():
 
     (printed,) = run_worked_examples("5_distributed")
     assert printed.endswith("numbers each rank sent: [8, 8, 8] of a buffer of 6\n")
+
+
+def test_the_committed_run_is_the_chapters_run():
+    """5_distributed/results.json is rank 0's file of the README's first command (torchrun, 2
+    processes, 6 names a step, 1000 steps, float32): complete, and starting at chapter 3's step-1
+    loss for those names (float32 rounding apart)."""
+    from shared import schema
+
+    res = json.loads((REPO_ROOT / "5_distributed" / "results.json").read_text())
+    assert schema.validate(res) is None and "partial" not in res
+    assert res["config"]["batch_size"] == 6 and res["config"]["steps"] == len(res["losses"]) == 1000
+    assert res["env"]["world_size"] == 2 and res["env"]["mode"] == "hand" and len(res["samples"]) == 20
+    run, _ = train_stage("3_pytorch", *FLOAT64, "--batch-size", "6", max_steps=1)
+    assert res["losses"][0] == pytest.approx(run.losses[0], abs=1e-6)
