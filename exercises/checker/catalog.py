@@ -26,6 +26,9 @@ class Exercise:
         return "check_" + self.file.split("/")[-1].removesuffix(".py")
 
 
+# The chapters each chapter's checks load (an answer's process has them loaded before it starts).
+STAGES = {"1": ["1_pure_python"], "2": ["2_numpy"], "3": ["2_numpy", "3_pytorch"], "4": ["4_triton"]}
+
 CH1, CH2, CH3, CH4 = ("1_pure_python/README.md", "2_numpy/README.md", "3_pytorch/README.md", "4_triton/README.md")
 
 EXERCISES = [
@@ -45,12 +48,15 @@ EXERCISES = [
         f"The idea: Adam keeps two running averages per parameter, of the gradient and of its square, and steps "
         f"by their ratio. {CH1}, 'Adam: what the gradients are used for'.",
         "The shapes: everything is a plain float; `step` counts from 0; return the tuple (p, m, v).",
-        "One formula: both averages start at 0, so divide each by 1 - beta^(step + 1) before using it.")),
+        "One formula: both averages start at 0, so early on they are too small by the factor an average of a "
+        "constant gradient would be (sum the weights beta gives the steps so far: a geometric series); which power "
+        "of beta, when step counts from 0 and this step counts too?")),
     Exercise("1.4", "ch1/rmsnorm.py", "rmsnorm out of Values", "write", (
         f"The idea: build rmsnorm from Value operations only, and backward differentiates it for free. "
         f"{CH1}, 'The model: microgpt's forward pass' (the rmsnorm box).",
         "The shapes: a list of C Values in, a list of C Values out; the mean of the squares is one Value.",
-        "One formula: scale = (mean(x^2) + eps) ** -0.5.")),
+        "One formula: rmsnorm(x)_i = x_i / sqrt(mean_j(x_j^2) + eps). Which of Value's ops gives a square root, or "
+        "one over it?")),
     Exercise("2.1", "ch2/rmsnorm_backward.py", "rmsnorm's backward with a gain, on arrays", "write", (
         f"The idea: with n = x r the normalized rows, y = w n; first find dL/dn, then go through the "
         f"normalization as chapter 2 does, and sum dL/dw over every row that used w, as the linear layer does "
@@ -107,11 +113,11 @@ EXERCISES = [
         "One formula: a linear layer from n_in to n_out on n positions is 6 n n_in n_out FLOPs, forward and "
         "backward.")),
     Exercise("3.4", "ch3/ignore_index.py", "padded targets with ignore_index", "write", (
-        f"The idea: F.cross_entropy leaves out every target equal to its ignore_index (-100 by default), so "
-        f"padding can be a target that is never counted. {CH3}, 'Reading the diff'.",
+        f"The idea: F.cross_entropy leaves out every target equal to its ignore_index (its documentation gives the "
+        f"default), so padding can be a target that is never counted. {CH3}, 'Reading the diff'.",
         "The shapes: two (B, T) tensors of dtype torch.long, T the largest n of the batch.",
-        "One formula: the inputs' padding is a real token id (0, any letter: the loss never sees it); the "
-        "targets' padding is -100.")),
+        "One formula: the two tensors are padded differently: a target the loss skips, and an input the embedding "
+        "can look up (a real token id; what a padded input predicts is never counted).")),
     Exercise("4.1", "ch4/add_block.py", "a first kernel: load a block, add, store it", "write", (
         f"The idea: one program handles BLOCK numbers at once: a block of offsets makes a block of pointers, "
         f"loaded and stored in one go. {CH4}, 'Writing a first kernel'.",
@@ -123,8 +129,8 @@ EXERCISES = [
         f"those lanes off. {CH4}, 'Writing a first kernel'.",
         "The shapes: program i handles offsets i*BLOCK .. i*BLOCK + BLOCK - 1; the launcher starts "
         "cdiv(N, BLOCK) programs.",
-        "One formula: a lane is real when its offset is below N; that comparison is the mask, for tl.load and for "
-        "tl.store alike.")),
+        "One formula: which lanes are real? The last block's offsets run past N - 1; tl.load and tl.store each "
+        "take mask=, one boolean per lane, and a lane whose mask is False touches no memory.")),
     Exercise("4.3", "ch4/transpose_tile.py", "a 2-D tile: the transpose of a matrix", "write", (
         f"The idea: a program of a 2-D grid owns a BLOCK_M x BLOCK_N tile; a column of row indices and a row of "
         f"column indices broadcast into a tile of pointers. {CH4}, 'A 2-D tile: strides'.",
@@ -149,13 +155,16 @@ EXERCISES = [
         f"4.2. {CH4}, 'The kernels' (adam.py), and chapter 1's Adam.",
         "The shapes: p, g, m and v are flat buffers of N numbers; m and v must be stored back, for the next "
         "step.",
-        "One formula: p -= lr_t (m / bias1) / (sqrt(v / bias2) + eps).")),
+        "One formula: chapter 1's Adam (your 1.3) on a block: the launcher has computed lr_t, bias1 and bias2, one "
+        "number each; m and v are updated first, and p's step uses both, each divided by its bias correction.")),
     Exercise("4.7", "ch4/relu_epilogue.py", "a tl.dot matmul with its ReLU as the epilogue", "write", (
         f"The idea: a tile of y needs a block of rows of x and a block of rows of W, summed over K a chunk at a "
         f"time; the ReLU goes on the finished tile, before its one store. {CH4}, 'The kernels' (linear.py).",
         "The shapes: an x tile (BLOCK_M, BLOCK_K), a W tile (BLOCK_N, BLOCK_K), the accumulator (BLOCK_M, "
         "BLOCK_N) in float32; tl.dot(a, b) takes a (M, K) and b (K, N).",
-        "One formula: acc += tl.dot(x_tile, tl.trans(w_tile), input_precision=\"ieee\").")),
+        "One formula: each chunk of K adds one tile product into acc; tl.dot(a, b) wants b as (K, N) and W's tile "
+        "is (N, K), so it is transposed first (tl.trans); and ask tl.dot for exact float32, as chapter 4's "
+        "linear.py does, or a GPU multiplies in TF32.")),
     Exercise("4.8", "ch4/launches.py", "predict the launches of a three-layer step on a batch of 17 names",
              "predict", (
         f"The idea: some kernels run once per layer, others once per step, whatever the depth; and a weight "
