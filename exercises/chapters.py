@@ -51,7 +51,7 @@ def show(function, *args, **kwargs):
 def explain(error: BaseException) -> str:
     """'raised ValueError: ... (padding.py, line 12)': the error, unwrapped from Triton's
     interpreter, at the innermost line of an exercise file."""
-    from checker.harness import STUB_MARK
+    from checker.answer import STUB_MARK
 
     try:
         from checker.bounds import out_of_bounds

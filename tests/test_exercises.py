@@ -1,23 +1,37 @@
 """The exercises (exercises/) hold the checker to its word.
 
-- Every stub fails as "not written yet"; every worked solution passes, in place and copied over
-  its stub (in a mirror of the repository, so the copy finds the chapters from where a stub is).
+- Every stub and every worked solution is read as committed (git show HEAD:...), never from the
+  working tree, so a learner's written exercise changes no test; one test writes solutions into
+  the stubs of a scratch copy of the repository and runs these tests there to prove it.
+- Every stub fails as "not written yet"; every worked solution passes, and copied over its stub.
 - Every named slip (three or more per exercise, each a mistake learners make, made from the
-  solution by one edit) is caught and named; a bypass that calls the chapter's own version fails
-  with "write it yourself".
-- Whatever an answer does -- crash, loop, store out of bounds, exit, print megabytes, return the
-  wrong dtype -- the command line answers in one message and exits 1, never with a traceback.
-- Hints come one at a time and none is the solution; a wrong prediction never shows the answer.
+  solution by one edit) is caught and named, on the smallest case that shows it; a bypass that
+  calls the chapter's own version fails with "write it yourself".
+- Every way of passing without answering tried from outside is refused in one line: a forged
+  verdict, the checker patched, the expected value peeked at, the worked solution or a second
+  copy of a chapter imported, an aten op that is the exercise, NumPy in a launcher, a number
+  whose == is always true, the checker's own counter.
+- Whatever an answer does -- crash, loop, store out of bounds, exit, print megabytes, start a
+  program, leave a thread, set an alarm -- the check answers in one message and exits 1, never
+  with a traceback, and nothing it started survives.
+- Hints come one at a time, none is a line of the answer, and their state survives garbage and
+  twelve calls at once; --doctor runs where it is needed; the learner's mistakes are not called
+  the checker's bugs.
 
-The checks run in the checker's own child process (exercises/checker/sandbox.py), as for a
-learner: the many answers below go through a few children, so the suite pays for PyTorch's
-import a few times, not once per answer.
+Most answers go through one batch (`check.py --jobs`): the checker's own process, as for a
+learner, forking one answer's process per answer, so the suite pays for PyTorch's import a few
+times, not once per answer.
 """
 
+import functools
+import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -25,10 +39,67 @@ import pytest
 from conftest import REPO_ROOT
 
 EXERCISES = REPO_ROOT / "exercises"
+CHECK = EXERCISES / "check.py"
 sys.path.insert(0, str(EXERCISES))
 from checker.catalog import BY_NUMBER  # noqa: E402
 from checker.catalog import EXERCISES as CATALOG  # noqa: E402
-from checker.sandbox import run_jobs  # noqa: E402
+
+pytestmark = pytest.mark.xdist_group("exercises")  # one process checks the answers once (the batch is a minute)
+
+
+@functools.cache
+def committed(relative: str) -> str:
+    """A file of the repository as committed (HEAD), never as the learner's working tree has it."""
+    return subprocess.run(["git", "show", f"HEAD:{relative}"], cwd=REPO_ROOT, capture_output=True, text=True,
+                          check=True).stdout
+
+
+def stub(number: str) -> str:
+    return committed(f"exercises/{BY_NUMBER[number].file}")
+
+
+def solution(number: str) -> str:
+    return committed(f"exercises/solutions/{BY_NUMBER[number].file}")
+
+
+def edited(number: str, right: str, wrong: str, count: int = -1) -> str:
+    source = solution(number)
+    assert right in source, f"{number}: the solution no longer holds {right!r}"
+    return source.replace(right, wrong, count)
+
+
+def write(folder: Path, number: str, source: str) -> Path:
+    """`source` as exercise `number`'s file, in a folder of its own."""
+    path = folder / Path(BY_NUMBER[number].file).name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(source)
+    return path
+
+
+def batch(jobs: list[dict], folder: Path, env: dict | None = None, check: Path = CHECK) -> list[dict]:
+    """The checker's batch mode: `check.py --jobs`, one result per job."""
+    (folder / "jobs.json").write_text(json.dumps(jobs))
+    proc = subprocess.run([sys.executable, str(check), "--jobs", str(folder / "jobs.json"),
+                           str(folder / "results.json"), "--time-limit", "120"], capture_output=True, text=True,
+                          timeout=900, env={**os.environ, **(env or {})})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads((folder / "results.json").read_text())
+
+
+def cli(*args, cwd=REPO_ROOT, timeout=300, env=None, check: Path = CHECK):
+    """Run exercises/check.py as a learner does."""
+    return subprocess.run([sys.executable, str(check), *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=cwd, env={**os.environ, **(env or {})})
+
+
+def one_message(proc) -> str:
+    """The learner-facing output: one verdict, no traceback, exit 1."""
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+# --------------------------------------------------------------------------- the answers of the batch
 
 # (exercise, text of the solution, the slip, what the message must say)
 SLIPS = [
@@ -42,9 +113,9 @@ SLIPS = [
     ("1.2", '"b": 9.0', '"b": -6.0', "du/db is a"),
     ("1.2", '"c": 3.0', '"c": -1.0', "dL/dv is a"),
     ("1.2", '"a": -7.0', '"a": -8.0', "dL/da = -8 is too low"),
-    ("1.3", "m_hat = m / (1 - BETA1 ** (step + 1))", "m_hat = m", None),  # with v_hat's, below: no correction
+    ("1.3", "m_hat = m / (1 - BETA1 ** (step + 1))", "m_hat = m", "without bias correction"),
     ("1.3", "v_hat**0.5 + EPS_ADAM", "(v_hat + EPS_ADAM) ** 0.5", "eps inside the square root"),
-    ("1.3", "(1 - BETA1 ** (step + 1))", "(1 - BETA1 ** step)", "the correction is 1 - beta^(step + 1)"),
+    ("1.3", "** (step + 1))", "** step)", "the correction is 1 - beta^(step + 1)"),
     ("1.3", "lr_t = LEARNING_RATE * (1 - step / num_steps)", "lr_t = LEARNING_RATE", "no learning-rate decay"),
     ("1.3", "(1 - BETA2) * g * g", "(1 - BETA2) * g", "v averages g, not g^2"),
     ("1.4", "sum(xi * xi for xi in x) / len(x)", "(sum(x) / len(x)) ** 2", "the mean of x, squared"),
@@ -70,9 +141,10 @@ SLIPS = [
     ("2.2", "    d_logits[~real] = 0.0  # padding: no gradient\n", "", "the padding's gradient is not 0"),
     ("2.2", "    d_logits -= smoothing / V  # minus the target distribution: its even share ...\n", "",
      "the even share is missing"),
-    ("2.2", "targets] -= 1.0 - smoothing", "targets] -= 1.0", None),  # with the even share removed, below
     ("2.2", "smoothing / V", "smoothing / (V - 1)", "the even share is smoothing / V"),
     ("2.2", "return d_logits / real.sum()", "return d_logits / len(real)", "the number of names"),
+    ("2.2", "np.exp(logits - logits.max(axis=-1, keepdims=True))", "np.exp(logits)",
+     "without subtracting each row's max first"),
     ("2.3", "dv = P.transpose(0, 1, 3, 2) @ g", "dv = P @ g", "P needs its transpose"),
     ("2.3", "dk = t * dS.transpose(0, 1, 3, 2) @ q", "dk = t * dS @ q", "dS needs its transpose"),
     ("2.3", "dq = t * dS @ k", "dq = dS @ k", "without tau: S = tau q k^T"),
@@ -127,6 +199,7 @@ SLIPS = [
      "loaded x_ptr at offset 1, past the end (1 element): mask the load"),
     ("4.1", "tl.store(y_ptr + offsets, x + z)", "tl.store(x_ptr + offsets, x + z)", "nothing was stored there"),
     ("4.1", "x + z)", "x - z)", "x - z: the sign"),
+    ("4.1", "add_kernel[(1,)]", "add_kernel[(4,)]", "4 programs, each over the whole block"),
     ("4.2", "tl.store(y_ptr + offsets, a * x + b, mask=mask)", "tl.store(y_ptr + offsets, a * x + b)",
      "stored y_ptr at offset 1, past the end (1 element) (and 62 more lanes outside it): mask the store"),
     ("4.2", "tl.program_id(0) * BLOCK + tl.arange", "tl.arange", "nothing was stored there"),
@@ -138,7 +211,8 @@ SLIPS = [
     ("4.3", "mask = (rows[:, None] < M) & (cols[None, :] < N)", "mask = rows[:, None] < M",
      "loaded x_ptr at offset 1, past the end (1 element)"),
     ("4.3", ", mask=mask)  # x[i, j]", ")  # x[i, j]", "mask the load"),
-    ("4.4", 'other=float("-inf")', "other=0.0", "load it as -inf"),
+    ("4.3", "rows = tl.program_id(0)", "rows = tl.program_id(1)", "on M=17, N=1 (seed"),  # the grid's axes swapped:
+    ("4.4", 'other=float("-inf")', "other=0.0", "load it as -inf"),  # the smallest case, shrunk from a larger one
     ("4.4", "tl.exp(x - tl.max(x, axis=0))", "tl.exp(x)", "without subtracting the row's max"),
     ("4.4", "e / tl.sum(e, axis=0), mask=mask)", "e / tl.sum(e, axis=0))", "mask the store"),
     ("4.4", "row * C + cols", "row * BLOCK_C + cols", "past the end"),
@@ -147,12 +221,14 @@ SLIPS = [
     ("4.5", "y * (g - tl.sum(g * y, axis=0))", "g - tl.sum(g * y, axis=0)", "not multiplied by y"),
     ("4.5", "tl.sum(g * y, axis=0))", "tl.sum(g * y, axis=0) / C)", "the mean of g y instead of its sum"),
     ("4.5", "dx, mask=mask)", "dx)", "mask the store"),
+    ("4.5", "mask=mask, other=0.0)", "mask=mask)", "a masked load without other="),
     ("4.6", "(m / bias1) / (tl.sqrt(v / bias2) + eps)", "m / (tl.sqrt(v) + eps)", "without bias correction"),
-    ("4.6", "(tl.sqrt(v / bias2) + eps)", "tl.sqrt(v / bias2 + eps)", "eps inside the square root"),
+    ("4.6", "(tl.sqrt(v / bias2) + eps)", "tl.sqrt(v / bias2 + eps)", "sqrt(v / bias2 + eps): eps goes outside"),
     ("4.6", "    tl.store(m_ptr + offsets, m, mask=mask)  # the moments carry over to the next step\n"
             "    tl.store(v_ptr + offsets, v, mask=mask)\n", "", "not stored back"),
-    ("4.6", "(1 - beta2) * g * g", "(1 - beta2) * g", "v averages g, not g^2"),
+    ("4.6", "(1 - beta2) * g * g", "(1 - beta2) * g", "v averaging g: it averages g^2"),
     ("4.6", ", mask=mask", "", "mask the load"),  # every mask removed
+    ("4.6", "** (step + 1)", "** step", "at step 0 that is 0"),
     ("4.7", "acc = tl.maximum(acc, 0.0)", "acc = acc", "without the ReLU"),
     ("4.7", "acc += tl.dot(x, tl.trans(w), input_precision=\"ieee\")",
      "acc = tl.maximum(acc + tl.dot(x, tl.trans(w), input_precision=\"ieee\"), 0.0)", "the ReLU inside the loop"),
@@ -160,6 +236,8 @@ SLIPS = [
     ("4.7", "mask=(rows[:, None] < M) & (ks[None, :] < K), other", "mask=rows[:, None] < M, other",
      "loaded x_ptr"),
     ("4.7", "acc, mask=(rows[:, None] < M) & (cols[None, :] < N))", "acc)", "mask the store"),
+    ("4.7", "acc = tl.maximum(acc, 0.0)  #", "x = x  #", None),  # with the ReLU on x's tile, below
+    ("4.7", ', input_precision="ieee"', "", "TF32"),
     ("4.8", "= 79", "= 65", "past the 256 rows one program sums"),
     ("4.8", "= 79", "= 71", "a one-layer step's"),
     ("4.8", "= 79", "= 77", "lm_head's dW and the embedding's sum over the batch's rows too"),
@@ -167,9 +245,22 @@ SLIPS = [
     ("4.8", "= 79", "= 105", "do not repeat per layer"),
     ("4.8", "= 79", "= 57", "off by one layer: that is a two-layer step"),
     ("4.8", "= 79", "= 101", "off by one layer: that is a four-layer step"),
+    ("4.8", "= 79", "= 11 + 3 * 18 + 4 * 3 + 3", "= 80 is too high"),  # arithmetic on numbers is a number
+    ("4.8", "= 79", "= 78", "= 78 is too low"),
 ]
 
-# (exercise, code that replaces the solution's function body or file, ...) answers that call the chapter's own
+
+def slipped(number: str, right: str, slip: str) -> str:
+    wrong = edited(number, right, slip)
+    if number == "1.3" and slip == "m_hat = m":  # Adam without bias correction: neither moment corrected
+        wrong = wrong.replace("v_hat = v / (1 - BETA2 ** (step + 1))", "v_hat = v")
+    if number == "4.7" and slip == "x = x  #":  # the ReLU on x's tile instead of the finished one
+        wrong = wrong.replace("        w = tl.load", "        x = tl.maximum(x, 0.0)\n        w = tl.load")
+    return wrong
+
+
+# Answers that call the chapter's own version of the answer, or count what they were to predict
+# (exercise: code replacing the solution's text (right, wrong), or a whole file).
 BYPASSES = {
     "1.2": 'from chapters import load\nValue = load("1_pure_python").Value\na, b, c = Value(3.0), Value(-2.0), '
            'Value(5.0)\nL = ((a * b) + c) * a\nL.backward()\nGRADIENTS = {"a": a.grad, "b": b.grad, "c": c.grad}\n',
@@ -181,15 +272,16 @@ BYPASSES = {
             "    s.rmsnorm(t)._backward(g * w)\n    C = x.shape[-1]\n"),
     "2.2": ("e = np.exp(", "from chapters import load\n    s = load(\"2_numpy\")\n    t = s.Tensor(logits)\n"
             "    s.cross_entropy(t, targets, real)._backward(1.0)\n    return t.grad\n    e = np.exp("),
-    "2.3": ("dv = P.transpose", "import torch\n    torch.tensor(q)\n    dv = P.transpose"),
+    "2.3": ("dv = P.transpose", "from torch.nn import functional\n    functional.softmax\n    dv = P.transpose"),
     "2.4": ("n = [positions", "from chapters import load\n    return load(\"2_numpy\").batch_arrays(batch, "
             "block_size)\n    n = [positions"),
     "3.1": ("T, D = q.shape[-2], q.shape[-1]",
             "return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)"),
     "3.2": ("r = torch.rsqrt(", "return torch.nn.functional.rms_norm(x, (x.shape[-1],), eps=EPS)\n"
             "        r = torch.rsqrt("),
-    "3.3": "from torch.utils.flop_counter import FlopCounterMode\nwith FlopCounterMode(display=False):\n"
-           "    pass\nMATMUL_FLOPS_AT_TWO_LAYERS = 197_280\n",
+    "3.3": "from torch.utils.flop_counter import FlopCounterMode\n\n\ndef count():\n    with FlopCounterMode("
+           "display=False) as flops:\n        pass\n    return flops.get_total_flops()\n\n\n"
+           "MATMUL_FLOPS_AT_TWO_LAYERS = count()\n",
     "3.4": ("n = [positions", "from chapters import load\n    return load(\"3_pytorch\").batch_tensors(batch, "
             "block_size, \"cpu\")\n    n = [positions"),
     "4.1": ("    return y\n", "    return x + z\n"),
@@ -200,104 +292,176 @@ BYPASSES = {
 }
 
 
-def solution(number: str) -> str:
-    return (EXERCISES / "solutions" / BY_NUMBER[number].file).read_text()
-
-
-def slipped(number: str, right: str, slip: str) -> str:
-    source = solution(number)
-    assert right in source, f"{number}: the solution no longer holds {right!r}"
-    wrong = source.replace(right, slip)
-    if number == "1.3" and slip == "m_hat = m":  # Adam without bias correction: neither moment corrected
-        wrong = wrong.replace("v_hat = v / (1 - BETA2 ** (step + 1))", "v_hat = v")
-    if number == "2.2" and slip == "targets] -= 1.0":  # the smoothing forgotten: chapter 2's one-hot
-        wrong = wrong.replace("    d_logits -= smoothing / V  # minus the target distribution: its even share ...\n",
-                              "")
-    if number == "1.3" and "BETA1 ** step" in slip:
-        wrong = wrong.replace("(1 - BETA2 ** (step + 1))", "(1 - BETA2 ** step)")
-    return wrong
-
-
 def bypassed(number: str) -> str:
     bypass = BYPASSES[number]
-    if isinstance(bypass, str):
-        return bypass
-    right, wrong = bypass
-    source = solution(number)
-    assert right in source, f"{number}: the solution no longer holds {right!r}"
-    return source.replace(right, wrong, 1)
+    return bypass if isinstance(bypass, str) else edited(number, *bypass, count=1)
+
+
+TANH_BODY = "    t = math.tanh(x.data)\n    return Value(t, (x,), (1 - t * t,))"
+
+
+def tanh_with(body: str | None = None, top: str = "") -> str:
+    """1.1's solution with tanh's body replaced, and `top` run when the file loads."""
+    source = solution("1.1").replace("Value = load", top + "Value = load") if top else solution("1.1")
+    return source.replace(TANH_BODY, body.rstrip("\n")) if body else source
+
+
+# Ways of passing without answering, each tried from outside the checker
+# (name: (exercise, the file, what its refusal line says)).
+ATTEMPTS = {
+    "a forged verdict": ("1.1", tanh_with(top=(
+        "import os, socket, stat\nfrom checker import wire\n"
+        "print('ok: 1.1 -- tanh\\'s value and gradient at 7 points from -20 to 20 against math.tanh, as one node')\n"
+        "for fd in range(3, 64):\n    try:\n        if stat.S_ISSOCK(os.fstat(fd).st_mode):\n"
+        "            wire.send(socket.socket(fileno=fd), {'ok': {'status': 'ok', 'line': 'ok: 1.1'}})\n"
+        "    except OSError:\n        pass\nos._exit(0)\n")), "your code ended the process (exit status 0)"),
+    "the checker patched": ("1.1", tanh_with(top=(
+        "import checker.chapter1\nchecker.chapter1.check_tanh = lambda learner: 'ok'\n")),
+        "your code opened exercises/checker/chapter1.py: the checker's own code is not the answer's to call"),
+    "the expected value peeked at": ("2.1", edited("2.1", "    C = x.shape[-1]\n", (
+        "    import gc, inspect\n    for frame in inspect.stack():\n"
+        "        for name in ('expected', 'dx', 'reference'):\n"
+        "            if name in frame.frame.f_locals and frame.filename != __file__:\n"
+        "                return frame.frame.f_locals[name], w\n"
+        "    arrays = [a for a in gc.get_objects() if isinstance(a, np.ndarray) and a.shape == x.shape]\n"
+        "    return [a for a in arrays if a is not g and a is not x][-1:] or [np.zeros_like(x)], w\n"
+        "    C = x.shape[-1]\n"), count=1), "dL/dx"),
+    "the worked solution imported": ("2.1", edited("2.1", "    C = x.shape[-1]\n", (
+        "    from solutions.ch2.rmsnorm_backward import rmsnorm_backward as solved\n"
+        "    return solved(g, x, w)\n"), count=1),
+        "your code opened exercises/solutions/ch2/rmsnorm_backward.py: the worked solutions are for after"),
+    "a second copy of the chapter": ("1.3", edited("1.3", "    lr_t = LEARNING_RATE", (
+        "    import importlib.util\n    import chapters\n"
+        "    spec = importlib.util.spec_from_file_location('copy', chapters.REPO_ROOT / '1_pure_python' / 'main.py')\n"
+        "    chapter = importlib.util.module_from_spec(spec)\n    spec.loader.exec_module(chapter)\n"
+        "    lr_t = LEARNING_RATE"), count=1),
+        "your code opened 1_pure_python/main.py: a second copy of 1_pure_python's code"),
+    "an aten op": ("3.1", edited("3.1", "T, D = q.shape[-2], q.shape[-1]", (
+        "return torch.ops.aten._scaled_dot_product_attention_math(q, k, v, is_causal=True)[0]"), count=1),
+        "your code used PyTorch's scaled dot-product attention (_scaled_dot_product_attention_math): write it "
+        "yourself"),
+    "NumPy in a launcher": ("4.1", edited("4.1", "    tl.store(y_ptr + offsets, x + z)\n", "", count=1).replace(
+        "    add_kernel[(1,)](x, z, y, BLOCK=x.numel())\n",
+        "    add_kernel[(1,)](x, z, y, BLOCK=x.numel())  # a kernel that stores nothing, under the stub's name\n"
+        "    y = torch.from_numpy(x.numpy() + z.numpy())\n"),
+        "your launcher read a tensor's numbers on the host (Tensor.numpy()): the arithmetic is the kernel's"),
+    "np.asarray in a launcher": ("4.2", edited("4.2", "    y = torch.empty_like(x)\n", (
+        "    import numpy as np\n    y = torch.empty_like(x)\n    y.copy_(torch.tensor(a * np.asarray(x) + b))\n"),
+        count=1), "your launcher read a tensor's numbers on the host (np.asarray or np.array of a tensor)"),
+    "an always-equal number": ("4.8", (
+        "class Same(float):\n    def __eq__(self, other):\n        return True\n\n\n"
+        "LAUNCHES_AT_THREE_LAYERS_17_NAMES = Same(0)\n"), "`Same(0)` is not a number written in the file"),
+    "always-equal floats from a function": ("1.3", edited("1.3", "    lr_t = LEARNING_RATE", (
+        "    class Same(float):\n        def __eq__(self, other):\n            return True\n\n"
+        "        def __ne__(self, other):\n            return False\n\n"
+        "    return Same(0.0), Same(0.0), Same(0.0)\n    lr_t = LEARNING_RATE"), count=1), "m after step 1: expected"),
+    "the checker's own counter": ("4.8", (
+        "from checker.chapter4 import launches_per_step\n\n"
+        "LAUNCHES_AT_THREE_LAYERS_17_NAMES = launches_per_step(3, 17)\n"),
+        "`launches_per_step(3, 17)` is not a number written in the file (it is a call)"),
+    "the checker's counter, imported": ("4.7", edited("4.7", "BLOCK = 16\n", (
+        "BLOCK = 16\nfrom checker.chapter4 import launches_per_step  # noqa\n"), count=1),
+        "your code opened exercises/checker/chapter4.py"),
+}
+
+# What an answer may do to the process it runs in (issue 38), and what the check then says:
+# (exercise, the file, the status, what the line says).
+FAULTS = {
+    "a non-daemon thread left sleeping": ("1.1", tanh_with(top=(
+        "import threading, time\nthreading.Thread(target=time.sleep, args=(3131,), daemon=False).start()\n")),
+        "ok", "ok: 1.1"),
+    "a program started": ("1.1", tanh_with("    import subprocess\n    subprocess.Popen(['sleep', '3131'])\n"
+                                           + TANH_BODY), "not yet",
+                          "your code started a program (sleep): an answer computes in its own process"),
+    "KeyboardInterrupt raised": ("1.1", tanh_with("    raise KeyboardInterrupt\n"), "not yet",
+                                 "your code raised KeyboardInterrupt in tanh (tanh.py, line"),
+    "children as a list": ("1.1", tanh_with("    t = math.tanh(x.data)\n    return Value(t, [x], [1 - t * t])"),
+                           "ok", "ok: 1.1"),
+    "Fractions for 1.2": ("1.2", "from fractions import Fraction\n\nGRADIENTS = {'a': Fraction(-14, 2), "
+                                 "'b': Fraction(9), 'c': 3 * Fraction(1)}\n", "ok", "ok: 1.2"),
+    "numpy float64s for 1.3": ("1.3", edited("1.3", "    return p - lr_t", (
+        "    import numpy as np\n    return np.float64(p - lr_t * m_hat / (v_hat**0.5 + EPS_ADAM)), np.float64(m), "
+        "v\n    return p - lr_t"), count=1), "ok", "ok: 1.3"),
+}
+FAULTS.update({  # and what an answer does to its own process
+    "aborts": ("1.1", tanh_with("    import os\n    os.abort()\n"), "not yet", "made the process abort"),
+    "segfaults": ("1.1", tanh_with("    import ctypes\n    ctypes.string_at(0)\n"), "not yet", "segmentation fault"),
+    "exits while loading": ("1.1", tanh_with(top="sys.exit(0)\n"), "not yet", "called sys.exit(0) while loading"),
+    "raises SystemExit": ("1.1", tanh_with("    raise SystemExit\n"), "not yet", "called sys.exit(None) in tanh"),
+    "calls os._exit": ("1.1", tanh_with("    import os\n    os._exit(0)\n"), "not yet",
+                       "ended the process (exit status 0)"),
+    "recurses forever": ("1.1", tanh_with("    return tanh(x)\n"), "not yet", "RecursionError in tanh"),
+    "loops": ("1.1", tanh_with("    while True:\n        pass\n"), "not yet", "did not finish within 2 s"),
+})
+FORKED = "os.fork() left running"  # the answer forks; the copy must not outlive the check
+
+
+STUB_TEST = "test_every_committed_stub_is_not_written_yet"
 
 
 @pytest.fixture(scope="session")
-def mirror(tmp_path_factory) -> Path:
-    """A copy of exercises/ beside links to the rest of the repository, where each stub is its
-    worked solution: a solution that only works from solutions/ fails here."""
-    root = tmp_path_factory.mktemp("repository")
-    for entry in REPO_ROOT.iterdir():
-        if entry.name not in ("exercises", ".git", ".venv"):
-            (root / entry.name).symlink_to(entry)
-    shutil.copytree(EXERCISES, root / "exercises", ignore=shutil.ignore_patterns("__pycache__", "pictures"))
-    for exercise in CATALOG:
-        shutil.copy(EXERCISES / "solutions" / exercise.file, root / "exercises" / exercise.file)
-    return root
-
-
-@pytest.fixture(scope="session")
-def verdicts(tmp_path_factory, mirror) -> dict:
-    """{(kind, key): result} of every answer below, checked through the checker's child processes."""
+def answers(request, tmp_path_factory) -> dict:
+    """{(kind, key): result} of every answer above, and of the committed stubs, checked in one
+    batch of the checker's; where only stub tests are selected (-k committed_stub), only those
+    stubs."""
     folder = tmp_path_factory.mktemp("answers")
     jobs, keys = [], []
 
-    def add(key, path):
+    def add(key, number: str, source: str, pictures: bool = False):
         keys.append(key)
-        jobs.append({"kind": "check", "number": key[1], "path": str(path), "pictures": False})
+        path = write(folder / "-".join(map(str, key)).replace(" ", "_"), number, source)
+        jobs.append({"kind": "check", "number": number, "path": str(path), "pictures": pictures})
 
+    selected = [item for item in request.session.items if "answers" in getattr(item, "fixturenames", ())]
+    for number in {item.callspec.params["number"] for item in selected if item.originalname == STUB_TEST}:
+        add(("stub", number), number, stub(number))
+    if all(item.originalname == STUB_TEST for item in selected):
+        return dict(zip(keys, batch(jobs, folder)))
     for exercise in CATALOG:
-        add(("stub", exercise.number), EXERCISES / exercise.file)
-        add(("solution", exercise.number), EXERCISES / "solutions" / exercise.file)
-        add(("copied", exercise.number), mirror / "exercises" / exercise.file)
+        add(("solution", exercise.number), exercise.number, solution(exercise.number))
     for i, (number, right, slip, _) in enumerate(SLIPS):
-        path = folder / f"slip{i}" / Path(BY_NUMBER[number].file).name
-        path.parent.mkdir()
-        path.write_text(slipped(number, right, slip))
-        add(("slip", number, i), path)
+        add(("slip", i), number, slipped(number, right, slip))
     for number in BYPASSES:
-        path = folder / f"bypass{number}" / Path(BY_NUMBER[number].file).name
-        path.parent.mkdir()
-        path.write_text(bypassed(number))
-        add(("bypass", number), path)
-    out_of_bounds = folder / "oob" / "masked_tail.py"
-    out_of_bounds.parent.mkdir()
-    out_of_bounds.write_text(slipped("4.2", "tl.store(y_ptr + offsets, a * x + b, mask=mask)",
-                                     "tl.store(y_ptr + offsets, a * x + b)"))
+        add(("bypass", number), number, bypassed(number))
+    for name, (number, source, _) in ATTEMPTS.items():
+        add(("attempt", name), number, source)
+    for name, (number, source, _, _) in FAULTS.items():
+        add(("fault", name), number, source)
+        if name == "loops":
+            jobs[-1]["time_limit"] = 2
+    pid_file = folder / "forked.pid"
+    add(("fault", FORKED), "1.1", tanh_with(top=(
+        f"import os, time\nif os.fork() == 0:\n    open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+        f"    time.sleep(3131)\n    os._exit(0)\n")))
+    add(("picture",), "2.3", slipped("2.3", "dv = P.transpose(0, 1, 3, 2) @ g", "dv = P @ g"), pictures=True)
+    out_of_bounds = slipped("4.2", "tl.store(y_ptr + offsets, a * x + b, mask=mask)",
+                            "tl.store(y_ptr + offsets, a * x + b)")
     for run in range(20):
-        add(("out of bounds", "4.2", run), out_of_bounds)
-    results = run_jobs(jobs, time_limit=120)
-    return dict(zip(keys, results))
+        add(("out of bounds", run), "4.2", out_of_bounds)
+    results = dict(zip(keys, batch(jobs, folder, env={"MICROGPT_EXERCISES_OUT": str(folder / "out")})))
+    results["forked pid"] = int(pid_file.read_text()) if pid_file.exists() else None
+    results["out"] = folder / "out"
+    return results
 
 
 @pytest.mark.parametrize("number", list(BY_NUMBER))
-def test_the_stub_fails_and_the_solution_passes_also_over_its_stub(number, verdicts):
-    stub = verdicts["stub", number]
-    assert stub["status"] == "not written" and stub["line"].startswith(f"not written yet: {number} -- "), stub
-    for where in ("solution", "copied"):
-        result = verdicts[where, number]
-        assert result["status"] == "ok" and result["line"].startswith(f"ok: {number} -- "), (where, result)
+def test_every_worked_solution_as_committed_passes(number, answers):
+    result = answers["solution", number]
+    assert result["status"] == "ok" and result["line"].startswith(f"ok: {number} -- "), result
 
 
-def test_an_ok_line_says_what_was_checked_word_for_word(verdicts):
+def test_an_ok_line_says_what_was_checked_word_for_word(answers):
     """4.2's ok line: the lengths it ran, and how they meet the answer's BLOCK."""
-    assert verdicts["solution", "4.2"]["line"] == (
+    assert answers["solution", "4.2"]["line"] == (
         "ok: 4.2 -- y = a x + b for 8 lengths from 1 to 2,323, bounds-checked; with your BLOCK = 64, 7 of them end "
         "partway through the last block (64 fills it exactly)")
 
 
 @pytest.mark.parametrize("index", range(len(SLIPS)), ids=[f"{s[0]}-{i}" for i, s in enumerate(SLIPS)])
-def test_a_slip_is_caught_and_named(index, verdicts):
+def test_a_slip_is_caught_and_named(index, answers):
     number, _, slip, named = SLIPS[index]
-    if named is None:
-        named = {"1.3": "without bias correction", "2.2": "the smoothing is missing"}[number]
-    result = verdicts["slip", number, index]
+    named = named or {"4.7": "the ReLU on the inputs (x's tile), relu(x) W^T"}[number]
+    result = answers["slip", index]
     assert result["status"] == "not yet" and result["line"].startswith(f"not yet: {number} -- "), result
     assert named in result["line"], result["line"]
     assert "your code raised" not in result["line"] or "--" in result["line"].split("your code raised")[1], \
@@ -309,15 +473,57 @@ def test_every_exercise_has_three_named_slips():
     assert min(counts.values()) >= 3, counts
 
 
+def test_a_failure_with_many_wrong_numbers_shrinks_to_the_smallest_case(answers):
+    """4.3 with the grid's axes swapped leaves some rows unstored: every case fails with 'N of M
+    numbers differ', N and M different in each, and shrinking still reaches 17 x 1, the smallest
+    matrix taller than one tile and as narrow as can be (the counts are not part of the failure's kind)."""
+    index = next(i for i, s in enumerate(SLIPS) if s[2] == "rows = tl.program_id(1)")
+    line = answers["slip", index]["line"]
+    assert line.startswith("not yet: 4.3 -- on M=17, N=1 (seed") and ", shrunk from " in line, line
+    assert "nothing was stored there" in line, line
+
+
 @pytest.mark.parametrize("number", list(BYPASSES))
-def test_an_answer_that_calls_the_chapters_own_version_fails(number, verdicts):
-    result = verdicts["bypass", number]
+def test_an_answer_that_calls_the_chapters_own_version_fails(number, answers):
+    result = answers["bypass", number]
     assert result["status"] == "not yet", result
     assert "write it yourself" in result["line"] or "predict first" in result["line"], result["line"]
 
 
-def test_an_out_of_bounds_store_is_the_same_clear_message_on_every_run(verdicts):
-    lines = {verdicts["out of bounds", "4.2", run]["line"] for run in range(20)}
+@pytest.mark.parametrize("name", list(ATTEMPTS))
+def test_a_way_of_passing_without_answering_is_refused_in_one_line(name, answers):
+    number, _, said = ATTEMPTS[name]
+    result = answers["attempt", name]
+    assert result["status"] == "not yet" and result["line"].startswith(f"not yet: {number} -- "), result
+    assert said in result["line"] and "\n" not in result["line"], result["line"]
+
+
+@pytest.mark.parametrize("name", list(FAULTS))
+def test_what_an_answer_does_to_its_process_ends_in_one_line(name, answers):
+    number, _, status, said = FAULTS[name]
+    result = answers["fault", name]
+    assert result["status"] == status and said in result["line"], result
+    assert result["seconds"] < 60, result  # a thread or a program left behind is not waited for
+
+
+def test_a_process_the_answer_forked_does_not_outlive_the_check(answers):
+    assert answers["fault", FORKED]["status"] == "ok", answers["fault", FORKED]
+    pid = answers["forked pid"]
+    assert pid, "the answer's fork did not run"
+    for _ in range(100):
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return
+        if state in ("Z", "X"):
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)  # the process this test's answer started, by its id
+    pytest.fail(f"process {pid}, forked by the answer, outlived the check")
+
+
+def test_an_out_of_bounds_store_is_the_same_clear_message_on_every_run(answers):
+    lines = {answers["out of bounds", run]["line"] for run in range(20)}
     assert len(lines) == 1, lines
     (line,) = lines
     said = line.split(" -- ", 1)[1]  # what exercises/README.md quotes
@@ -325,97 +531,39 @@ def test_an_out_of_bounds_store_is_the_same_clear_message_on_every_run(verdicts)
     assert said.split(": ", 1)[1] in (EXERCISES / "README.md").read_text().replace("\n  ", " ")
 
 
-def cli(*args, cwd=REPO_ROOT, timeout=180, env=None):
-    """Run exercises/check.py as a learner does."""
-    env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, str(EXERCISES / "check.py"), *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd, env=env)
+def test_a_wrong_array_is_drawn_and_its_numbers_said_precisely(answers):
+    result = answers["picture",]
+    line = result["line"]
+    assert line.startswith("not yet: 2.3 -- on B=1, H=1, T=2, D=") and "dv[" in line and "P needs its transpose" \
+        in line, line
+    assert "difference" in line and "tolerance |yours - expected| <= 1e-10 + 1e-08·|expected|" in line
+    picture = answers["out"] / "pictures" / "2.3.png"
+    assert result["picture"] == str(picture) and picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def one_message(proc) -> str:
-    """The learner-facing output: one verdict, no traceback, exit 1."""
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
-    return proc.stdout
+# --------------------------------------------------------------------------- the stubs, as committed
 
 
-TANH = (EXERCISES / "solutions" / "ch1" / "tanh.py").read_text()
-BREAKERS = {  # (what the answer does, the code in place of tanh's body or file, the message)
-    "aborts": ("    import os\n    os.abort()\n", "made the process abort"),
-    "segfaults": ("    import ctypes\n    ctypes.string_at(0)\n", "segmentation fault"),
-    "loops": ("    while True:\n        pass\n", "did not finish within 4 s"),
-    "exits while loading": (None, "called sys.exit(0) while loading"),
-    "raises SystemExit": ("    raise SystemExit\n", "called sys.exit(None) in tanh"),
-    "calls os._exit": ("    import os\n    os._exit(0)\n", "ended the process (exit status 0)"),
-    "recurses forever": ("    return tanh(x)\n", "RecursionError in tanh"),
-    "prints ten megabytes": ("    for _ in range(10_000):\n        print('x' * 1000)\n    t = math.tanh(x.data)\n"
-                             "    return Value(t, (x,), (2.0,))\n", "your code printed 10,010,000 characters"),
-}
+@pytest.mark.parametrize("number", list(BY_NUMBER))
+def test_every_committed_stub_is_not_written_yet(number, answers):
+    result = answers["stub", number]
+    assert result["status"] == "not written" and result["line"].startswith(f"not written yet: {number} -- "), result
 
 
-@pytest.mark.parametrize("what", list(BREAKERS))
-def test_an_answer_that_breaks_things_gets_one_clear_message(what, tmp_path):
-    body, said = BREAKERS[what]
-    if body is None:
-        source = TANH.replace("Value = load", "sys.exit(0)\nValue = load")
-    else:
-        source = TANH.replace('    t = math.tanh(x.data)\n    return Value(t, (x,), (1 - t * t,))', body.rstrip("\n"))
-    path = tmp_path / "tanh.py"
-    path.write_text(source)
-    out = one_message(cli("1.1", "--file", str(path), "--time-limit", "4"))
-    assert out.startswith("not yet: 1.1 -- ") and said in out, out
+def squeezed(text: str) -> str:
+    return "".join(text.split())
 
 
-def test_an_out_of_bounds_kernel_and_a_wrong_dtype_answer_each_get_one_clear_message(tmp_path):
-    store = tmp_path / "masked_tail.py"
-    store.write_text(slipped("4.2", "tl.store(y_ptr + offsets, a * x + b, mask=mask)",
-                             "tl.store(y_ptr + offsets, a * x + b)"))
-    outs = {one_message(cli("4.2", "--file", str(store))) for _ in range(2)}
-    assert len(outs) == 1 and "past the end" in outs.pop()
-    mask = tmp_path / "padding.py"
-    mask.write_text(slipped("2.4", "real = np.arange(T)[None, :] < np.array(n)[:, None]",
-                            "real = (np.arange(T)[None, :] < np.array(n)[:, None]).astype(int)"))
-    out = one_message(cli("2.4", "--file", str(mask)))
-    assert out.startswith("not yet: 2.4 -- ") and "real: dtype int64, expected a bool dtype" in out, out
+def skeleton(text: str) -> str:
+    """Code with its names left out: `acc += tl.dot(x, w)` and `acc += tl.dot(x_tile, w_tile)` read alike."""
+    return re.sub(r"[A-Za-z_][A-Za-z_0-9.]*", "_", squeezed(text))
 
 
-def test_a_wrong_array_is_drawn_and_its_numbers_said_precisely(tmp_path):
-    wrong = tmp_path / "attention_backward.py"
-    wrong.write_text(slipped("2.3", "dv = P.transpose(0, 1, 3, 2) @ g", "dv = P @ g"))
-    proc = cli("2.3", "--file", str(wrong), env={"MICROGPT_EXERCISES_OUT": str(tmp_path / "out")})
-    out = one_message(proc)
-    assert out.startswith("not yet: 2.3 -- on B=1, H=1, T=2, D=") and "dv[" in out and "P needs its transpose" in out
-    assert "difference" in out and "tolerance |yours - expected| <= 1e-10 + 1e-08·|expected|" in out
-    picture = tmp_path / "out" / "pictures" / "2.3.png"
-    assert f"picture: {picture}" in out and picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_the_listing_survives_broken_and_missing_files(mirror, tmp_path):
-    """check.py with no number: one line per exercise, whatever state the files are in."""
-    (mirror / "exercises" / "ch1" / "tanh.py").write_text("def tanh(x:\n")  # a syntax error
-    (mirror / "exercises" / "ch2" / "padding.py").write_text("import os\nos.abort()\n")  # kills its process
-    (mirror / "exercises" / "ch3" / "ignore_index.py").unlink()
-    try:
-        proc = subprocess.run([sys.executable, str(mirror / "exercises" / "check.py")], capture_output=True,
-                              text=True, timeout=300)
-    finally:
-        for exercise in ("ch1/tanh.py", "ch2/padding.py", "ch3/ignore_index.py"):
-            shutil.copy(EXERCISES / "solutions" / exercise, mirror / "exercises" / exercise)
-    assert proc.returncode == 0 and "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
-    lines = {line.split()[0]: line for line in proc.stdout.splitlines() if line[:1].isdigit()}
-    assert set(lines) == set(BY_NUMBER), proc.stdout
-    assert "not yet" in lines["1.1"] and "not yet" in lines["2.4"] and "missing" in lines["3.4"], proc.stdout
-    assert all("done" in lines[n] for n in BY_NUMBER if n not in ("1.1", "2.4", "3.4")), proc.stdout
-
-
-def test_hints_come_one_at_a_time_and_none_is_the_solution(tmp_path):
+def test_hints_come_one_at_a_time_and_none_is_a_line_of_a_committed_answer(tmp_path):
     env = {"MICROGPT_EXERCISES_OUT": str(tmp_path)}
     seen = [cli("2.3", "--hint", env=env).stdout for _ in range(4)]
     assert [s.split(":")[0] for s in seen] == ["hint 1 of 3 for 2.3", "hint 2 of 3 for 2.3", "hint 3 of 3 for 2.3",
                                                "hint 3 of 3 for 2.3"]
-    def squeezed(text: str) -> str:
-        return "".join(text.split())
-
     readmes = squeezed("".join((REPO_ROOT / f).read_text() for f in ("exercises/README.md", "1_pure_python/README.md",
                                                                       "2_numpy/README.md", "3_pytorch/README.md",
                                                                       "4_triton/README.md")))
@@ -424,23 +572,73 @@ def test_hints_come_one_at_a_time_and_none_is_the_solution(tmp_path):
     kernels = squeezed("".join(p.read_text() for p in [*sorted((REPO_ROOT / "4_triton" / "kernels").glob("*.py")),
                                                        REPO_ROOT / "4_triton" / "fused_step.py"]))
     for exercise in CATALOG:
-        stub = (EXERCISES / exercise.file).read_text()
-        given = {squeezed(line.split("#")[0]) for line in stub.splitlines()}
-        answer = [squeezed(line.split("#")[0]) for line in solution(exercise.number).splitlines()
+        given = {squeezed(line.split("#")[0]) for line in stub(exercise.number).splitlines()}
+        answer = [line.split("#")[0] for line in solution(exercise.number).splitlines()
                   if not line.strip().startswith(("#", '"""', "import ", "from "))]
-        answer = [line for line in answer if len(line) > 12 and line not in given]  # the lines the learner writes
+        answer = [line for line in answer if len(squeezed(line)) > 12 and squeezed(line) not in given]
         assert answer, exercise.number
-        for where, text in [("stub", squeezed(stub)), ("README", readmes)] + [("hint", squeezed(h))
-                                                                               for h in exercise.hints]:
-            leaked = [line for line in answer if line in text and not (where == "README" and line in kernels)]
+        for where, text in [("stub", stub(exercise.number)), ("README", readmes)] + [
+                (f"hint {i + 1}", h) for i, h in enumerate(exercise.hints)]:
+            leaked = [line for line in answer if squeezed(line) in squeezed(text)
+                      and not (where == "README" and squeezed(line) in kernels)]
+            if where.startswith("hint"):  # nor the line with other names (x_tile for x)
+                leaked += [line for line in answer if len(skeleton(line)) >= 12 and skeleton(line) in skeleton(text)]
             assert not leaked, (exercise.number, where, leaked)
 
 
-def test_a_wrong_prediction_never_shows_the_answer_and_reveal_does(tmp_path):
-    guess = tmp_path / "launches.py"
-    guess.write_text(solution("4.8").replace("= 79", "= 78"))
-    out = one_message(cli("4.8", "--file", str(guess)))
-    assert "too low" in out and "79" not in out, out
+def test_the_hint_counter_survives_garbage_and_twelve_calls_at_once(tmp_path):
+    hints = tmp_path / ".hints.json"
+    env = {"MICROGPT_EXERCISES_OUT": str(tmp_path)}
+    for garbage in ('{"1.1": -1}', '{"1.1": "two"}', '{"1.1": null}', '{"1.1": 1e400}', "[1, 2]", "{", '"x"'):
+        hints.write_text(garbage)
+        proc = cli("1.1", "--hint", env=env)
+        assert proc.returncode == 0 and proc.stdout.startswith("hint 1 of 3 for 1.1: "), (garbage, proc.stdout,
+                                                                                          proc.stderr)
+        assert json.loads(hints.read_text())["1.1"] == 1, garbage
+    hints.unlink()
+    numbers = list(BY_NUMBER)[:12]
+    procs = [subprocess.Popen([sys.executable, str(CHECK), number, "--hint"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env={**os.environ, **env}) for number in numbers]
+    for proc in procs:
+        proc.communicate(timeout=120)
+        assert proc.returncode == 0
+    assert json.loads(hints.read_text()) == {number: 1 for number in numbers}
+
+
+def test_a_reader_that_stops_reading_gets_no_traceback():
+    """check.py 1.1 --hint 1 | head -0: the pipe is closed before the hint is written."""
+    proc = subprocess.Popen([sys.executable, str(CHECK), "1.1", "--hint", "1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=60)
+    assert b"Traceback" not in err and b"BrokenPipeError" not in err, err
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def test_ten_megabytes_of_prints_get_one_clear_message_and_their_start(tmp_path):
+    printing = one_message(cli("1.1", "--file", str(write(tmp_path, "1.1", tanh_with(
+        "    for _ in range(10_000):\n        print('x' * 1000)\n" + TANH_BODY.replace("1 - t * t", "2.0"))))))
+    assert printing.startswith("not yet: 1.1 -- ") and "--- your code printed 10,010,000 characters, the first " \
+        "4,000 shown ---" in printing, printing
+
+
+def test_a_problem_on_the_learners_side_is_one_line_not_a_checker_bug(tmp_path):
+    text = tmp_path / "tanh.txt"
+    text.write_text(solution("1.1"))
+    proc = cli("1.1", "--file", str(text))
+    assert proc.returncode == 1 and proc.stderr.startswith(f"error: {text} is not a Python file"), proc.stderr
+    proc = cli("2.4", "--solution", env={"MICROGPT_DATA": str(tmp_path / "missing.txt")})
+    assert proc.returncode == 1 and "missing.txt does not exist" in proc.stdout, proc.stdout + proc.stderr
+    for said in (cli("1.1", "--file", str(text)), proc):
+        assert "bug in the checker" not in said.stdout + said.stderr and "Traceback" not in said.stdout + said.stderr
+
+
+def test_a_wrong_prediction_never_shows_the_answer_and_reveal_does(answers):
+    for index, (number, *_) in enumerate(SLIPS):
+        if number == "4.8":
+            assert "79" not in answers["slip", index]["line"], answers["slip", index]["line"]
     revealed = cli("4.8", "--reveal")
     assert revealed.returncode == 0 and revealed.stdout.startswith("the answer to 4.8: 79."), revealed.stdout
     assert "(11 + 3 x 18 = 65); for 17 names, 79." in revealed.stdout and "4 x 3 + 2 = 14." in revealed.stdout
@@ -462,12 +660,125 @@ def test_the_readmes_list_every_exercise_as_the_checker_knows_it():
         assert (EXERCISES / exercise.file).is_file() and (EXERCISES / "solutions" / exercise.file).is_file()
 
 
-def test_a_stub_runs_on_its_own_and_shows_what_it_returned(mirror):
+# --------------------------------------------------------------------------- a scratch copy of the repository
+
+
+@pytest.fixture(scope="session")
+def scratch(tmp_path_factory) -> Path:
+    """The repository's files as this working tree has them, but for the exercises' stubs, as
+    committed: a git repository of its own with one commit, where a test may write answers into
+    the stubs, remove a chapter, and run the checker or these tests."""
+    root = tmp_path_factory.mktemp("scratch") / "repository"
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO_ROOT,
+                            capture_output=True, text=True, check=True).stdout.split("\0")
+    stubs = {f"exercises/{e.file}" for e in CATALOG}
+    for relative in filter(None, listed):
+        source, target = REPO_ROOT / relative, root / relative
+        if relative in stubs:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(committed(relative))
+        elif source.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    git = ["git", "-c", "user.name=scratch", "-c", "user.email=scratch@localhost", "-c", "commit.gpgsign=false"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "scratch"]):
+        subprocess.run([*git, *args], cwd=root, check=True, capture_output=True)
+    return root
+
+
+def test_a_written_exercise_leaves_the_tests_green(scratch):
+    """Solutions written into two stubs of the scratch copy (as a learner does): check.py says
+    they are done, and the tests of those stubs still pass there (they read the stubs from git)."""
+    for number in ("1.1", "4.2"):
+        (scratch / "exercises" / BY_NUMBER[number].file).write_text(solution(number))
+    try:
+        assert cli("1.1", check=scratch / "exercises" / "check.py").stdout.startswith("ok: 1.1 -- ")
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
+                               "tests/test_exercises.py", "-k", "committed_stub and (1.1 or 4.2)"], cwd=scratch,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0 and re.search(r"\b2 passed", proc.stdout), proc.stdout[-3000:] + \
+            proc.stderr[-3000:]
+    finally:
+        for number in ("1.1", "4.2"):
+            (scratch / "exercises" / BY_NUMBER[number].file).write_text(stub(number))
+
+
+def test_the_listing_survives_broken_missing_and_meddling_files(scratch):
+    """check.py with no number: one line per exercise, whatever state the files are in; every
+    exercise in a process of its own, so an answer that sets an alarm or changes NumPy for its
+    process gets no later exercise blamed. Solutions copied over their stubs pass there."""
+    folder = scratch / "exercises"
+    solved = ["1.2", "1.3", "1.4", "2.1", "2.2", "2.3"]
+    for number in solved:
+        (folder / BY_NUMBER[number].file).write_text(solution(number))
+    (folder / "ch1" / "adam.py").write_text(solution("1.3").replace(  # an alarm that outlives its own check
+        "stage1 = load", "import signal\nsignal.alarm(3)\nstage1 = load"))
+    (folder / "ch1" / "rmsnorm.py").write_text(solution("1.4").replace(
+        "stage1 = load", "import numpy\nnumpy.exp = None\nstage1 = load"))
+    (folder / "ch1" / "tanh.py").write_text("def tanh(x:\n")  # a syntax error
+    (folder / "ch2" / "padding.py").write_text("import os\nos.abort()\n")  # kills its process
+    (folder / "ch3" / "ignore_index.py").unlink()
+    try:
+        proc = subprocess.run([sys.executable, str(folder / "check.py")], capture_output=True, text=True, timeout=600)
+    finally:
+        for exercise in CATALOG:
+            (folder / exercise.file).write_text(stub(exercise.number))
+    assert proc.returncode == 0 and "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    lines = {line.split()[0]: line for line in proc.stdout.splitlines() if line[:1].isdigit()}
+    assert set(lines) == set(BY_NUMBER), proc.stdout
+    assert "not yet" in lines["1.1"] and "not yet" in lines["2.4"] and "missing" in lines["3.4"], proc.stdout
+    assert all("done" in lines[n] for n in solved), proc.stdout
+    assert all("to do" in lines[n] for n in BY_NUMBER if n not in (*solved, "1.1", "2.4", "3.4")), proc.stdout
+
+
+def test_a_missing_chapter_is_said_as_such(scratch):
+    chapter = scratch / "1_pure_python" / "main.py"
+    chapter.rename(chapter.with_suffix(".moved"))
+    try:
+        checked = cli("1.1", "--solution", check=scratch / "exercises" / "check.py")
+    finally:
+        chapter.with_suffix(".moved").rename(chapter)
+    assert checked.returncode == 1 and checked.stdout.startswith(
+        "error: 1.1 -- 1_pure_python/main.py is missing from this checkout"), checked.stdout + checked.stderr
+    assert "git checkout 1_pure_python/main.py puts it back" in checked.stdout and "bug" not in checked.stdout
+
+
+def test_the_doctor_runs_where_numpy_torch_and_requirements_txt_are_missing(scratch, tmp_path):
+    """A NumPy that is not there and a PyTorch whose library will not load (each shadowed by a
+    package that raises), and no requirements.txt: the doctor says so, line by line, and does
+    not recommend itself; a check says NumPy is missing in one line."""
+    for name, error in (("numpy", "ModuleNotFoundError(\"No module named 'numpy'\")"),
+                        ("torch", "OSError('libtorch_cpu.so: cannot open shared object file')")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(f"raise {error}\n")
+    requirements = scratch / "requirements.txt"
+    requirements.rename(requirements.with_suffix(".moved"))
+    try:
+        proc = cli("--doctor", env={"PYTHONPATH": str(tmp_path)}, check=scratch / "exercises" / "check.py")
+    finally:
+        requirements.with_suffix(".moved").rename(requirements)
+    out = proc.stdout
+    assert proc.returncode == 1 and "Traceback" not in out + proc.stderr, out + proc.stderr
+    assert re.search(r"^FAIL  numpy \S+ is installed but cannot be imported \(ModuleNotFoundError", out, re.M), out
+    assert re.search(r"^FAIL  torch \S+ is installed but cannot be imported \(OSError: libtorch_cpu", out, re.M), out
+    assert "note  requirements.txt is missing from this checkout" in out, out
+    assert "ok    torch" not in out and "--doctor says" not in out and out.rstrip().endswith(
+        "not ready: fix the FAIL lines above"), out
+    proc = cli("1.1", env={"PYTHONPATH": str(tmp_path)})
+    assert proc.returncode == 1 and proc.stderr.startswith("error: the checker needs NumPy") and "Traceback" not \
+        in proc.stderr, proc.stderr
+
+
+def test_a_stub_runs_on_its_own_and_shows_what_it_returned(scratch):
     """python exercises/ch2/padding.py: the stub's own example, and what the function gave."""
-    stub = subprocess.run([sys.executable, str(EXERCISES / "ch2" / "padding.py")], capture_output=True, text=True,
-                          timeout=60)
-    assert stub.returncode == 0 and "not written yet" in stub.stdout, stub.stdout + stub.stderr
-    solved = subprocess.run([sys.executable, str(mirror / "exercises" / "ch4" / "masked_tail.py")],
-                            capture_output=True, text=True, timeout=120)
+    stub_run = subprocess.run([sys.executable, str(scratch / "exercises" / "ch2" / "padding.py")],
+                              capture_output=True, text=True, timeout=60)
+    assert stub_run.returncode == 0 and "not written yet" in stub_run.stdout, stub_run.stdout + stub_run.stderr
+    tail = scratch / "exercises" / "ch4" / "masked_tail.py"
+    tail.write_text(solution("4.2"))
+    try:
+        solved = subprocess.run([sys.executable, str(tail)], capture_output=True, text=True, timeout=120)
+    finally:
+        tail.write_text(stub("4.2"))
     assert solved.returncode == 0 and "scale_shift(" in solved.stdout and "returned" in solved.stdout, \
         solved.stdout + solved.stderr

@@ -13,9 +13,17 @@ with `OutOfBounds`, before the access, and says which program, which buffer, whi
 How a pointer knows its tensor: a kernel's tensor arguments become pointer handles when the
 launch starts; `install` tags each with its buffer (name, address, extent), and every
 interpreter operation that makes a pointer from a pointer (`x_ptr + offsets`, `[:, None]`,
-broadcasts, ...) hands the tag on. `launches` records each kernel launched, by name.
+broadcasts, ...) hands the tag on. `launches` records each kernel launched, by name, and
+`programs` how many programs it ran; `stores` the addresses every store wrote, so that
+`stored_mask` can tell a checker which elements of a tensor some kernel stored.
+
+Two things the interpreter does that a GPU does not are made to behave as on a GPU: a masked
+load without `other=` leaves its masked-off lanes undefined there, so here they are NaN (a
+reduction over them shows it), and `tl.dot` multiplies float32 in TF32 unless asked for
+`input_precision="ieee"`, so here its inputs are rounded to TF32's 10-bit mantissa first.
 """
 
+import contextlib
 import inspect
 
 import numpy as np
@@ -28,6 +36,8 @@ class OutOfBounds(Exception):
 
 
 launches: list[str] = []  # the name of every kernel launched since install (the checker clears it)
+programs: list[int] = []  # how many programs each of those launches ran
+stores: list[np.ndarray] | None = None  # a checker sets a list: the byte addresses every store wrote
 
 
 class Buffer:
@@ -116,12 +126,18 @@ def install() -> None:
     masked_load, masked_store = builder.create_masked_load, builder.create_masked_store
     atomic_rmw, atomic_cas = builder.create_atomic_rmw, builder.create_atomic_cas
 
-    def create_masked_load(ptrs, mask, *args):
+    def create_masked_load(ptrs, mask, other, *args):
         _check(ptrs, mask, "loaded")
-        return masked_load(ptrs, mask, *args)
+        loaded = masked_load(ptrs, mask, other, *args)
+        if other is None and loaded.data.dtype.kind == "f":  # lanes a GPU leaves undefined
+            off = ~np.broadcast_to(np.asarray(mask.data, dtype=bool), loaded.data.shape)
+            if off.any():
+                loaded.data = np.where(off, np.nan, loaded.data).astype(loaded.data.dtype)
+        return loaded
 
     def create_masked_store(ptrs, value, mask, *args):
         _check(ptrs, mask, "stored")
+        _record_store(ptrs, mask)
         return masked_store(ptrs, value, mask, *args)
 
     def create_atomic_rmw(op, ptr, val, mask, *args):
@@ -139,12 +155,27 @@ def install() -> None:
 
     def create_store(ptr, value, *args):
         _check(ptr, None, "stored", masked=False)
+        _record_store(ptr, None)
         return masked_store(ptr, value, interpreter.TensorHandle(np.ones_like(ptr.data, dtype=bool), tl.int1), None,
                             None)
 
     builder.create_masked_load, builder.create_masked_store = create_masked_load, create_masked_store
     builder.create_load, builder.create_store = create_load, create_store
     builder.create_atomic_rmw, builder.create_atomic_cas = create_atomic_rmw, create_atomic_cas
+
+    dot, set_grid_dim = builder.create_dot, builder.set_grid_dim
+
+    def create_dot(a, b, d, input_precision, *args):
+        if _is_tf32(input_precision) and a.data.dtype == np.float32 and b.data.dtype == np.float32:
+            a = interpreter.TensorHandle(tf32(a.data), a.dtype)
+            b = interpreter.TensorHandle(tf32(b.data), b.dtype)
+        return dot(a, b, d, input_precision, *args)
+
+    def record_grid(nx, ny, nz):
+        programs.append(int(nx) * int(ny) * int(nz))
+        return set_grid_dim(nx, ny, nz)
+
+    builder.create_dot, builder.set_grid_dim = create_dot, record_grid
 
     init_args, implicit_cvt = interpreter.GridExecutor._init_args_hst, interpreter._implicit_cvt
 
@@ -169,6 +200,54 @@ def install() -> None:
 
     interpreter.GridExecutor._init_args_hst = _init_args_hst
     interpreter._implicit_cvt = _implicit_cvt
+
+
+def _record_store(ptrs, mask) -> None:
+    if stores is None:
+        return
+    addresses = np.asarray(ptrs.data, dtype=np.uint64)
+    if mask is not None:
+        addresses = addresses[np.broadcast_to(np.asarray(mask.data, dtype=bool), addresses.shape)]
+    stores.append(addresses.ravel().copy())
+
+
+def stored_mask(tensor) -> np.ndarray:
+    """Which elements of `tensor` a kernel stored since `stores` was cleared (its shape, bools)."""
+    shape, strides = tuple(tensor.shape), tuple(tensor.stride())
+    offsets = np.zeros(shape, dtype=np.int64)
+    for axis, (n, stride) in enumerate(zip(shape, strides)):
+        offsets = offsets + (np.arange(n, dtype=np.int64) * stride).reshape([-1 if i == axis else 1
+                                                                             for i in range(len(shape))])
+    addresses = (tensor.data_ptr() + offsets * tensor.element_size()).astype(np.uint64)
+    written = np.concatenate(stores) if stores else np.zeros(0, dtype=np.uint64)
+    return np.isin(addresses, written)
+
+
+def _is_tf32(precision) -> bool:
+    return "TF32" in str(precision) and "TF32x3" not in str(precision)
+
+
+def tf32(values: np.ndarray) -> np.ndarray:
+    """float32 rounded to TF32 (10 mantissa bits, to nearest even), as a GPU's tensor cores read it."""
+    bits = values.astype(np.float32).view(np.uint32)
+    rounded = (bits + np.uint32(0xFFF) + ((bits >> np.uint32(13)) & np.uint32(1))) & np.uint32(0xFFFFE000)
+    return np.where(np.isfinite(values), rounded.view(np.float32), values).astype(np.float32)
+
+
+@contextlib.contextmanager
+def counting_launches():
+    """Within: every launch is recorded by its kernel's name in the list yielded, and not run."""
+    launched: list[str] = []
+    run = interpreter.GridExecutor.__call__
+
+    def count(self, *args, **kwargs):
+        launched.append(self.fn.__name__)
+
+    interpreter.GridExecutor.__call__ = count
+    try:
+        yield launched
+    finally:
+        interpreter.GridExecutor.__call__ = run
 
 
 def out_of_bounds(error: BaseException) -> OutOfBounds | None:

@@ -1,4 +1,8 @@
-"""Chapter 1's exercises, checked against chapter 1's own Value engine and functions."""
+"""Chapter 1's exercises, checked against chapter 1's own Value engine and functions.
+
+An answer's Values come back from its process as a graph of plain records (data, children,
+local_grads); `as_values` rebuilds them as chapter 1's own Values here, on the judge's own input
+leaves, so backward and its gradients are computed by the chapter's code, not the answer's."""
 
 import math
 
@@ -6,12 +10,53 @@ import numpy as np
 
 from chapters import load
 
-from .harness import Case, Crashed, Learner, over_cases, random_cases
+from .harness import Case, Crashed, Learner, Node, Other, Prediction, over_cases, random_cases
 from .verdict import Mismatch, NotWritten, compare, describe_type, judge_prediction
 
 
 def stage1():
     return load("1_pure_python")
+
+
+def as_values(result, what: str) -> list:
+    """The answer's returned graph (harness.Node records) as chapter 1's own Values, its leaves
+    the judge's input Values; a list of results in, a list out. Mismatch where a node does not
+    read as a Value: its data a number, its children a tuple (or list) of Values, one local
+    gradient per child."""
+    Value = stage1().Value
+    built: dict[int, object] = {}
+
+    def build(root: Node):
+        stack = [(root, False)]
+        while stack:
+            node, ready = stack.pop()
+            if id(node) in built:
+                continue
+            if node.input is not None:
+                built[id(node)] = node.input
+                continue
+            if isinstance(node.data, Other) or not isinstance(node.data, (int, float)):
+                raise Mismatch(f"a node's data is {node.data!r}, expected a number")
+            if not isinstance(node.children, list):
+                raise Mismatch(f"the node's children are {node.children!r}, expected a tuple of the Values it was "
+                               f"computed from")
+            if not isinstance(node.local_grads, list) or len(node.local_grads) != len(node.children):
+                raise Mismatch(f"the node's local_grads are {node.local_grads!r}: expected a tuple with one number "
+                               f"per child ({len(node.children)} here)")
+            if not ready:
+                stack.append((node, True))
+                stack.extend((child, False) for child in node.children if id(child) not in built)
+                continue
+            built[id(node)] = Value(node.data, tuple(built[id(c)] for c in node.children), tuple(node.local_grads))
+        return built[id(root)]
+
+    results = result if isinstance(result, list) else [result]
+    if not all(isinstance(r, Node) for r in results):
+        expected = "a list of Values, one per input" if isinstance(result, list) else "a Value: the result is a " \
+                                                                                       "node of the graph"
+        raise Mismatch(f"{what} returned {describe_type(result)}, expected {expected}")
+    values = [build(r) for r in results]
+    return values if isinstance(result, list) else values[0]
 
 
 def check_tanh(learner: Learner) -> str:
@@ -22,15 +67,7 @@ def check_tanh(learner: Learner) -> str:
     def run(case: Case) -> None:
         x = case["x"]
         v = Value(x)
-        y = learner.call(tanh, v)
-        if not isinstance(y, Value):
-            raise Mismatch(f"tanh returned {describe_type(y)}, expected a Value: the result is a node of the graph")
-        if not isinstance(y._children, tuple) or not all(isinstance(c, Value) for c in y._children):
-            raise Mismatch(f"the node's children are {y._children!r}, expected a tuple of the Values it was computed "
-                           f"from")
-        if not isinstance(y._local_grads, tuple) or len(y._local_grads) != len(y._children):
-            raise Mismatch(f"the node's local_grads are {y._local_grads!r}: expected a tuple with one number per "
-                           f"child ({len(y._children)} here)")
+        y = as_values(learner.call(tanh, v), "tanh")
         nodes = y.backward()
         t = math.tanh(x)
         compare("tanh(x)", y.data, t, atol=1e-12, rtol=1e-12)
@@ -61,8 +98,7 @@ def gradients_by_hand() -> dict:
     return {"a": a.grad, "b": b.grad, "c": c.grad}
 
 
-def check_backprop_by_hand(learner: Learner) -> str:
-    learner.forbidden = [(stage1().Value, "backward", "chapter 1's Value.backward (work it out by hand)")]
+def check_backprop_by_hand(learner: Prediction) -> str:
     learner.load()
     guesses = learner.attribute("GRADIENTS")
     if not isinstance(guesses, dict) or set(guesses) != {"a", "b", "c"}:
@@ -171,9 +207,7 @@ def check_rmsnorm(learner: Learner) -> str:
     def run(case: Case) -> None:
         x, weights = values(case)
         xs, ref = [Value(v) for v in x], [Value(v) for v in x]
-        ys = learner.call(yours, xs)
-        if not isinstance(ys, list) or not all(isinstance(y, Value) for y in ys):
-            raise Mismatch(f"rmsnorm returned {describe_type(ys)}, expected a list of Values, one per input")
+        ys = as_values(learner.call(yours, xs), "rmsnorm")
         expected = rmsnorm(ref)
         sum(y * w for y, w in zip(ys, weights)).backward()
         sum(y * w for y, w in zip(expected, weights)).backward()

@@ -6,6 +6,7 @@ NumPy is imported here, not torch: chapters 1 and 2 are checked without loading 
 """
 
 import math
+from fractions import Fraction
 
 import numpy as np
 
@@ -34,7 +35,9 @@ def plain(value) -> np.ndarray:
     """An answer as a float64 array, or Mismatch saying why it cannot be read as numbers."""
     if value is None:
         raise Mismatch("your function returned None (a missing `return`?)")
-    if hasattr(value, "detach"):  # a torch tensor
+    if isinstance(getattr(value, "array", None), np.ndarray):  # a tensor the answer returned (harness.Tensor)
+        value = value.array
+    elif hasattr(value, "detach"):  # a torch tensor of the judge's
         value = value.detach().cpu().double().numpy()
     try:
         array = np.asarray(value, dtype=np.float64)
@@ -45,10 +48,15 @@ def plain(value) -> np.ndarray:
 
 def describe_type(value) -> str:
     """'a list of 3 Value', 'a tuple', 'an int' -- for messages about what came back."""
-    name = type(value).__name__
+    name = _type_name(value)
     if isinstance(value, (list, tuple)) and value:
-        return f"a {name} of {len(value)} {type(value[0]).__name__}"
+        return f"a {name} of {len(value)} {_type_name(value[0])}"
     return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
+def _type_name(value) -> str:
+    """The answer's type: an object that was not plain data says its own (harness.Other, Node)."""
+    return getattr(value, "type_name", None) or type(value).__name__
 
 
 def number(x: float, other: float | None = None) -> str:
@@ -91,8 +99,11 @@ def compare(name: str, got, expected, atol: float, rtol: float = 0.0, slips: dic
 
     `slips` maps a known wrong answer's description to its value: when yours equals one (to
     the same tolerance), the message names it. `unfilled` explains a NaN where a number was
-    due (a kernel check fills new buffers with NaN, so a NaN there is a place never stored).
+    due (a kernel check fills new buffers with NaN, so a NaN there is a place never stored); when
+    the answer's tensor says which elements a kernel stored (`got.stored`), only those no kernel
+    stored get that explanation, and a NaN a kernel did store gets its own.
     """
+    stored = getattr(got, "stored", None)
     got_array = plain(got)
     expected = plain(expected)
     slip = matching_slip(got_array, slips or {}, atol, rtol)
@@ -107,15 +118,20 @@ def compare(name: str, got, expected, atol: float, rtol: float = 0.0, slips: dic
     where = f"{name}[{', '.join(map(str, index))}]" if index else name
     cleaned = without_noise(expected)
     e, g = float(cleaned[index]), float(got_array[index])
-    if math.isnan(g) and unfilled and not slip:
-        message = f"{where}: expected {number(e)}, got nan -- {unfilled}"
+    counted = f"; {len(bad)} of {got_array.size} numbers differ" if len(bad) > 1 else ""
+    never_stored = unfilled and (stored is None or (stored.shape == got_array.shape and not stored[index]))
+    if math.isnan(g) and never_stored and not slip:
+        message = f"{where}: expected {number(e)}, got nan{counted} -- {unfilled}"
+        counted = ""
     elif math.isnan(g):
-        message = f"{where}: expected {number(e)}, got nan (a NaN comes from 0/0, inf - inf or an overflowing exp)"
+        why = ("a kernel stored it: 0/0, inf - inf, an overflowing exp, or a masked load without other= (its "
+               "masked-off lanes are undefined on a GPU, so the check makes them NaN)") if stored is not None else \
+            "a NaN comes from 0/0, inf - inf or an overflowing exp"
+        message = f"{where}: expected {number(e)}, got nan ({why})"
     else:
         message = (f"{where}: expected {number(e, g)}, got {number(g, e)} (difference {g - e:+.3g}; "
                    f"tolerance {tolerance_text(atol, rtol)})")
-    if len(bad) > 1:
-        message += f"; {len(bad)} of {got_array.size} numbers differ"
+    message += counted
     if slip:
         message += f" -- this is {slip}"
     picture = {"name": name, "got": got_array, "expected": cleaned, "bad": ~close, "index": index}
@@ -157,7 +173,7 @@ def require_prediction(name: str, guess) -> None:
     the machine counts the answer (a count through the interpreter takes seconds)."""
     if guess is None:
         raise NotWritten(f"{name} is still None: write your prediction")
-    if isinstance(guess, bool) or not isinstance(guess, (int, float)) or not math.isfinite(guess):
+    if isinstance(guess, bool) or not isinstance(guess, (int, float, Fraction)) or not math.isfinite(guess):
         raise Mismatch(f"{name}: expected a number, got {describe_type(guess)} {guess!r}")
 
 
@@ -168,7 +184,7 @@ def judge_prediction(name: str, guess, answer: float, slips: dict, pointer: str)
     if guess == answer:
         return
     direction = "too high" if guess > answer else "too low"
-    message = f"{name} = {number(guess)} is {direction}"
+    message = f"{name} = {number(float(guess))} is {direction}"
     for value, what in slips.items():  # {a known wrong guess: what it means}
         if guess == value:
             message += f" -- {what}"
