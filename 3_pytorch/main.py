@@ -210,12 +210,14 @@ def train(run) -> GPT:
     model = load_weights(GPT(run.config).to(getattr(torch, run.dtype)), run.initial_weights).to(run.device)
     optimizer, schedule = make_optimizer(model, run.num_steps, run.device)
     inputs, targets, lengths = tokenized_documents(run)  # (N, T), (N, T), N
+    lengths = torch.tensor(lengths)  # (N,): a step's rows are gathered as tensors, not from Python lists
     gradients, pad_to = functools.partial(forward_backward, phase=run.phase), None
     if run.args.compile:
         gradients, pad_to = compiled_forward_backward(run, model, inputs, targets), inputs.shape[1]
+    B = run.batch_size
     for step in run.steps():
-        rows = step_documents(range(len(lengths)), step, run.batch_size)  # SPEC.md's documents for the step
-        T = pad_to or max(lengths[row] for row in rows)  # eager: the batch's longest document
+        rows = torch.arange(step * B, step * B + B) % len(lengths)  # SPEC.md's documents i*B + j, mod N
+        T = pad_to or int(lengths[rows].max())  # eager: the batch's longest document
         loss = gradients(model, inputs[rows, :T], targets[rows, :T])
         with run.phase("optimizer"):
             optimizer.step()
