@@ -3,11 +3,14 @@
 Importing this module puts the repository on the path (for `shared/` and the chapters) and
 makes Triton run through its CPU interpreter, which the exercises always use, on any machine:
 there every load and store of a kernel is checked against the tensor it points into
-(`checker/bounds.py`), so a missing mask is a clear message instead of a crash. Run a stub on
+(`checker/bounds.py`, installed when Triton loads; chapters 1 and 2 never load it), so a
+missing mask is a clear message instead of a crash. Run a stub on
 its own (`python exercises/ch2/padding.py`) and its last lines try your function on a small
 example with `show`.
 """
 
+import importlib.abc
+import importlib.util
 import os
 import sys
 import traceback
@@ -18,14 +21,41 @@ REPO_ROOT = EXERCISES.parent
 for folder in (REPO_ROOT, REPO_ROOT / "4_triton"):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
+
+
+class _BoundsCheckedTriton(importlib.abc.MetaPathFinder):
+    """Installs checker/bounds.py the moment Triton has loaded, so that chapters 1-3, which
+    never load it, do not pay for it (Triton loads PyTorch)."""
+
+    busy = False
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "triton" or self.busy:
+            return None
+        self.busy = True  # (finding Triton's own spec asks this finder again)
+        try:
+            spec = importlib.util.find_spec("triton")
+        finally:
+            self.busy = False
+        if spec is not None and spec.loader is not None:
+            load = spec.loader.exec_module
+
+            def exec_module(module):  # a spec may be found without being loaded (torch asks whether Triton is there)
+                load(module)
+                if self in sys.meta_path:
+                    sys.meta_path.remove(self)
+                if "checker.bounds" not in sys.modules:  # (else the checker loads it, and installs what it needs)
+                    from checker import bounds
+
+                    bounds.install()
+
+            spec.loader.exec_module = exec_module
+        return spec
+
+
 if "triton" not in sys.modules:
     os.environ["TRITON_INTERPRET"] = "1"  # Triton reads it once, when first imported
-    try:
-        from checker import bounds
-
-        bounds.install()
-    except ImportError:  # no Triton here (macOS): chapters 1-3 need none
-        pass
+    sys.meta_path.insert(0, _BoundsCheckedTriton())
 
 from shared.weights import spec_run  # noqa: E402, F401  (SPEC.md's run: tokenizer, config, docs, weights)
 from tools.stages import load  # noqa: E402, F401  (the exercises' way to a chapter's main.py)

@@ -318,14 +318,14 @@ ATTEMPTS = {
     "the checker patched": ("1.1", tanh_with(top=(
         "import checker.chapter1\nchecker.chapter1.check_tanh = lambda learner: 'ok'\n")),
         "your code opened exercises/checker/chapter1.py: the checker's own code is not the answer's to call"),
-    "the expected value peeked at": ("2.1", edited("2.1", "    C = x.shape[-1]\n", (
-        "    import gc, inspect\n    for frame in inspect.stack():\n"
-        "        for name in ('expected', 'dx', 'reference'):\n"
-        "            if name in frame.frame.f_locals and frame.filename != __file__:\n"
-        "                return frame.frame.f_locals[name], w\n"
-        "    arrays = [a for a in gc.get_objects() if isinstance(a, np.ndarray) and a.shape == x.shape]\n"
-        "    return [a for a in arrays if a is not g and a is not x][-1:] or [np.zeros_like(x)], w\n"
-        "    C = x.shape[-1]\n"), count=1), "dL/dx"),
+    "the expected value peeked at": ("3.1", edited("3.1", "def explicit_attention(", (
+        "class Peek(torch.Tensor):  # whoever reads my numbers gets the expected ones, if a frame holds them\n"
+        "    def detach(self):\n        frame = sys._getframe(1)\n        while frame is not None:\n"
+        "            if isinstance(frame.f_locals.get('expected'), torch.Tensor):\n"
+        "                return frame.f_locals['expected'].detach()\n            frame = frame.f_back\n"
+        "        return torch.Tensor.detach(self)\n\n\n"
+        "def explicit_attention("), count=1).replace("    T, D = q.shape[-2], q.shape[-1]\n", (
+        "    return (q * 0).as_subclass(Peek)\n    T, D = q.shape[-2], q.shape[-1]\n"), 1), "y[0, 0, 0, 0]: expected"),
     "the worked solution imported": ("2.1", edited("2.1", "    C = x.shape[-1]\n", (
         "    from solutions.ch2.rmsnorm_backward import rmsnorm_backward as solved\n"
         "    return solved(g, x, w)\n"), count=1),
@@ -689,17 +689,17 @@ def scratch(tmp_path_factory) -> Path:
 def test_a_written_exercise_leaves_the_tests_green(scratch):
     """Solutions written into two stubs of the scratch copy (as a learner does): check.py says
     they are done, and the tests of those stubs still pass there (they read the stubs from git)."""
-    for number in ("1.1", "4.2"):
+    for number in ("1.1", "2.4"):
         (scratch / "exercises" / BY_NUMBER[number].file).write_text(solution(number))
     try:
         assert cli("1.1", check=scratch / "exercises" / "check.py").stdout.startswith("ok: 1.1 -- ")
         proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
-                               "tests/test_exercises.py", "-k", "committed_stub and (1.1 or 4.2)"], cwd=scratch,
+                               "tests/test_exercises.py", "-k", "committed_stub and (1.1 or 2.4)"], cwd=scratch,
                               capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0 and re.search(r"\b2 passed", proc.stdout), proc.stdout[-3000:] + \
             proc.stderr[-3000:]
     finally:
-        for number in ("1.1", "4.2"):
+        for number in ("1.1", "2.4"):
             (scratch / "exercises" / BY_NUMBER[number].file).write_text(stub(number))
 
 

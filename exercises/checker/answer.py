@@ -45,6 +45,7 @@ REPO_ROOT = EXERCISES.parent
 MEMORY_LIMIT_GIB = 4
 PRINT_LIMIT_BYTES = 64 * 2**20  # past this the process is stopped (SIGXFSZ): the judge says so
 MAX_NODES = 200_000  # of a Value graph sent back
+FAILED = 70  # the exit status of an answer's process whose own code (not the answer's) failed
 STUB_MARK = re.compile(r"\bwrite \w+")  # a kernel stub's tl.static_assert(False, "write add_kernel")
 
 
@@ -97,8 +98,10 @@ def zygote_main(sock_fd: int, stages: list[str]) -> int:
                     try:
                         sock.close()
                         answer_main(control_fd, output_fd)
+                    except BaseException as err:  # noqa: BLE001  (the checker's own failure: said, and exit 70)
+                        print(f"the answer's process failed: {type(err).__name__}: {err}", file=sys.stderr)
                     finally:
-                        os._exit(70)
+                        os._exit(FAILED)
                 os.close(control_fd)
                 os.close(output_fd)
                 reply = {"pid": pid}
@@ -249,6 +252,18 @@ class Forbidden:
         self._refuse()
 
 
+class _RefusingImport:
+    """An import finder that refuses a package, and its submodules, while the learner's code runs."""
+
+    def __init__(self, package: str, stand_in: Forbidden):
+        self.package, self.stand_in = package, stand_in
+
+    def find_spec(self, name, path=None, target=None):
+        if name == self.package or name.startswith(self.package + "."):
+            self.stand_in._refuse()
+        return None
+
+
 class Server:
     """Answers the judge's requests: load, attribute, call, backward. Every request gets one
     reply: {"ok": ...} with plain data, or {"error": {...}} saying what the answer did."""
@@ -390,8 +405,10 @@ class Server:
             for owner, attribute, stand_in in self.swaps:
                 if isinstance(owner, dict):  # sys.modules: a whole package is off limits, with its submodules
                     for key in [k for k in owner if k == attribute or k.startswith(attribute + ".")]:
-                        saved.append((owner, key, owner[key]))
-                        owner[key] = stand_in
+                        saved.append((owner, key, owner.pop(key)))
+                    refusing = _RefusingImport(attribute, stand_in)
+                    sys.meta_path.insert(0, refusing)
+                    saved.append((sys.meta_path, None, refusing))
                 else:
                     saved.append((owner, attribute, getattr(owner, attribute)))
                     setattr(owner, attribute, stand_in)
@@ -403,7 +420,9 @@ class Server:
                 yield
         finally:
             for owner, attribute, value in reversed(saved):
-                if isinstance(owner, dict):
+                if owner is sys.meta_path:
+                    sys.meta_path.remove(value)
+                elif isinstance(owner, dict):
                     owner[attribute] = value
                 else:
                     setattr(owner, attribute, value)

@@ -163,7 +163,7 @@ def check_adam(learner: Learner) -> str:
                 adam_reference(grads, num_steps, correct=False),
             "eps inside the square root: sqrt(v_hat + eps), not sqrt(v_hat) + eps":
                 adam_reference(grads, num_steps, eps_inside=True),
-            "no learning-rate decay: lr_t = LEARNING_RATE * (1 - step / num_steps)":
+            "no learning-rate decay: the rate is due to fall linearly to 0 over num_steps":
                 adam_reference(grads, num_steps, decay=None),
             "the decay one step ahead: step is 0-based, so the first step uses the full learning rate":
                 adam_reference(grads, num_steps, decay=1),

@@ -7,6 +7,7 @@ whatever door (F.scaled_dot_product_attention, torch.ops.aten._scaled_dot_produc
 ...), or rmsnorm by torch's, is refused."""
 
 import dataclasses
+import functools
 
 import numpy as np
 import torch
@@ -152,6 +153,7 @@ class MatmulCounter(TorchDispatchMode):
 NAME = "emma"  # the one name of 3.3's step
 
 
+@functools.cache
 def matmul_step(n_layer: int):
     """(the aten::mm counter of one training step of chapter 3's model at `n_layer` layers on
     NAME, counted as it ran; the model; the name's positions)."""

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from . import wire
+from .answer import FAILED
 from .harness import Ended
 
 CHECK_PY = Path(__file__).resolve().parent.parent / "check.py"
@@ -169,6 +170,8 @@ class AnswerProcess:
                     "SIGXFSZ": "printed more than the check keeps (64 MiB) and was stopped"}.get(
                 name, f"ended the process with {name}")
             return f"your code {what}{said}"
+        if status == FAILED:
+            return f"the answer's process failed{said}: this is a bug in the checker; please report it"
         return (f"your code ended the process (exit status {status}) before the check finished: an answer returns "
                 f"its result; it does not call os._exit or exit(){said}")
 
