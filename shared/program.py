@@ -27,10 +27,12 @@ def one_line_on_load(exc_type, exc, tb):
     broken = package_that_failed(exc_type, tb)
     if broken:
         said = f"{exc_type.__name__}: {str(exc).splitlines()[0] if str(exc) else 'no message'}"
-        cache = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-        if broken == "torch" and cache and cache in str(exc):  # torch makes its compiler's cache folder on import
-            fix = (f"TORCHINDUCTOR_CACHE_DIR names {cache}, which cannot be its cache folder; set it to a folder that "
-                   f"can be written, or unset it")
+        chosen = [name for name, value in os.environ.items()  # a path the user's environment chose (HOME is
+                  if len(value) > 1 and os.sep in value and value in str(exc)]  # in most: the longest says most)
+        named = max(chosen, key=lambda name: len(os.environ[name]), default=None)
+        if named:
+            fix = (f"the environment variable {named} names {os.environ[named]}, which {broken} cannot use; set it to "
+                   f"a folder that can be written, or unset it")
         else:
             fix = ("fix what it names; if the installation is broken, reinstall it: pip install --force-reinstall "
                    "-r requirements.txt")

@@ -102,7 +102,7 @@ class Run:
         started = time.perf_counter()
         yield
         self.hardware.sync()
-        self._noted = [said for said in self._noted if said != words(name, True)]  # 'compile, compile 2.8 s': once
+        self._noted = [said for said in self._noted if said != words(name, True)]  # 'setup, setup 2.8 s': once
         self.note(**{f"{name}_s": round(time.perf_counter() - started, 3)})
 
     def banner(self) -> str:

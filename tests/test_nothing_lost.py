@@ -272,7 +272,7 @@ def test_an_inductor_cache_folder_that_cannot_be_one_is_one_line(where, names_pa
                            "--compile", "--device", "cpu", "--steps", "2", "--out", str(tmp_path / "r.json")],
                           capture_output=True, text=True, timeout=120,
                           env={**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache)})
-    assert proc.returncode == 1 and "TORCHINDUCTOR_CACHE_DIR" in one_line(proc.stderr)
+    assert proc.returncode == 1 and "TORCHINDUCTOR_CACHE_DIR" in one_line(proc.stderr) and "unset it" in proc.stderr
     assert not (tmp_path / "r.json").exists()
 
 
