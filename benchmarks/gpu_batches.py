@@ -94,9 +94,10 @@ def load_fused(batch_size: int, steps: int, **settings):
     import torch
 
     import fused_step
+    from kernels.layout import flat_weights
 
     config, state, documents = spec_run()
-    params = fused_step.main.FlatParameters(config, state, torch.float32, device()).flat.data
+    params = flat_weights(state, config, torch.float32, device())
     trainer = fused_step.FusedTrainer(params, config, steps, batch_size, **settings)
     trainer.load_documents(documents)
     return trainer
