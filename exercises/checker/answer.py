@@ -63,6 +63,7 @@ def zygote_main(sock_fd: int, stages: list[str]) -> int:
 
     sock = socket.socket(fileno=sock_fd)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the judge's to handle
+    _die_with_parent()
     preload(stages)
     gc.collect()
     gc.freeze()  # what is loaded stays out of the answers' collections: forked pages stay shared, forks stay fast
@@ -152,6 +153,7 @@ def answer_main(control_fd: int, output_fd: int) -> None:
     """One answer's process: its own session (the judge stops it and whatever it started
     together), limits, its prints to the output file, and the judge's requests until it hangs up."""
     os.setsid()
+    _die_with_parent()  # a judge killed outright takes the zygote, and the zygote its answers
     signal.signal(signal.SIGINT, signal.default_int_handler)
     os.dup2(output_fd, 1)
     os.dup2(output_fd, 2)
@@ -165,6 +167,16 @@ def answer_main(control_fd: int, output_fd: int) -> None:
     wire.send(sock, {"ready": os.getpid()})
     Server(sock).run()
     os._exit(0)
+
+
+def _die_with_parent() -> None:
+    """Linux: this process gets SIGKILL when the one that started it ends (elsewhere, nothing)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _limit_resources() -> None:

@@ -79,9 +79,9 @@ class Zygote:
         return f"the checker's process ended (exit status {code}) before it began" + (f" ({said[-1]})" if said else "")
 
     def close(self) -> None:
-        self.sock.close()
+        self.sock.close()  # it ends when it reads the end of its socket (or, still loading, is killed)
         try:
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=2)
         except subprocess.TimeoutExpired:
             _kill_session(self.process.pid)
             self.process.wait()
