@@ -339,7 +339,9 @@ def quick_start_line(path: str) -> str:
             f"`{command}`{'' if 'extra-index' in command else ' (no CPU index: that machine cannot reach it)'} "
             f"{minutes(r['install_s'])} ({source}); the first run of `1_pure_python/main.py` "
             f"{minutes(r['first_run_s'])}; `python -m pytest` {minutes(r['tests_s'])}, with empty kernel caches "
-            f"as on a first run.\n")
+            f"as on a first run" + (f", and {minutes(r['warm_tests_s'])} run again with the caches it filled (load "
+                                   f"average {r['load_average_before']:.1f} before, {r['load_average_after']:.1f} "
+                                   f"after)" if "warm_tests_s" in r else "") + ".\n")
 
 
 def page_line(path: str) -> str:
