@@ -45,7 +45,7 @@ REPO_ROOT = EXERCISES.parent
 MEMORY_LIMIT_GIB = 4
 PRINT_LIMIT_BYTES = 64 * 2**20  # past this the process is stopped (SIGXFSZ): the judge says so
 MAX_NODES = 200_000  # of a Value graph sent back
-SHARED = ("bounds.",)  # checker/bounds.py: the chapters' bounds checks, which an answer's Triton may load
+SHARED = ("bounds.py", "__pycache__/bounds.")  # the chapters' bounds checks, which an answer's Triton may load
 FAILED = 70  # the exit status of an answer's process whose own code (not the answer's) failed
 STUB_MARK = re.compile(r"\bwrite \w+")  # a kernel stub's tl.static_assert(False, "write add_kernel")
 
@@ -202,43 +202,55 @@ def _chapter_folders() -> list[Path]:
     return [p for p in REPO_ROOT.iterdir() if re.match(r"\d+_", p.name) and (p / "main.py").is_file()]
 
 
-def _refuse_files_and_programs() -> None:
-    """Install the audit hook: no file of the solutions, the checker or the chapters is opened
-    from here on (what this process needs of them is loaded), and no program is started."""
-    closed = {EXERCISES / "solutions": "the worked solutions are for after: write it yourself",
-              EXERCISES / "checker": "the checker's own code is not the answer's to call",
-              **{folder: f"a second copy of {folder.name}'s code would not have the chapter's own version swapped "
-                         f"out: use load(\"{folder.name}\") as the stub does" for folder in _chapter_folders()}}
-    closed = {str(path) + os.sep: why for path, why in closed.items()}
-    allowed: set[str] = set()
-    busy = [False]
+class Doors:
+    """The answer's process's audit hook (sys.addaudithook: it cannot be removed): no file of the
+    solutions, the checker or the chapters is opened (what this process needs of them is
+    loaded), but the answer's own file, and no program is started, unless a check allows it
+    (`programs`: a chapter whose answers start processes)."""
 
-    def hook(event: str, args) -> None:
-        if busy[0]:
+    def __init__(self):
+        chapters = {folder: f"a second copy of {folder.name}'s code would not have the chapter's own version "
+                            f"swapped out: use load(\"{folder.name}\") as the stub does"
+                    for folder in _chapter_folders()}
+        closed = {EXERCISES / "solutions": "the worked solutions are for after: write it yourself",
+                  EXERCISES / "checker": "the checker's own code is not the answer's to call", **chapters}
+        self.closed = {str(path) + os.sep: why for path, why in closed.items()}
+        self.open_anyway = [str(EXERCISES / "checker" / name) for name in SHARED]
+        self.programs, self.busy = False, False
+
+    def allow(self, path: Path) -> None:
+        """The answer's own file, and its compiled copy in __pycache__, may be read."""
+        self.open_anyway += [os.path.realpath(path), os.path.join(os.path.realpath(path.parent), "__pycache__",
+                                                                  path.stem + ".")]
+
+    def __call__(self, event: str, args) -> None:
+        if self.busy:
             return
         if event == "open" and args and isinstance(args[0], (str, bytes, os.PathLike)):
-            busy[0] = True
+            self.busy = True
             try:
                 path = os.path.realpath(os.fsdecode(args[0]))
             finally:
-                busy[0] = False
-            if path in allowed or path.startswith(tuple(allowed)) or (
-                    path.startswith(str(EXERCISES / "checker")) and os.path.basename(path).startswith(SHARED)):
-                return
-            for folder, why in closed.items():
-                if path.startswith(folder):
-                    shown = os.path.relpath(path, REPO_ROOT)
-                    raise Refused(f"your code opened {shown}: {why}")
-        elif event in ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "pty.spawn"):
+                self.busy = False
+            for folder, why in self.closed.items():
+                if path.startswith(folder) and not path.startswith(tuple(self.open_anyway)):
+                    raise Refused(f"your code opened {os.path.relpath(path, REPO_ROOT)}: {why}")
+        elif event in PROGRAMS and not self.programs:
             what = args[0] if args else ""
             if isinstance(what, (list, tuple)):
                 what = what[0] if what else ""
             what = os.fsdecode(what) if isinstance(what, (str, bytes)) else what
             raise Refused(f"your code started a program ({what}): an answer computes in its own process")
 
-    sys.addaudithook(hook)
-    _refuse_files_and_programs.allow = lambda path: allowed.update(
-        {os.path.realpath(path), os.path.join(os.path.realpath(os.path.dirname(path)), "__pycache__") + os.sep})
+
+PROGRAMS = ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "pty.spawn")
+DOORS: Doors | None = None
+
+
+def _refuse_files_and_programs() -> None:
+    global DOORS
+    DOORS = Doors()
+    sys.addaudithook(DOORS)
 
 
 class Used(Exception):
@@ -318,10 +330,11 @@ class Server:
 
         self.path = Path(request["path"]).resolve()
         self.kernel, self.record = request.get("kernel", False), request.get("record", False)
+        DOORS.programs = request.get("programs", False)
         self.swaps = [self._stand_in(spec) for spec in request.get("forbidden", [])]
         if self.kernel:
             self.swaps += _kernel_swaps()
-        _refuse_files_and_programs.allow(str(self.path))
+        DOORS.allow(self.path)
         name = f"exercise_{self.path.stem}"
         spec = importlib.util.spec_from_file_location(name, self.path)
         if spec is None or spec.loader is None:

@@ -84,8 +84,8 @@ class Learner:
     may not call: the owner a module or class, named to the answer's process), `forbidden_ops`
     ({name of a PyTorch function, or a prefix and *: what it is}, refused when the answer calls
     it), `kernel`
-    (chapter 4: the launcher allocates, the kernel computes) and `crash_slips` ({text in an
-    error message: the slip it means}).
+    (chapter 4: the launcher allocates, the kernel computes), `programs` (the answer may start
+    processes: refused otherwise) and `crash_slips` ({text in an error message: the slip it means}).
     """
 
     def __init__(self, path: Path, process):
@@ -94,6 +94,7 @@ class Learner:
         self.forbidden = []
         self.forbidden_ops: dict[str, str] = {}
         self.kernel = False
+        self.programs = False  # whether the answer may start programs (a chapter whose answers start processes)
         self.crash_slips: dict[str, str] = {}
         self.launches: list[tuple[str, int]] = []  # (kernel, programs) of the last call, in chapter 4
         self.updated: dict[int, object] = {}  # {argument's index: what the last call left in it}, when it wrote one
@@ -103,7 +104,7 @@ class Learner:
         """Run the learner's file as a module in the answer's process."""
         if not self.path.is_file():
             raise Crashed(f"there is no file {self.path}")
-        self._facts(self._ask({"verb": "load", "path": str(self.path), "kernel": self.kernel,
+        self._facts(self._ask({"verb": "load", "path": str(self.path), "kernel": self.kernel, "programs": self.programs,
                                "record": bool(self.forbidden_ops),
                                "forbidden": [[_owner_name(owner), attribute, what]
                                              for owner, attribute, what in self.forbidden]}))
