@@ -32,7 +32,10 @@ def newest(pattern: str) -> Path:
     return paths[-1]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    from shared.cli import Parser
+
+    Parser(prog="python -m report.benchmark_plots", description=__doc__.splitlines()[0]).parse_args(argv)
     cpu_path, gpu_path = newest("*core-20*.json"), newest("*core-nvidia-*-20*.json")
     cpu, gpu = json.loads(cpu_path.read_text()), json.loads(gpu_path.read_text())
 

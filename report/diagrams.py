@@ -13,7 +13,6 @@
   activations, with the tile sizes stage 4's linear launcher picks.
 """
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -351,7 +350,9 @@ DIAGRAMS = {"1_pure_python": [forward_pass, adam, attention], "2_numpy": [graph]
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from shared.cli import Parser
+
+    parser = Parser(prog="python -m report.diagrams", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=None, help="one folder for every picture (default: each chapter's)")
     args = parser.parse_args(argv)
     for stage, drawings in DIAGRAMS.items():

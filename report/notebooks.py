@@ -19,10 +19,19 @@ from report.plotting import FIGURES_ENV, REPO_ROOT
 CHAPTERS = ["1_pure_python", "2_numpy", "3_pytorch", "4_triton", "5_distributed"]
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
+    from shared.cli import Parser
+
+    parser = Parser(prog="python -m report.notebooks", description=__doc__.splitlines()[0])
+    parser.add_argument("chapters", nargs="*", metavar="CHAPTER",
+                        help=f"the chapters to execute (default: all of {', '.join(CHAPTERS)})")
+    args = parser.parse_args(argv)
+    for chapter in args.chapters:
+        if chapter not in CHAPTERS:
+            parser.error(f"no chapter {chapter!r}; choose from {', '.join(CHAPTERS)}")
     os.environ[FIGURES_ENV] = "1"
     os.environ.pop("MPLBACKEND", None)  # the kernel's inline backend: the plots are saved in the notebook too
-    for chapter in argv or CHAPTERS:
+    for chapter in args.chapters or CHAPTERS:
         path = REPO_ROOT / chapter / "compare.ipynb"
         nb = nbformat.read(path, as_version=4)
         NotebookClient(nb, timeout=1200, kernel_name="python3",
@@ -33,4 +42,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

@@ -2,6 +2,7 @@
 every mistake, and no README changed by a run that failed or only asked for help."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -96,3 +97,27 @@ def test_sittings_a_block_cannot_read_are_one_line(tmp_path):
     (tmp_path / "README.md").write_text("<!-- BEGIN gc g.json -->\n<!-- END gc -->\n")
     proc = report(tmp_path, "--check")
     assert proc.returncode == 1 and "one with it off" in one_line(proc.stderr)
+
+
+@pytest.mark.parametrize("program", [["-m", "report.notebooks"], ["-m", "report.benchmark_plots"],
+                                     ["-m", "report.step_page"], ["-m", "report.diagrams"],
+                                     ["tools/install_size.py"], ["tools/time_quick_start.py"]])
+def test_every_tool_that_writes_answers_help_and_writes_nothing(program):
+    """--help prints a usage and changes no tracked file (some tools wrote their figures, or ran a
+    whole measurement, whatever they were asked); a typo is a usage error."""
+    def status():  # every output such a tool writes, by its modification time
+        found = {}
+        for folder, subfolders, files in os.walk(REPO_ROOT):
+            subfolders[:] = [f for f in subfolders if not f.startswith(".") and f != "__pycache__"]
+            for name in files:
+                if name.endswith((".png", ".json", ".ipynb", ".html", ".md", ".cpp")):
+                    found[os.path.join(folder, name)] = os.stat(os.path.join(folder, name)).st_mtime_ns
+        return found
+    before = status()
+    proc = subprocess.run([sys.executable, *program, "--help"], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and "usage:" in proc.stdout
+    proc = subprocess.run([sys.executable, *program, "--no-such-flag"], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and "(see --help)" in proc.stderr
+    assert status() == before

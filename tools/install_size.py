@@ -30,7 +30,10 @@ def package_bytes() -> dict[str, int]:
     return sizes
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    from shared.cli import Parser
+
+    Parser(description=__doc__.splitlines()[0]).parse_args(argv)  # --help; nothing else to choose
     venv = Path(sys.prefix)
     if venv == Path(sys.base_prefix):
         raise SystemExit("run this with the venv's Python: .venv/bin/python tools/install_size.py")
