@@ -315,6 +315,12 @@ ATTEMPTS = {
         "for fd in range(3, 64):\n    try:\n        if stat.S_ISSOCK(os.fstat(fd).st_mode):\n"
         "            wire.send(socket.socket(fileno=fd), {'ok': {'status': 'ok', 'line': 'ok: 1.1'}})\n"
         "    except OSError:\n        pass\nos._exit(0)\n")), "your code ended the process (exit status 0)"),
+    "a forged reply": ("1.1", tanh_with(
+        "    import os, socket, stat\n    from checker import wire\n    for fd in range(3, 64):\n        try:\n"
+        "            if stat.S_ISSOCK(os.fstat(fd).st_mode):\n"
+        "                wire.send(socket.socket(fileno=fd), {'ok': {'result': 0.5, 'launches': 'all of them'}})\n"
+        "        except OSError:\n            pass\n    os._exit(0)\n"),
+        "your code's process sent the check a reply that does not read as one"),
     "the checker patched": ("1.1", tanh_with(top=(
         "import checker.chapter1\nchecker.chapter1.check_tanh = lambda learner: 'ok'\n")),
         "your code opened exercises/checker/chapter1.py: the checker's own code is not the answer's to call"),

@@ -6,6 +6,7 @@ running it. Then the cases, and shrinking a failing one to the smallest that fai
 """
 
 import ast
+import contextlib
 import fractions
 import itertools
 import re
@@ -104,15 +105,20 @@ class Learner:
         """Run the learner's file as a module in the answer's process."""
         if not self.path.is_file():
             raise Crashed(f"there is no file {self.path}")
-        self._facts(self._ask({"verb": "load", "path": str(self.path), "kernel": self.kernel, "programs": self.programs,
-                               "record": bool(self.forbidden_ops),
-                               "forbidden": [[_owner_name(owner), attribute, what]
-                                             for owner, attribute, what in self.forbidden]}))
+        reply = self._ask({"verb": "load", "path": str(self.path), "kernel": self.kernel, "programs": self.programs,
+                           "record": bool(self.forbidden_ops),
+                           "forbidden": [[_owner_name(owner), attribute, what] for owner, attribute, what in
+                                         self.forbidden]})
+        with _reading():
+            self._facts(reply)
 
     def info(self, name: str) -> dict:
         """What `name` is in the learner's module: {'exists': False}, or its type, whether it is
         a class (an autograd Function), and its value when it is plain data."""
-        return self._ask({"verb": "attribute", "name": name})
+        info = self._ask({"verb": "attribute", "name": name})
+        if not isinstance(info, dict):
+            raise Crashed(NOT_A_REPLY)
+        return info
 
     def has(self, name: str) -> bool:
         return bool(self.info(name).get("exists"))
@@ -136,29 +142,34 @@ class Learner:
         reply = self._ask({"verb": "call", "function": function.__name__,
                            "args": [self._encode(a, inputs) for a in args],
                            "kwargs": {k: self._encode(v, inputs) for k, v in kwargs.items()}})
-        self._facts(reply)
-        nodes = _nodes(reply.get("nodes", []), inputs)
-        self.updated = {}
-        for index, value in reply.get("updated", {}).items():
-            if type(index) is int and 0 <= index < len(args):
-                self.updated[index] = _decode(value, nodes)
-                _write_back(args[index], self.updated[index])
-        return _decode(reply.get("result"), nodes)
+        with _reading():
+            self._facts(reply)
+            nodes = _nodes(reply.get("nodes", []), inputs)
+            self.updated = {}
+            for index, value in reply.get("updated", {}).items():
+                if type(index) is int and 0 <= index < len(args):
+                    self.updated[index] = _decode(value, nodes)
+                    _write_back(args[index], self.updated[index])
+            return _decode(reply.get("result"), nodes)
 
     def backward(self, tensor: Tensor, grad, inputs: list) -> list:
         """Run backward from the answer's `tensor` (a result of `call`) with `grad` there; the
         .grad of each of the judge's `inputs` (tensors passed to that call), as arrays or None."""
         reply = self._ask({"verb": "backward", "tensor": tensor.handle, "grad": _array(grad),
                            "inputs": [self._handle_of(t) for t in inputs]})
-        self._facts(reply)
-        return [None if g is None else _decode(g, []) for g in reply["grads"]]
+        with _reading():
+            self._facts(reply)
+            grads = [None if g is None else _decode(g, []) for g in reply["grads"]]
+            if len(grads) != len(inputs):
+                raise ValueError(len(grads))
+            return grads
 
     # ------------------------------------------------------------------ the conversation
 
     def _ask(self, request: dict):
         reply = self.process.request(request)
         if not isinstance(reply, dict) or ("ok" not in reply and "error" not in reply):
-            raise Crashed("the answer's process replied with something that is not a reply")
+            raise Crashed(NOT_A_REPLY)
         if "error" in reply:
             raise self._verdict(reply["error"])
         return reply["ok"]
@@ -212,6 +223,19 @@ class Learner:
         if isinstance(value, np.generic):
             return value.item()
         return value
+
+
+NOT_A_REPLY = "your code's process sent the check a reply that does not read as one (an answer returns its result)"
+
+
+@contextlib.contextmanager
+def _reading():
+    """What the answer's process sent is data of the right shape, or Crashed: a reply forged
+    from inside the answer's process is the answer's failure, not the checker's."""
+    try:
+        yield
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError):
+        raise Crashed(NOT_A_REPLY) from None
 
 
 def _owner_name(owner) -> str:
