@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         note = ""
         if r["chain"] == "cpu" and r["speedup_previous"]:
             note = (f": {plotting.ratio_text(r['speedup_previous'])} over the previous stage, "
-                    f"{plotting.ratio_text(r['speedup_cumulative'])} over stage 1")
+                    f"{plotting.ratio_text(r['speedup_cumulative'])} over stage 1"
+                    + (" (on CPU time: the machine was busy)" if r.get("speedups_on") == "cpu time" else ""))
         elif r["chain"] == "gpu" and r["speedup_previous"]:
             note = f": {plotting.ratio_text(r['speedup_previous'])} over stage 3 on the GPU"
         ax.text(1.02, i, f"{r['median_step_ms']:.3g} ms{note}", va="center", fontsize=8, transform=beside)
