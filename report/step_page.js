@@ -380,12 +380,7 @@ function renderWeights() {
     el.setAttribute("aria-label", `the gradient of ${wbox.title}: show how it is made`);
     const title = document.createElement("h2"); title.textContent = `∂L/∂${wbox.title}  (${w.rows} × ${w.cols})`;
     const what = document.createElement("p"); what.className = "what"; what.textContent = weightRule(wbox);
-    if (RESIDUAL.includes(box.key)) {
-    const badge = document.createElement("span"); badge.className = "badge";
-    badge.textContent = state.pass === "forward" ? "the residual stream" : "the residual stream: gradients add here";
-    title.append(" ", badge);
-  }
-  el.append(title, what, scaleLegend(scale));
+    el.append(title, what, scaleLegend(scale));
     const heat = document.createElement("div"); heat.className = "heat";
     heat.append(weightHeatmap(w, scale, wbox.key));
     el.append(heat);

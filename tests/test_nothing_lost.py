@@ -379,34 +379,6 @@ def test_a_stage_that_fails_keeps_the_harness_s_finished_runs(tmp_path, names_pa
     assert list(json.loads(partial.read_text())["runs"]) == ["2_numpy"]
 
 
-def test_sigterm_to_the_harness_stops_its_run_too(tmp_path, names_path):
-    """`kill` on benchmarks/run.py: the stage it started stops with it (no orphan trains on)."""
-    mark = f"microgpt-test-{os.getpid()}-{time.monotonic_ns()}"
-    proc = subprocess.Popen([sys.executable, "-u", str(REPO_ROOT / "benchmarks" / "run.py"), "--stages",
-                             "1_pure_python", "--steps", "100", "--out-dir", str(tmp_path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env={**os.environ, "MICROGPT_DATA": str(names_path),
-                                                         "MICROGPT_TEST_MARK": mark})
-    seen = b""
-    while b"1_pure_python: step" not in seen:
-        chunk = os.read(proc.stdout.fileno(), 4096)
-        assert chunk, proc.stderr.read()
-        seen += chunk
-    proc.send_signal(signal.SIGTERM)  # to the harness alone, as `kill PID` does
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 143 and "terminated" in one_line(stderr.decode())
-
-    def marked():
-        found = []
-        for environ in Path("/proc").glob("[0-9]*/environ"):
-            try:
-                if mark.encode() in environ.read_bytes():
-                    found.append(environ.parent.name)
-            except OSError:
-                pass
-        return found
-    assert marked() == []
-
-
 def processes_marked(mark: str) -> list[int]:
     """The pids of the processes whose environment holds `mark` (a test's own)."""
     found = []
@@ -419,10 +391,9 @@ def processes_marked(mark: str) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("sig, said", [(signal.SIGTERM, "failed-run.json"), (signal.SIGKILL, "SIGKILL")])
-def test_a_stage_stopped_under_the_harness_is_said_and_kept(tmp_path, names_path, sig, said):
-    """`kill` on the stage the harness runs: its partial steps are moved beside the sitting's record
-    (they were in a temporary folder the harness deleted), and a SIGKILL is named (it said nothing)."""
+def harness_training_stage_1(tmp_path, names_path) -> tuple[subprocess.Popen, str]:
+    """benchmarks/run.py on stage 1, returned once its progress line shows the stage training, with
+    the mark its processes carry in their environment."""
     mark = f"microgpt-test-{os.getpid()}-{time.monotonic_ns()}"
     proc = subprocess.Popen([sys.executable, "-u", str(REPO_ROOT / "benchmarks" / "run.py"), "--stages",
                              "1_pure_python", "--steps", "100", "--out-dir", str(tmp_path)], stdout=subprocess.PIPE,
@@ -433,6 +404,23 @@ def test_a_stage_stopped_under_the_harness_is_said_and_kept(tmp_path, names_path
         chunk = os.read(proc.stdout.fileno(), 4096)
         assert chunk, proc.stderr.read()
         seen += chunk
+    return proc, mark
+
+
+def test_sigterm_to_the_harness_stops_its_run_too(tmp_path, names_path):
+    """`kill` on benchmarks/run.py: the stage it started stops with it (no orphan trains on)."""
+    proc, mark = harness_training_stage_1(tmp_path, names_path)
+    proc.send_signal(signal.SIGTERM)  # to the harness alone, as `kill PID` does
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "terminated" in one_line(stderr.decode())
+    assert processes_marked(mark) == []
+
+
+@pytest.mark.parametrize("sig, said", [(signal.SIGTERM, "failed-run.json"), (signal.SIGKILL, "SIGKILL")])
+def test_a_stage_stopped_under_the_harness_is_said_and_kept(tmp_path, names_path, sig, said):
+    """`kill` on the stage the harness runs: its partial steps are moved beside the sitting's record
+    (they were in a temporary folder the harness deleted), and a SIGKILL is named (it said nothing)."""
+    proc, mark = harness_training_stage_1(tmp_path, names_path)
     (stage,) = [pid for pid in processes_marked(mark) if pid != proc.pid]
     os.kill(stage, sig)
     _, stderr = proc.communicate(timeout=60)
