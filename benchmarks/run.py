@@ -113,8 +113,14 @@ def run_once(run: dict, progress: str, keep_partial) -> dict:
                "--out", str(out), *run["args"]]
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        with stopped_with_us(proc):
-            tail = follow(proc, run, progress, started)
+        try:
+            with stopped_with_us(proc):
+                tail = follow(proc, run, progress, started)
+        except KeyboardInterrupt:  # the run was stopped with us and wrote its steps: out of the folder before it goes
+            for written in (saving.beside(out), out):
+                if written.exists():
+                    keep_partial(written, run["label"])
+            raise
         status = proc.wait()
         if status != 0:
             said = "".join(tail).rstrip()
@@ -188,8 +194,9 @@ BUSY = 0.75  # a load average above this share of the cores: other processes wer
 
 def busy(load_averages: list[float]) -> bool:
     """Whether the machine was busy during the sitting: then a step's wall time also counts its waits
-    behind other processes, and the speed-ups are taken on each process's CPU time instead."""
-    return max(load_averages, default=0.0) > BUSY * (os.cpu_count() or 1)
+    behind other processes, and the speed-ups are taken on each process's CPU time instead. The
+    sitting's own run (one process, one thread) is part of every load average and is not counted."""
+    return max(load_averages, default=0.0) - 1 > BUSY * (os.cpu_count() or 1)
 
 
 def summarize_runs(plan_rows: list[dict], repeats: list[list[dict]], on_cpu_time: bool = False) -> list[dict]:
@@ -198,18 +205,22 @@ def summarize_runs(plan_rows: list[dict], repeats: list[list[dict]], on_cpu_time
     compared with stage 3 on the same GPU, the first GPU row. `on_cpu_time`: the speed-ups of the
     CPU rows from the median CPU time per step (a busy machine), not the wall time."""
     rows, cpu_previous, cpu_first, gpu_base = [], None, None, None
+    # one clock for the whole chain: CPU time only where every CPU run recorded it
+    on_cpu_time = on_cpu_time and all(t.get("cpu_ms") for run, tries in zip(plan_rows, repeats)
+                                      if run["chain"] == "cpu" for t in tries)
     for run, tries in zip(plan_rows, repeats):
         summaries = [results.summarize(t) for t in tries]
         ms = statistics.median(s["median_step_ms"] for s in summaries)
         cpu_ms = (statistics.median(s["median_cpu_ms"] for s in summaries)
                   if all(s["median_cpu_ms"] for s in summaries) else None)
-        compared = cpu_ms if on_cpu_time and cpu_ms and run["chain"] == "cpu" else ms
+        compared = cpu_ms if on_cpu_time and run["chain"] == "cpu" else ms
         row = {
             "label": run["label"], "stage": run["stage"], "machinery": STAGES[run["stage"]],
             "device": summaries[0]["device"], "interpreter": summaries[0]["interpreter"],
             "num_params": summaries[0]["num_params"], "steps": summaries[0]["steps"],
             "median_step_ms": ms, "median_step_ms_each_repeat": [s["median_step_ms"] for s in summaries],
-            "median_cpu_ms": cpu_ms, "speedups_on": "cpu time" if compared is cpu_ms and on_cpu_time else "wall time",
+            "median_cpu_ms": cpu_ms,
+            "speedups_on": "cpu time" if on_cpu_time and run["chain"] == "cpu" else "wall time",
             "total_s": statistics.median(s["total_s"] for s in summaries),
             "final_loss": summaries[0]["final_loss"], "chain": run["chain"],
             "speedup_previous": None, "speedup_cumulative": None,

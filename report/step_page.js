@@ -59,7 +59,14 @@ function explain(key, cell) {
   const C = shapeOf("x0")[1], H = DATA.n_head, D = C / H, T = run().inputs.length, V = DATA.vocab.length;
   const t = cell.row, c = cell.col, h = cell.head || 0;
   const linearBack = (out, w, into, cols) => sumOver(w.rows, j =>  // g_in[t, c] = sum_j g_out[t, j] W[j, c]
-    [`${into}: g_${out}[${t}, ${j}] × W[${j}, ${c}]`, at(w.data, w.cols, j, c), at(grad(out), cols, t, j)]);
+    [`${into}: W[${j}, ${c}] × g_${out}[${t}, ${j}]`, at(w.data, w.cols, j, c), at(grad(out), cols, t, j)]);
+  // rmsnorm's backward as chapter 2 derives it, one term per input k of the row: dy_k/dx_c = r (δ_kc − y_k y_c / C)
+  const rmsnormTerms = (x, g, cols, which) => {
+    const r = rmsnormBack(x, g, cols, t, c).r, y = k => at(x, cols, t, k) * r;
+    return sumOver(cols, k => [`${which}: ∂y[${k}]/∂x[${c}] = r (${k === c ? 1 : 0} − y[${k}] y[${c}] / ${cols}), ` +
+                               `r = ${r.toPrecision(6)}, × g[${k}]`, r * ((k === c ? 1 : 0) - y(k) * y(c) / cols),
+                               at(g, cols, t, k)]);
+  };
   switch (key) {
     case "loss": return {terms: [["∂L/∂loss_t = 1/n, × ∂L/∂L = 1", 1 / T, 1]]};
     case "probs": {
@@ -83,27 +90,22 @@ function explain(key, cell) {
       linearBack(p, weight(`layer0.attn_w${p}`, "value"), `W${p}`, C))};
     case "x2": case "x1": {
       const [above, branch] = key === "x2" ? ["x3", "h_mlp"] : ["x2", "h_attn"];
-      const back = rmsnormBack(value(key), grad(branch), C, t, c);
       return {terms: [[`straight through the residual: 1 × g_${above}`, 1, at(grad(above), C, t, c)],
-                      [`rmsnorm's backward of g_${branch}: r (g − y mean(g y)), r = ${back.r.toPrecision(6)}`,
-                       1, back.total]]};
+                      ...rmsnormTerms(value(key), grad(branch), C, `rmsnorm to ${branch}`)]};
     }
     case "x0": {
-      const back = rmsnormBack(value("x0"), grad("x1"), C, t, c);
-      return {terms: [[`rmsnorm's backward of g_x1: r (g − y mean(g y)), r = ${back.r.toPrecision(6)}`, 1, back.total]]};
+      return {terms: rmsnormTerms(value("x0"), grad("x1"), C, "rmsnorm to x1")};
     }
     case "attn": {  // g_P[h, t, s] = sum_d g_y[t, hD + d] v[s, hD + d]
       if (c > t) return {terms: [["above the diagonal: the mask set this weight to 0, nothing flows", 0, 0]]};
       return {terms: sumOver(D, d => [`v[${c}, ${h * D + d}] × g_y[${t}, ${h * D + d}]`,
                                       at(value("v"), C, c, h * D + d), at(grad("y"), C, t, h * D + d)])};
     }
-    case "scores": {  // g_S = P (g_P - sum_s' g_P P)
+    case "scores": {  // softmax's backward: dP[s]/dS[c] = P[s] (δ_sc − P[c]), one term per weight s of the row
       if (c > t) return {terms: [["masked: −∞ before the softmax, so no gradient", 0, 0]]};
       const P = value("attn"), gP = grad("attn"), row = (h * T + t) * T;
-      let dot = 0;
-      for (let s = 0; s <= t; s++) dot += gP[row + s] * P[row + s];
-      return {terms: [[`P × (g_P − Σ g_P P) = ${P[row + c].toPrecision(6)} × (${gP[row + c].toPrecision(6)} − ` +
-                       `${dot.toPrecision(6)})`, P[row + c], gP[row + c] - dot]]};
+      return {terms: sumOver(t + 1, s => [`∂P[${s}]/∂S[${c}] = P[${s}] (${s === c ? 1 : 0} − P[${c}]), × g_P[${s}]`,
+                                          P[row + s] * ((s === c ? 1 : 0) - P[row + c]), gP[row + s]])};
     }
     case "v": {  // g_v[s, hD + d] = sum_t P[h, t, s] g_y[t, hD + d]
       const head = Math.floor(c / D), P = value("attn");
@@ -115,8 +117,8 @@ function explain(key, cell) {
       const range = key === "q" ? [0, t + 1] : [t, T];
       return {terms: sumOver(range[1] - range[0], k => {
         const u = range[0] + k, [r, s] = key === "q" ? [t, u] : [u, t];
-        return [`g_S[${head}, ${r}, ${s}] / √${D} × ${other}[${u}, ${c}]`, gS[(head * T + r) * T + s] / Math.sqrt(D),
-                at(value(other), C, u, c)];
+        return [`∂S[${head}, ${r}, ${s}]/∂${key}[${t}, ${c}] = ${other}[${u}, ${c}] / √${D}, × g_S[${head}, ${r}, ${s}]`,
+                at(value(other), C, u, c) / Math.sqrt(D), gS[(head * T + r) * T + s]];
       })};
     }
   }
@@ -249,7 +251,8 @@ function boxElement(box) {
   what.textContent = state.pass === "forward" ? box.what : "∂L/∂" + box.key + ": " + box.back;
   if (RESIDUAL.includes(box.key)) {
     const badge = document.createElement("span"); badge.className = "badge";
-    badge.textContent = state.pass === "forward" ? "the residual stream" : "the residual stream: gradients add here";
+    badge.textContent = state.pass === "backward" && box.key !== "x3" ? "the residual stream: gradients add here"
+                                                                        : "the residual stream";
     title.append(" ", badge);
   }
   el.append(title, what, scaleLegend(scale));
@@ -363,7 +366,9 @@ function weightRule(wbox) {
   if (wbox.key === "wte") return "An embedding row is gathered, so its gradient is scattered back: row tok of wte adds " +
     "up g_x0 of every position whose input is tok; rows of tokens not in the name stay 0.";
   if (wbox.key === "wpe") return "Row t of wpe is added at position t only: its gradient is g_x0's row t.";
-  return `${wbox.out} = ${wbox.in} Wᵀ, so g_W[i, j] = Σ over positions t of g_${wbox.out}[t, i] × ${wbox.in}[t, j]: ` +
+  const sum = RESIDUAL.includes(wbox.out) ? `${wbox.out} = ${RESIDUAL[RESIDUAL.indexOf(wbox.out) - 1]} + ${wbox.in} Wᵀ ` +
+    `(the sum passes g_${wbox.out} to the matmul unchanged)` : `${wbox.out} = ${wbox.in} Wᵀ`;
+  return `${sum}, so g_W[i, j] = Σ over positions t of g_${wbox.out}[t, i] × ${wbox.in}[t, j]: ` +
          "each position adds its own outer product.";
 }
 

@@ -364,7 +364,7 @@ def screenshot(page: Path, out: Path, backward: Path | None = None) -> list[Path
     return [out, backward]
 
 
-GENERATED = "const DATA = "  # in every page this program wrote, and in nothing else of the repository's
+GENERATED = "const " + "DATA = "  # in every page this program wrote (built so that this file does not hold it)
 
 
 def check_out(out: Path) -> None:
@@ -380,7 +380,7 @@ def check_out(out: Path) -> None:
         if not ours:
             raise UserError(f"--out {out} exists and is not a page this program generated; writing there would "
                             f"replace it: choose a new path, such as training_step.html")
-    for source in (TEMPLATE, HERE / "step_page.css", HERE / "step_page.js"):
+    for source in (TEMPLATE, HERE / "step_page.css", HERE / "step_page.js", Path(__file__)):
         if out.exists() and os.path.samefile(out, source):
             raise UserError(f"--out {out} is the page's own {source.name}; choose another path")
 

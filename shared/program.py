@@ -27,8 +27,9 @@ def one_line_on_load(exc_type, exc, tb):
     broken = package_that_failed(exc_type, tb)
     if broken:
         said = f"{exc_type.__name__}: {str(exc).splitlines()[0] if str(exc) else 'no message'}"
-        chosen = [name for name, value in os.environ.items()  # a path the user's environment chose (HOME is
-                  if len(value) > 1 and os.sep in value and value in str(exc)]  # in most: the longest says most)
+        chosen = [name for name, value in os.environ.items()  # a folder the user's environment chose for a tool
+                  if name.endswith(("_DIR", "_CACHE", "_HOME")) and name not in ("HOME", "PWD", "OLDPWD")
+                  and len(value) > 1 and value in str(exc)]
         named = max(chosen, key=lambda name: len(os.environ[name]), default=None)
         if named:
             fix = (f"the environment variable {named} names {os.environ[named]}, which {broken} cannot use; set it to "

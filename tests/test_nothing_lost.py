@@ -205,6 +205,8 @@ def test_benchmark_harness_keeps_finished_runs_on_ctrl_c(tmp_path, names_path):
     (partial,) = tmp_path.glob("*.partial.json")
     runs = json.loads(partial.read_text())["runs"]
     assert list(runs) == ["2_numpy"] and len(runs["2_numpy"][0]["losses"]) == 100
+    (stopped,) = tmp_path.glob("*.1-pure-python.failed-run.json")  # stage 1's steps, out of its temporary folder
+    assert json.loads(stopped.read_text())["partial"] is True
 
 
 # ---------------------------------------------------------------------------- failing fast

@@ -253,10 +253,14 @@ def test_a_backward_box_says_how_its_gradient_is_made(browser):
     for key, _, _, back in step_page.BOXES:
         caption = browser.find_element("css selector", f'#boxes .box[data-key="{key}"] .what').text
         assert caption.endswith(back), (key, caption)
-    for key in ("logits", "x3", "fc1", "x2", "scores", "v", "q", "k", "h_attn", "x0"):
+    for key in ("logits", "x3", "fc1", "x2", "scores", "v", "q", "k", "h_attn", "x0", "x1", "y", "h_mlp", "relu",
+                "attn", "probs", "loss"):
         click(browser, f'#boxes .box[data-key="{key}"] .heat canvas')
         total = float(browser.find_element("css selector", "#explain .total").text)
         assert total == pytest.approx(stage_one_value(browser), rel=1e-9, abs=1e-15), key
+        if key in ("q", "x1", "scores"):  # the local derivative is the Jacobian's, not the gradient from above
+            terms = browser.find_element("css selector", "#explain").text
+            assert {"q": "/ √4, × g_S", "x1": "r (", "scores": "∂P["}[key] in terms, (key, terms)
         assert browser.find_element("css selector", "#detail .rule").text.startswith(
             next(back for k, _, _, back in step_page.BOXES if k == key)[:30])
     browser.find_element("id", "forward").click()

@@ -61,8 +61,13 @@ def train_keeping(stage: str, argv: list[str], max_steps: int | None = None, wei
                            [*argv, "--samples", "0", "--out", str(Path(scratch) / "run.json")], max_steps=max_steps)
     if weights is not None:
         run.initial_weights = weights
-    if documents is not None:
+    if documents is not None:  # (and the record's positions per step, from them)
+        from shared import dataset
+        from shared.tokenizer import positions
+
         run.docs = documents
+        lengths = [positions(run.tokenizer.encode_doc(doc), run.config.block_size) for doc in documents]
+        run.doc_len = dataset.positions_per_step(lengths, run.steps_to_train, run.batch_size)
     with keeping() as kept, contextlib.redirect_stdout(io.StringIO()):
         trained = module.train(run)
     return trained, run, kept
