@@ -364,6 +364,7 @@ def compiled_lines(path: str) -> str:
 
     r = load_results(REPO_ROOT / path, check=False)
     env, sweeps = r["env"], r["sweeps"]
+    ratio = "speedup_cpu" if r.get("busy") else "speedup"  # a busy machine: each process's CPU time (run.py's rule)
     head = ["B (names per step)"]
     for sweep in sweeps:
         on = "1 thread" if sweep["threads"] == 1 else f"{sweep['threads']} threads"
@@ -374,14 +375,19 @@ def compiled_lines(path: str) -> str:
         for sweep in sweeps:
             other = sweep["rows"][i]
             cells += [f"{other['eager_us_per_name']:,.1f} µs", f"{other['compiled_us_per_name']:,.1f} µs",
-                      f"**{other['speedup']:.2f}x**"]
+                      f"**{other[ratio]:.2f}x**"]
         lines.append("| " + " | ".join(cells) + " |")
     compile_s = [s for row in sweeps[0]["rows"] for s in row["compile_s"][:1]]  # each B's first: a cold cache
     real, padded = floors_us(r, sweeps[0])
     worst = max(row["loss_max_diff"] for sweep in sweeps for row in sweep["rows"])
     lines.append(f"\nMeasured in `{path}` ({env['cpu']}, {env['cpu_count']} cores, torch {env['torch']}, "
                  f"{env['date'][:10]}): per name, the fastest of {r['repeats']} runs' median step times "
-                 f"({r['steps']} steps each, eager and compiled alternating, the same loop), divided by B. "
+                 f"({r['steps']} steps each, eager and compiled alternating, the same loop), divided by B"
+                 + (f"; the machine was busy (load average {min(r['load_averages']):.1f} to "
+                    f"{max(r['load_averages']):.1f}), so the speed-ups compare each process's CPU time per step. "
+                    if r.get("busy") else
+                    f"; load average {min(r['load_averages']):.1f} to {max(r['load_averages']):.1f}, a quiet machine. "
+                    if "load_averages" in r else ". ") +
                  f"Compiling (a call before step 1, the first time at each B) took {min(compile_s):.0f} to "
                  f"{max(compile_s):.0f} s on one thread. "
                  f"Over the first 20 steps the two losses differ by at most {worst:.1e} (float32). "
@@ -395,7 +401,7 @@ def compiled_lines(path: str) -> str:
     verdict = lambda got, goal: f"**{got:.2f}x** (the target: {goal}x, {'met' if got >= goal else 'not met'})"
     if 16 in one and 256 in one:
         lines.append(f"\nAgainst the targets stated above, on one thread: at B = 256, "
-                     f"{verdict(one[256]['speedup'], 2)}; at B = 16, {verdict(one[16]['speedup'], 2)}; every compile "
+                     f"{verdict(one[256][ratio], 2)}; at B = 16, {verdict(one[16][ratio], 2)}; every compile "
                      f"under a minute "
                      f"({'met' if max(compile_s) < 60 else 'not met'}).")
     return "\n".join(lines) + "\n"
