@@ -41,7 +41,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 from report.distributed import ring_prediction  # noqa: E402
-from shared import runner, saving  # noqa: E402
+from shared import cli, runner, saving  # noqa: E402
 from shared.environment import environment  # noqa: E402
 from tools import stages  # noqa: E402
 
@@ -265,6 +265,7 @@ def main(argv=None) -> int:
                                                                  "disturbed is kept")
     parser.add_argument("--quick", action="store_true", help="smoke run: 20 steps, small all-reduces, no committed run")
     args = parser.parse_args(argv)
+    cli.guard_record_out(parser, args.out)  # before anything is computed
     torch.set_num_threads(1)
     steps = 20 if args.quick else args.steps
     report = {"env": environment("cpu", threads=1), "steps": steps, "batch_size": BATCH, "dtype": "float32"}

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from shared import results, runner, saving  # noqa: E402
+from shared import cli, results, runner, saving  # noqa: E402
 from shared.environment import environment  # noqa: E402
 from tools import stages  # noqa: E402
 
@@ -72,6 +72,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    cli.guard_record_out(parser, args.out)  # before anything is computed
     report = {"runs": [measure(args.steps, True), measure(args.steps, False)],
               "env": environment("cpu")}
     saving.write_json_atomic(args.out, report)

@@ -249,6 +249,7 @@ def sweep(argv=None) -> int:
     parser.add_argument("--rehearse", action="store_true", help="on a CPU, tiny, through the interpreter")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    cli.guard_record_out(parser, args.out)  # before anything is computed
     REHEARSE = args.rehearse
     from kernels import backend
 

@@ -23,7 +23,7 @@ backend.choose()  # before torch's profiler, which imports Triton: compiled on a
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
-from shared import runner, saving  # noqa: E402
+from shared import cli, runner, saving  # noqa: E402
 from shared.environment import environment  # noqa: E402
 from tools.stages import load  # noqa: E402
 
@@ -58,6 +58,7 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--rehearse", action="store_true", help="on a CPU, through the interpreter, tiny")
     args = parser.parse_args()
+    cli.guard_record_out(parser, args.out)  # before anything is computed
     steps = 2 if args.rehearse else 10
     report = {
         "stage3_eager": kernels_per_step("3_pytorch", ["--device", "cpu" if args.rehearse else "cuda"], steps,

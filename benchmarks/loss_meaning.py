@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from report.diagrams import trained_stage2  # noqa: E402
-from shared import saving  # noqa: E402
+from shared import cli, saving  # noqa: E402
 from shared.environment import environment  # noqa: E402
 
 CHUNK = 2048  # names per forward pass (a (B, H, T, T) array of all 32,033 would take 0.3 GB)
@@ -89,6 +89,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    cli.guard_record_out(parser, args.out)  # before anything is computed
     report = {**measure(), "env": environment("cpu")}
     saving.write_json_atomic(args.out, report)
     for key, value in report.items():

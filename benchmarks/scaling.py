@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from shared import results, saving, schema  # noqa: E402
+from shared import cli, results, saving, schema  # noqa: E402
 from shared.environment import environment  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +57,7 @@ def main(argv=None) -> int:
     parser.add_argument("--stage-args", nargs="*", default=[], metavar="STAGE=ARGS",
                         help="extra flags for one stage, e.g. 3_pytorch='--device cuda'")
     args = parser.parse_args(argv)
+    cli.guard_record_out(parser, args.out)  # before anything is computed
     extra = {k: v.split() for k, v in (item.split("=", 1) for item in args.stage_args)}
     max_batch = {k: int(v) for k, v in (item.split("=", 1) for item in args.max_batch)}
     rows = []

@@ -170,6 +170,26 @@ def unwritable_folder(path: str) -> str | None:
     return None
 
 
+def guard_record_out(parser: argparse.ArgumentParser, path: str) -> None:
+    """A tool's --out for a JSON record, checked before it computes anything: the training programs'
+    checks (a folder, a missing or unwritable folder, a read-only file), and an existing file
+    must already be a JSON record (not the names, not a source file): else a usage error."""
+    try:
+        check_writable(path)
+        if Path(path).is_file():
+            import json
+
+            try:
+                record = json.loads(Path(path).read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError):
+                record = None
+            if not isinstance(record, dict):
+                raise UserError(f"--out {path} exists and is not a JSON record; writing there would replace it: "
+                                f"choose a new path")
+    except UserError as err:
+        parser.error(str(err))
+
+
 def shorten(path: str, keep: int = 80) -> str:
     """A path for a one-line message: a very long one with its middle left out."""
     return path if len(path) <= keep else f"{path[:keep // 2]}...{path[-keep // 2:]}"

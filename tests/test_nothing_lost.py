@@ -682,3 +682,19 @@ def test_compile_without_a_cpp_compiler_is_one_line_before_training(tmp_path, na
                    "--compile", "--steps", "2", env={**os.environ, "CXX": str(tmp_path / "no-such-g++")})
     assert proc.returncode == 2 and "needs a C++ compiler" in one_line(proc.stderr)
     assert "step" not in proc.stdout and not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("script", ["distributed", "gc_stage1", "gpu_batches", "gpu_profile", "loss_meaning",
+                                    "scaling"])
+def test_a_benchmark_s_out_never_replaces_what_it_did_not_write(script, tmp_path):
+    """--out naming the names file, a source file, or a read-only record: a usage error before
+    anything is computed, and the file unchanged."""
+    read_only = tmp_path / "kept.json"
+    read_only.write_text("{}")
+    read_only.chmod(0o444)
+    for out, said in ((REPO_ROOT / "data" / "names.txt", "not a JSON record"),
+                      (REPO_ROOT / "benchmarks" / f"{script}.py", "not a JSON record"), (read_only, "is read-only")):
+        before = out.read_bytes()
+        proc = program(f"benchmarks/{script}.py", "--out", str(out), timeout=120)
+        assert proc.returncode == 2 and said in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert out.read_bytes() == before
