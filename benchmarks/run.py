@@ -38,6 +38,7 @@ from report.readmes import benchmark_markdown  # noqa: E402
 from shared import cli, results, saving, schema  # noqa: E402
 from shared.cli import Parser  # noqa: E402
 from shared.environment import environment  # noqa: E402
+from shared.errors import HungUp  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
@@ -159,14 +160,24 @@ def new_stem(out_dir: Path, stem: str) -> str:
 
 
 @contextlib.contextmanager
-def stopped_with_us(proc):
-    """If the harness stops (Ctrl-C), the run it started stops too, rather than train on unseen."""
+def stopped_with_us(proc, grace_s: float = 10.0):
+    """If the harness stops (Ctrl-C), the run it started stops too, rather than train on unseen.
+    A Ctrl-C typed at the terminal reaches the run as well, which is then writing its steps: it
+    gets `grace_s` to finish that, since a second signal before its write began would lose them.
+    A closed terminal's SIGHUP reaches both alike. Where the run is still going after that (only
+    the harness was sent SIGINT), or where the harness stopped for any other reason (`kill` sends
+    SIGTERM to it alone), the run is sent SIGTERM,
+    which a stage takes as it takes Ctrl-C: it writes its steps and stops."""
     try:
         yield
-    finally:
+    except BaseException as err:
+        if type(err) in (KeyboardInterrupt, HungUp):  # what a terminal sends to every process it runs
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=grace_s)
         if proc.poll() is None:
             proc.terminate()
             proc.wait()
+        raise
 
 
 def follow(proc, run: dict, progress: str, started: float) -> list[str]:
