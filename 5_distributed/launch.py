@@ -213,12 +213,22 @@ def report(ranks: list[subprocess.Popen], first: int | None, stderr: list[str]) 
 # For tests and benchmarks: ranks forked from this process
 # ----------------------------------------------------------------------------------------
 
+class RankEnded(RuntimeError):
+    """A forked rank's process ended before it sent what its work returned (os._exit, a signal)."""
+
+    def __init__(self, rank: int, world: int, exitcode: int):
+        how = f"killed by {signal.Signals(-exitcode).name}" if exitcode < 0 else f"exit status {exitcode}"
+        super().__init__(f"rank {rank} of {world} ended ({how}) before it had finished")
+        self.rank, self.how = rank, how
+
+
 def in_forked_ranks(world: int, work, timeout: float = 120) -> list:
     """[work(rank) for every rank], each computed in its own process, forked from this one, the
     processes joined in one gloo process group (127.0.0.1, a free port). Forked, a rank starts in
     milliseconds with what this process has loaded (torch, the chapters), where a new one spends
     seconds importing torch. What work returns comes back through a pipe; an error in any rank
-    raises here with its traceback. No process is left behind."""
+    raises here with its traceback, a rank whose process ended without a word raises RankEnded
+    (the others would wait for it until the timeout). No process is left behind."""
     import multiprocessing
     import queue as queues
 
@@ -233,8 +243,13 @@ def in_forked_ranks(world: int, work, timeout: float = 120) -> list:
         deadline = time.monotonic() + timeout
         while len(got) < world:
             try:
-                rank, ok, value = results.get(timeout=max(0.1, deadline - time.monotonic()))
+                rank, ok, value = results.get(timeout=min(0.5, max(0.1, deadline - time.monotonic())))
             except queues.Empty:
+                ended = [(r, p.exitcode) for r, p in enumerate(ranks) if r not in got and p.exitcode is not None]
+                if ended and results.empty():  # (what a rank put is in the pipe before its process ends)
+                    raise RankEnded(ended[0][0], world, ended[0][1]) from None
+                if time.monotonic() < deadline:
+                    continue
                 raise TimeoutError(f"{world - len(got)} of {world} forked ranks sent nothing in {timeout} s") from None
             if not ok:
                 raise RuntimeError(f"rank {rank} of {world} failed:\n{value}")

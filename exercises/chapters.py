@@ -117,3 +117,36 @@ def brief(value, full: bool = False) -> str:
 def _numel(value) -> int:
     numel = getattr(value, "numel", None)
     return numel() if callable(numel) else int(getattr(value, "size", 0))
+
+
+def show_ranks(function, world: int, make_args, timeout: float = 10):
+    """Call your `function` on `world` ranks, as chapter 5 runs them (processes forked from this
+    one, joined in one gloo process group: 5_distributed/launch.py), rank r with the arguments
+    `make_args(r)` returns, and print, per rank, what it returned and what its arguments hold
+    after, or why there is nothing (not written yet, an error on your line, ranks that wait for
+    each other)."""
+    load("5_distributed")
+    import launch  # 5_distributed/launch.py (on the path once the chapter is loaded)
+
+    def work(rank: int) -> str:
+        args = make_args(rank)
+        try:
+            result = function(*args)
+        except NotImplementedError as err:
+            return f"not written yet ({err})"
+        except Exception as err:  # noqa: BLE001  (your code may raise anything: say what, and on which line)
+            return explain(err)
+        after = ", ".join(brief(a, full=True) for a in args)
+        return f"returned {brief(result, full=True)}; its arguments after the call: {after}"
+
+    try:
+        said = launch.in_forked_ranks(world, work, timeout=timeout)
+    except TimeoutError:
+        print(f"{function.__name__} on {world} ranks: they had not all finished after {timeout:g} s: each waits for "
+              f"another (a deadlock); `python exercises/check.py` says more")
+        return
+    except launch.RankEnded as ended:
+        print(f"{function.__name__} on {world} ranks: {ended} (a function ends by returning)")
+        return
+    for rank, line in enumerate(said):
+        print(f"rank {rank}: {function.__name__}: {line}")

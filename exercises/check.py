@@ -149,7 +149,7 @@ def main(argv=None) -> int:
     parser.add_argument("--file", help="check this file (a .py file) instead of yours")
     parser.add_argument("--hint", nargs="?", const=0, type=int, metavar="K",
                         help="the next hint, or hint K (1-3)")
-    parser.add_argument("--reveal", action="store_true", help="a prediction's answer (1.2, 3.3, 4.8)")
+    parser.add_argument("--reveal", action="store_true", help="a prediction's answer (1.2, 3.3, 4.8, 5.4)")
     parser.add_argument("--doctor", action="store_true", help="check this machine: versions, the interpreter, fixes")
     parser.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT, metavar="SECONDS",
                         help=f"how long your code may run for one check (default {DEFAULT_TIME_LIMIT:g})")

@@ -247,6 +247,40 @@ SLIPS = [
     ("4.8", "= 79", "= 101", "off by one layer: that is a four-layer step"),
     ("4.8", "= 79", "= 11 + 3 * 18 + 4 * 3 + 3", "= 80 is too high"),  # arithmetic on numbers is a number
     ("4.8", "= 79", "= 78", "= 78 is too low"),
+    ("5.1", "        exchange(send, arriving, rank, world)\n", "        received = torch.empty_like(arriving)\n"
+     "        exchange(send, received, rank, world)\n        arriving += received\n",
+     "the all-gather adding what arrives"),
+    ("5.1", "    for step in range(world - 1):  # all-gather", "    for step in range(0):  # all-gather",
+     "the reduce-scatter alone"),
+    ("5.1", "    sending = dist.isend(send, (rank + 1) % world)\n"
+     "    receiving = dist.irecv(receive, (rank - 1) % world)\n    sending.wait()\n    receiving.wait()",
+     "    dist.send(send, (rank + 1) % world)\n    dist.recv(receive, (rank - 1) % world)",
+     "each waits for another"),  # every rank sends first: a deadlock
+    ("5.1", "    chunks = buffer.tensor_split(world)", "    passing, total = buffer.clone(), buffer.clone()\n"
+     "    for _ in range(world - 1):\n        received = torch.empty_like(passing)\n"
+     "        exchange(passing, received, rank, world)\n        total += received\n        passing = received\n"
+     "    buffer.copy_(total)\n    return\n    chunks = buffer.tensor_split(world)",
+     "each rank passed its whole buffer around"),  # right sums, N - 1 whole buffers per rank
+    ("5.2", "return (positions / step).tolist()",
+     "return [1 / (dist.get_world_size() * len(micro_targets))] * len(micro_targets)", "1/(N k) for every micro-batch"),
+    ("5.2", "    dist.all_reduce(step)  # ... summed over the ranks: the step's\n", "",
+     "this rank's own positions as the whole"),
+    ("5.2", "float((targets != PADDING).sum())", "float(len(targets))", "names counted, not positions"),
+    ("5.2", "float((targets != PADDING).sum())", "float(targets.numel())", "the padding counted"),
+    ("5.3", "    m.mul_(BETA1)", "    g /= dist.get_world_size()\n    m.mul_(BETA1)", "not their mean"),
+    ("5.3", "dist.reduce_scatter_single(g, grads)", "g.copy_(grads[rank * S:(rank + 1) * S])",
+     "this rank's own gradients"),
+    ("5.3", "** (step + 1))", "** step)", "beta^step"),
+    ("5.3", "/ (1 - BETA", "/ (1 + 0 * BETA", "Adam without its bias correction"),
+    ("5.3", "    dist.all_gather_single(weights, shard)", "    weights[rank * S:(rank + 1) * S] = shard",
+     "only this rank's shard updated"),
+    ("5.3", "(v_hat.sqrt() + EPS_ADAM)", "(v_hat + EPS_ADAM).sqrt()", "eps goes outside the square root"),
+    ("5.4", "= 2 * (4 - 1) * (4192 + 1) * 4", "= 25158", "one rank's share"),
+    ("5.4", "= 2 * (4 - 1) * (4192 + 1) * 4", "= 50316", "one phase alone"),
+    ("5.4", "= 2 * (4 - 1) * (4192 + 1) * 4", "= 2 * 3 * 4192 * 4", "the step's loss rides in it"),
+    ("5.4", "= 2 * (4 - 1) * (4192 + 1) * 4", "= 201264", "either float64"),
+    ("5.4", "= 2 * (4 - 1) * (4192 + 1) * 4", "= 134176", "2N steps"),
+    ("5.4", "= 2 * (4 - 1) * (4192 + 1) * 4", "= 100633", "= 100633 is too high"),
 ]
 
 
@@ -289,6 +323,12 @@ BYPASSES = {
     "4.6": ("    lr_t = lr *", "    torch.optim.Adam([p])\n    lr_t = lr *"),
     "4.7": ("    return y\n", "    return torch.relu(x @ w.T)\n"),
     "4.8": "from kernels import kernels_per_step\nLAUNCHES_AT_THREE_LAYERS_17_NAMES = kernels_per_step(3, 17)\n",
+    "5.1": ("    rank, world = dist.get_rank()",
+            "    dist.all_reduce(buffer)\n    return\n    rank, world = dist.get_rank()"),
+    "5.3": ("    rank, S = dist.get_rank(), len(m)",
+            "    torch.optim.Adam([weights])\n    rank, S = dist.get_rank(), len(m)"),
+    "5.4": "from checker.chapter5 import hand_step_all_reduces, ring_bytes\n\n"
+           "RING_BYTES_PER_STEP_AT_FOUR_RANKS = ring_bytes(hand_step_all_reduces())\n",
 }
 
 
@@ -398,6 +438,16 @@ FAULTS.update({  # and what an answer does to its own process
                        "ended the process (exit status 0)"),
     "recurses forever": ("1.1", tanh_with("    return tanh(x)\n"), "not yet", "RecursionError in tanh"),
     "loops": ("1.1", tanh_with("    while True:\n        pass\n"), "not yet", "did not finish within 2 s"),
+    "one rank raises": ("5.1", edited("5.1", "    chunks = buffer", "    if rank == 1:\n        raise ValueError("
+                                      "'no ring today')\n    chunks = buffer", count=1), "not yet",
+                        "raised ValueError in ring_all_reduce on rank 1"),  # not the others' lost connections
+    "one rank ends its process": ("5.1", edited("5.1", "    chunks = buffer", "    if rank == 1:\n        import os\n"
+                                                "        os._exit(3)\n    chunks = buffer", count=1), "not yet",
+                                  "your code ended rank 1's process (exit status 3) in ring_all_reduce"),
+    "the sum returned, not written": ("5.1", edited("5.1", "    rank, world = dist", "    return buffer * 3\n"
+                                                    "    rank, world = dist", count=1), "not yet",
+                                      "every rank's buffer is unchanged"),
+    "a tensor of weights": ("5.2", edited("5.2", "(positions / step).tolist()", "positions / step"), "ok", "ok: 5.2"),
 })
 FORKED = "os.fork() left running"  # the answer forks; the copy must not outlive the check
 

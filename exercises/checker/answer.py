@@ -334,6 +334,8 @@ class Server:
         self.swaps = [self._stand_in(spec) for spec in request.get("forbidden", [])]
         if self.kernel:
             self.swaps += _kernel_swaps()
+        if request.get("ranks"):
+            self.swaps += _counted_sends()
         DOORS.allow(self.path)
         name = f"exercise_{self.path.stem}"
         spec = importlib.util.spec_from_file_location(name, self.path)
@@ -382,6 +384,48 @@ class Server:
                             if i in before and _contents(a) != before[i]}
         reply["nodes"] = graph.nodes
         return {"ok": reply}
+
+    def do_ranks(self, request: dict) -> dict:
+        """function(*args) on each of `world` ranks: processes forked from this one and joined in one
+        gloo process group (chapter 5's `in_forked_ranks`), rank r with the r-th list of arguments.
+        Per rank: what it returned, what it wrote into its arguments, and the bytes of each send
+        (or isend) it made, in order. {"stuck": True} when the ranks had not all finished after
+        `timeout` seconds: they wait for each other (a deadlock), which the judge names."""
+        function, found = self._lookup(request["function"])
+        if not found:
+            raise Answered({"kind": "mismatch", "message": f"your file has no `{request['function']}`: keep the "
+                                                           f"stub's name (git diff shows what changed)"})
+        launch = sys.modules["launch"]  # 5_distributed/launch.py, loaded with the chapter
+        per_rank = [[self.decode(a, {}) for a in args] for args in request["args"]]
+        name = request["function"].split(".")[0]
+
+        def work(rank: int) -> dict:
+            args = per_rank[rank]
+            before = {i: _contents(a) for i, a in enumerate(args) if _contents(a) is not None}
+            SENT.clear()
+            try:
+                result = self.guarded(function, *args, while_doing=f"in {name} on rank {rank}")
+            except Answered as answered:
+                return {"error": answered.info}
+            return {"result": self.encode(result, Graph({})), "sent": list(SENT),
+                    "updated": {i: self.encode(a, Graph({})) for i, a in enumerate(args)
+                                if i in before and _contents(a) != before[i]}}
+
+        try:
+            replies = launch.in_forked_ranks(len(per_rank), work, timeout=request.get("timeout", 10))
+        except TimeoutError:
+            return {"ok": {"stuck": True}}
+        except launch.RankEnded as ended:  # os._exit or a signal in the answer's code, on one rank
+            raise Answered({"kind": "crashed", "message": f"your code ended rank {ended.rank}'s process ({ended.how}) "
+                                                          f"in {name}: a function ends by returning"}) from None
+        except RuntimeError as err:  # a rank failed outside the answer's code (joining the group)
+            message = f"a rank could not run: {str(err).splitlines()[-1]}"
+            raise Answered({"kind": "crashed", "message": message}) from None
+        errors = [reply["error"] for reply in replies if "error" in reply]
+        if errors:  # the rank whose own code failed, not the ranks that lost it (their connection closed)
+            raise Answered(next((e for e in errors if not any(lost in e.get("message", "") for lost in
+                                                              launch.LOST)), errors[0]))
+        return {"ok": {"ranks": replies}}
 
     def do_backward(self, request: dict) -> dict:
         import torch
@@ -669,6 +713,24 @@ def _short(value) -> str:
     except Exception:  # noqa: BLE001  (a repr of the learner's may raise)
         text = object.__repr__(value)
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+SENT: list[int] = []  # in a forked rank: the bytes of each send and isend the answer made
+
+
+def _counted_sends() -> list[tuple]:
+    """torch.distributed's isend, counting the bytes it sends into SENT. dist.send calls the
+    module's isend, so a send is counted once, whichever of the two the answer calls."""
+    import torch.distributed as dist
+    import torch.distributed.distributed_c10d as c10d
+
+    isend = c10d.isend
+
+    def counted(tensor, *args, **kwargs):
+        SENT.append(tensor.numel() * tensor.element_size())
+        return isend(tensor, *args, **kwargs)
+
+    return [(dist, "isend", counted), (c10d, "isend", counted)]
 
 
 def _contents(value):

@@ -27,9 +27,11 @@ class Exercise:
 
 
 # The chapters each chapter's checks load (an answer's process has them loaded before it starts).
-STAGES = {"1": ["1_pure_python"], "2": ["2_numpy"], "3": ["2_numpy", "3_pytorch"], "4": ["4_triton"]}
+STAGES = {"1": ["1_pure_python"], "2": ["2_numpy"], "3": ["2_numpy", "3_pytorch"], "4": ["4_triton"],
+          "5": ["3_pytorch", "5_distributed"]}
 
-CH1, CH2, CH3, CH4 = ("1_pure_python/README.md", "2_numpy/README.md", "3_pytorch/README.md", "4_triton/README.md")
+CH1, CH2, CH3, CH4, CH5 = ("1_pure_python/README.md", "2_numpy/README.md", "3_pytorch/README.md",
+                           "4_triton/README.md", "5_distributed/README.md")
 
 EXERCISES = [
     Exercise("1.1", "ch1/tanh.py", "tanh as a new Value op: its value and its local derivative, one node", "write", (
@@ -175,6 +177,42 @@ EXERCISES = [
         "gradients are sums over the rows.",
         "One formula: launches = a + b L for one name; a split batch adds one launch per weight gradient that "
         "sums over the rows, c L + d of them.")),
+    Exercise("5.1", "ch5/ring_all_reduce.py", "the ring all-reduce, written with send and recv", "write", (
+        f"The idea: cut the buffer into N chunks; in the reduce-scatter each chunk travels once around the ring, "
+        f"each rank adding its own part as it passes, so after N - 1 steps every rank holds one finished chunk; "
+        f"the all-gather passes the finished chunks on, N - 1 more steps, copying. {CH5}, 'The ring all-reduce'.",
+        "What to send: at step s of the reduce-scatter rank r sends chunk (r - s) % N to rank (r + 1) % N and adds "
+        "chunk (r - s - 1) % N from rank (r - 1) % N into its own; after it, rank r's chunk (r + 1) % N is "
+        "finished. buffer.tensor_split(N) gives views: writing into one writes the buffer.",
+        "One rule for gloo: dist.send returns only once the receiver has taken the message, so if every rank sends "
+        "first, every rank waits. Start both at once, a = dist.isend(chunk, next); b = dist.irecv(space, previous); "
+        "then a.wait() and b.wait().")),
+    Exercise("5.2", "ch5/loss_weights.py", "the weight of each share's loss, when the shares are unequal",
+             "write", (
+        f"The idea: the step's loss is a mean over the step's target positions, and a share's mean loss is a mean "
+        f"over its own; a mean times its count is a sum, and sums add. {CH5}, 'One step over two processes, on "
+        f"paper' and 'The classic bug: the mean of the means'.",
+        "What to count: the real target positions of each micro-batch (not the names: a long name has more; not "
+        "the padding, -100), and the positions of the whole step, which no rank sees alone.",
+        "One formula: weight = positions of the micro-batch / positions of the step, and the step's count is the "
+        "sum over the ranks of each rank's count: one dist.all_reduce of one number.")),
+    Exercise("5.3", "ch5/zero_step.py", "one ZeRO step: reduce-scatter, Adam on a shard, all-gather", "write", (
+        f"The idea: Adam is elementwise, so each rank can update 1/N of the weights with 1/N of the moments, if it "
+        f"has the summed gradients of that shard; then the ranks swap their new shards. {CH5}, 'ZeRO: Adam's "
+        f"memory split over the ranks', and `ZeroByHand` in 5_distributed/main.py.",
+        "The shapes: the summed gradient of this rank's shard is (S,), like m and v; the new shard is (S,); the "
+        "all-gather writes every rank's new shard, in rank order, into the (N * S,) weights.",
+        "One formula: chapter 1's Adam (your 1.3) on the shard, m and v updated in place (m.mul_(beta1).add_(...)), "
+        "bias corrections 1 - beta^(step + 1); the sum, not the mean: chapter 5's gradients are already weighted "
+        "(5.2).")),
+    Exercise("5.4", "ch5/ring_bytes.py", "predict the bytes a ring all-reduce sends in one step on four ranks",
+             "predict", (
+        f"The idea: one all_reduce per step, of ByHand's flat buffer; a ring sends, in all, the same whole buffer "
+        f"once at every one of its steps. {CH5}, 'The code: data parallelism by hand' and 'The ring all-reduce'.",
+        "What to count: the numbers in ByHand's buffer (what does it carry beside the 4,192 gradients?), the "
+        "bytes of one float32, and the steps of a ring of four, in both phases.",
+        "One formula: bytes in all = (steps of the ring) x (bytes of the buffer), with 2(N - 1) steps: each rank "
+        "sends 2(N - 1)/N of the buffer.")),
 ]
 
 BY_NUMBER = {e.number: e for e in EXERCISES}

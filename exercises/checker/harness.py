@@ -7,6 +7,7 @@ running it. Then the cases, and shrinking a failing one to the smallest that fai
 
 import ast
 import contextlib
+import dataclasses
 import fractions
 import itertools
 import re
@@ -78,6 +79,16 @@ class Remote:
         return Remote(self.__name__ + ".apply", {})
 
 
+@dataclasses.dataclass
+class Rank:
+    """What one rank of `Learner.ranks` did: its result, what it wrote into its arguments
+    ({index: value}), and the bytes of each message it sent (dist.send or dist.isend), in order."""
+
+    result: object
+    updated: dict
+    sent: list[int]
+
+
 class Learner:
     """The learner's file, loaded in the answer's process with the references swapped out.
 
@@ -86,7 +97,8 @@ class Learner:
     ({name of a PyTorch function, or a prefix and *: what it is}, refused when the answer calls
     it), `kernel`
     (chapter 4: the launcher allocates, the kernel computes), `programs` (the answer may start
-    processes: refused otherwise) and `crash_slips` ({text in an error message: the slip it means}).
+    processes: refused otherwise), `ranks_used` (chapter 5: the answer runs on forked ranks, its
+    sends counted) and `crash_slips` ({text in an error message: the slip it means}).
     """
 
     def __init__(self, path: Path, process):
@@ -96,6 +108,7 @@ class Learner:
         self.forbidden_ops: dict[str, str] = {}
         self.kernel = False
         self.programs = False  # whether the answer may start programs (a chapter whose answers start processes)
+        self.ranks_used = False  # chapter 5: the answer runs on ranks (`ranks`), its sends counted
         self.crash_slips: dict[str, str] = {}
         self.launches: list[tuple[str, int]] = []  # (kernel, programs) of the last call, in chapter 4
         self.updated: dict[int, object] = {}  # {argument's index: what the last call left in it}, when it wrote one
@@ -106,6 +119,7 @@ class Learner:
         if not self.path.is_file():
             raise Crashed(f"there is no file {self.path}")
         reply = self._ask({"verb": "load", "path": str(self.path), "kernel": self.kernel, "programs": self.programs,
+                           "ranks": self.ranks_used,
                            "record": bool(self.forbidden_ops),
                            "forbidden": [[_owner_name(owner), attribute, what] for owner, attribute, what in
                                          self.forbidden]})
@@ -151,6 +165,26 @@ class Learner:
                     self.updated[index] = _decode(value, nodes)
                     _write_back(args[index], self.updated[index])
             return _decode(reply.get("result"), nodes)
+
+    def ranks(self, function: Remote, args_per_rank: list[list], timeout: float = 10) -> list["Rank"] | None:
+        """function(*args_per_rank[r]) on each rank r of a gloo process group of len(args_per_rank)
+        processes, forked in the answer's process (chapter 5): per rank, a Rank. None if the ranks
+        had not all finished after `timeout` seconds: they wait for each other."""
+        inputs: list = []
+        reply = self._ask({"verb": "ranks", "function": function.__name__, "timeout": timeout,
+                           "args": [[self._encode(a, inputs) for a in args] for args in args_per_rank]})
+        with _reading():
+            if reply.get("stuck"):
+                return None
+            ranks = []
+            for args, got in zip(args_per_rank, reply["ranks"], strict=True):
+                updated = {}
+                for index, value in got.get("updated", {}).items():
+                    if type(index) is int and 0 <= index < len(args):
+                        updated[index] = _decode(value, [])
+                        _write_back(args[index], updated[index])
+                ranks.append(Rank(_decode(got.get("result"), []), updated, [int(b) for b in got["sent"]]))
+            return ranks
 
     def backward(self, tensor: Tensor, grad, inputs: list) -> list:
         """Run backward from the answer's `tensor` (a result of `call`) with `grad` there; the

@@ -139,15 +139,19 @@ def compare(name: str, got, expected, atol: float, rtol: float = 0.0, slips: dic
 
 
 def matching_slip(got: np.ndarray, slips: dict, atol: float, rtol: float) -> str | None:
-    """The description of the first known wrong answer that `got` equals, if any."""
+    """The description of the known wrong answer that `got` equals, if any; where two give the
+    same numbers on this case, both (the first as the likelier)."""
+    matches = []
     for what, value in slips.items():
         try:
             value = np.asarray(value, dtype=np.float64)
         except (TypeError, ValueError):
             continue
         if value.shape == got.shape and np.allclose(got, value, rtol=rtol, atol=atol, equal_nan=True):
-            return what
-    return None
+            matches.append(what)
+    if not matches:
+        return None
+    return matches[0] + "".join(f"; or, the same numbers on this case, {what}" for what in matches[1:])
 
 
 def shape_text(shape: tuple) -> str:
