@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for shared/ and chapter 3
 from shared import program, runner  # noqa: E402, F401  (program first: load-time errors in one line)
 from shared.dataset import step_documents  # noqa: E402
+from shared.keep import keep  # noqa: E402
 from tools import stages  # noqa: E402  (a chapter's main.py as a module: SPEC.md, "Every main.py")
 
 # isort: split
@@ -128,7 +129,7 @@ class ByHand:
 
     def reduce(self, loss):
         self.buffer[-1] = loss  # this rank's share of the step's loss
-        dist.all_reduce(self.buffer)  # SUM over ranks, in place: (P + 1,) numbers
+        dist.all_reduce(keep("all_reduce", self.buffer))  # SUM over ranks, in place: (P + 1,) numbers
         return self.buffer[-1].clone()  # (the buffer is zeroed after the step)
 
     def step(self):

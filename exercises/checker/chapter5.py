@@ -277,31 +277,17 @@ WORLD, BATCH = 4, 8  # the step of 5.4: --nproc-per-node 4 --batch-size 8
 
 @functools.cache
 def hand_step_all_reduces() -> list[tuple[int, int]]:
-    """(numbers, bytes per number) of every all_reduce rank 0 made in one real step of chapter 5's
-    --mode hand on WORLD ranks in float32 (each rank makes the same calls), recorded as it ran."""
-    import contextlib
-    import io
+    """(numbers, bytes per number) of the buffer of every all_reduce rank 0 made in one real step
+    of chapter 5's --mode hand on WORLD ranks in float32 (each rank makes the same calls): what
+    the chapter keeps under the name `all_reduce` (shared/keep.py) as it runs."""
+    from tools.stages import train_keeping
 
-    from shared import runner
-
-    stage5 = load("5_distributed")
+    load("5_distributed")
     import launch  # 5_distributed/launch.py, on the path once chapter 5 is loaded
 
     def step(rank: int) -> list[tuple[int, int]]:
-        calls, real = [], dist.all_reduce
-
-        def recorded(tensor, *args, **kwargs):
-            calls.append((tensor.numel(), tensor.element_size()))
-            return real(tensor, *args, **kwargs)
-
-        run = runner.start(stage5.__file__, stage5.FLAGS, ["--batch-size", str(BATCH), "--samples", "0"], max_steps=1)
-        dist.all_reduce = recorded
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                stage5.train(run)
-        finally:
-            dist.all_reduce = real
-        return calls
+        _, _, kept = train_keeping("5_distributed", ["--mode", "hand", "--batch-size", str(BATCH)], max_steps=1)
+        return [(record.value.numel(), record.value.element_size()) for record in kept["all_reduce"]]
 
     return launch.in_forked_ranks(WORLD, step, timeout=60)[0]
 
