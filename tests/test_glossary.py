@@ -24,7 +24,9 @@ FROM_CHAPTER = {"program": "4_triton", "stream": "4_triton", "threads": "3_pytor
 # Entries whose bold text is not how the chapters say them
 NAMES = {"moments": ["first moment", "second moment"], "qkv": ["query"], "masked-load": ["masked load", "masked store"],
          "matmul": ["ᵀ"], "device": ["host", "device"], "fusion": ["fusion", "fused"],
-         "threads": ["thread"], "gflops": ["GFLOP/s"]}
+         "threads": ["thread"], "gflops": ["GFLOP/s"],
+         "sdpa": ["SDPA", "scaled dot-product attention", "scaled-dot-product attention"],
+         "layernorm": ["LayerNorm", "layer-norm", "layer norm"]}
 
 
 def entries() -> list[tuple[str, list[str], str | None]]:

@@ -267,6 +267,30 @@ def test_a_backward_box_says_how_its_gradient_is_made(browser):
     no_errors(browser)
 
 
+def test_the_residual_stream_and_every_box_s_colour_scale_are_drawn(browser):
+    """x1, x2 and x3 are marked as the residual stream in both passes, and in the backward one
+    the two arrows say that the gradient from above arrives there unchanged; every box's colour
+    scale says in numbers the largest |value| its colours stand for: stage 1's, in the page's data."""
+    for view in ("forward", "backward"):
+        browser.find_element("id", view).click()
+        marked = [b.get_attribute("data-key") for b in browser.find_elements("css selector", "#boxes .box.residual")]
+        assert sorted(marked) == ["x1", "x2", "x3"], (view, marked)
+        arrows = [a.text for a in browser.find_elements("css selector", "#boxes .residual-arrow")]
+        assert len(arrows) == (2 if view == "backward" else 0), arrows
+        assert all("arrives here unchanged" in a for a in arrows), arrows
+        run = browser.execute_script("return DATA.names[0] + '|' + DATA.steps[0]")
+        for box in browser.find_elements("css selector", "#boxes .box"):
+            key = box.get_attribute("data-key")
+            data = browser.execute_script(f"return {{ref: DATA.runs['{run}'].boxes['{key}'].ref, "
+                                          f"shape: DATA.runs['{run}'].boxes['{key}'].shape}}")
+            numbers = values(data)[0 if view == "forward" else 1]
+            largest = float(np.nanmax(np.abs(np.where(np.isfinite(numbers), numbers, 0))))
+            low, high = (n.text for n in box.find_elements("css selector", ".box-scale .num"))
+            assert float(high) == pytest.approx(largest, rel=0.05) and float(low) == -float(high), (view, key, high)
+    browser.find_element("id", "forward").click()
+    no_errors(browser)
+
+
 def test_a_weight_gradient_is_the_sum_of_the_positions_outer_products(browser):
     """Every weight box draws its gradient; a click shows the sum over positions, equal to what
     stage 2's backward holds, for a matrix and for the embedding's scatter-add."""
