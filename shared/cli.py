@@ -68,7 +68,11 @@ def build_parser(description: str, stage_dir: Path) -> argparse.ArgumentParser:
     parser = Parser(
         description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    parser.add_argument("--steps", type=int, default=SPEC_STEPS, help="training steps")
+    parser.add_argument("--steps", type=int, default=SPEC_STEPS,
+                        help="training steps, and the learning-rate schedule's length")
+    parser.add_argument("--stop-after", type=int, default=None, metavar="K",
+                        help="train only the first K steps of the --steps schedule: the same K steps the whole run "
+                             "begins with (a short --steps K run decays its rate over K steps instead)")
     parser.add_argument("--batch-size", type=int, default=1,
                         help="documents per step; step i trains on documents i*B .. i*B+B-1 of the shuffled list")
     parser.add_argument("--seed", type=int, default=42, help="seed of the one random stream")
@@ -119,6 +123,8 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -
     for flag in ("steps", "batch_size", "n_layer", "n_embd", "n_head", "block_size", "threads"):
         if getattr(args, flag, 1) <= 0:
             parser.error(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
+    if getattr(args, "stop_after", None) is not None and not 1 <= args.stop_after <= args.steps:
+        parser.error(f"--stop-after must be from 1 to --steps ({args.steps}), got {args.stop_after}")
     if getattr(args, "threads", 1) > MAX_THREADS:
         parser.error(f"--threads must be at most {MAX_THREADS}, got {args.threads} (this machine has "
                      f"{os.cpu_count()} cores; with tensors this small, 1 is fastest)")

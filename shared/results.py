@@ -98,8 +98,9 @@ class TrainingRun:
         for key, value in series.items():
             self.series.setdefault(key, []).append(value)
         self.total_s = time.perf_counter() - self.started
-        line = log_line(step, self.config["steps"], loss, seconds * 1000.0)
-        remaining = self.total_s / step * (self.config["steps"] - step)
+        last = self.config.get("stop_after", self.config["steps"])  # (--stop-after: the run ends there)
+        line = log_line(step, last, loss, seconds * 1000.0)
+        remaining = self.total_s / step * (last - step)
         if self.total_s + remaining > ETA_AFTER_S:  # a long run says when it will end
             line += f" | eta {remaining // 60:.0f}m{remaining % 60:02.0f}s"
         say(line)

@@ -74,14 +74,17 @@ class Run:
         memory.check(flags.memory, self.config, args.batch_size, args.dtype, self.device, longest)
         self.docs, self.initial_weights, self.rng = init_run(docs, self.config, args.seed)
         self.num_steps, self.batch_size, self.dtype = args.steps, args.batch_size, args.dtype
-        self.steps_to_train = min(self.num_steps, max_steps or self.num_steps)  # a test may stop a long schedule early
+        stop_after = max_steps or getattr(args, "stop_after", None)  # --stop-after K (or a test's max_steps)
+        self.steps_to_train = min(self.num_steps, stop_after or self.num_steps)
         lengths = [positions(self.tokenizer.encode_doc(doc), self.config.block_size) for doc in self.docs]
         self.doc_len = dataset.positions_per_step(lengths, self.steps_to_train, self.batch_size)
         self.env = environment(self.hardware.name, **self.hardware.facts)
         self.num_params = sum(rows * cols for _, (rows, cols) in param_shapes(self.config))
         self.record = results.TrainingRun(
             stage, {**self.config.to_dict(), "steps": self.num_steps, "batch_size": self.batch_size,
-                    "seed": args.seed, "dtype": self.dtype}, self.num_params, args.out, self.env)
+                    "seed": args.seed, "dtype": self.dtype,
+                    **({"stop_after": self.steps_to_train} if self.steps_to_train < self.num_steps else {})},
+            self.num_params, args.out, self.env)
         self._noted: list[str] = []  # facts and words for the banner
         self._started = False
         self._step_started: float | None = None
@@ -240,9 +243,9 @@ def train_and_sample(program_file, flags: Flags, train: Callable, sample: Callab
         raise RuntimeError(f"train() logged {len(run.losses)} of {run.steps_to_train} steps")
     where = save(run, [])
     names = []
-    if run.args.samples and run.num_steps < cli.UNTRAINED_BELOW:
-        log.say(f"(after {run.num_steps} steps the model has barely left its random start: expect mostly gibberish; "
-                    f"SPEC.md's run is {cli.SPEC_STEPS} steps)")
+    if run.args.samples and run.steps_to_train < cli.UNTRAINED_BELOW:
+        log.say(f"(after {run.steps_to_train} steps the model has barely left its random start: expect mostly "
+                f"gibberish; SPEC.md's run is {cli.SPEC_STEPS} steps)")
     try:
         for i in range(run.args.samples):
             names.append(sample(trained, run.config, run.tokenizer, run.rng, run.args.temperature))

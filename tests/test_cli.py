@@ -37,6 +37,8 @@ def bad_inputs(tmp_path, names_path):
         "n_embd not divisible by n_head": ([*data, "--n-embd", "10", "--n-head", "4"], 2, "not divisible"),
         "zero steps": ([*data, "--steps", "0"], 2, "--steps must be positive"),
         "zero batch size": ([*data, "--batch-size", "0"], 2, "--batch-size must be positive"),
+        "stop after the schedule's end": ([*data, "--steps", "10", "--stop-after", "11"], 2,
+                                          "--stop-after must be from 1 to --steps (10), got 11"),
         "negative batch size": ([*data, "--batch-size", "-3"], 2, "--batch-size must be positive"),
         "negative steps": ([*data, "--steps", "-5"], 2, "--steps must be positive"),
         "out in a missing directory": ([*data, "--out", str(tmp_path / "no" / "r.json")], 1, "does not exist"),
@@ -52,7 +54,7 @@ def bad_inputs(tmp_path, names_path):
 CASES = ["missing file", "empty file", "blank-only file", "unreadable line",
          "n_embd not divisible by n_head", "zero steps", "negative steps", "zero batch size", "negative batch size",
          "out in a missing directory", "out is a directory", "out under a file", "out is read-only", "negative seed",
-         "temperature that overflows", "data that never ends"]
+         "temperature that overflows", "data that never ends", "stop after the schedule's end"]
 
 
 def check_bad_input(script, case, tmp_path, names_path):
@@ -68,6 +70,23 @@ def check_bad_input(script, case, tmp_path, names_path):
     assert len(lines) == 1, proc.stderr
     assert message in lines[0] and "Traceback" not in proc.stderr
     assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written
+
+
+def test_stop_after_trains_the_first_steps_of_the_whole_schedule(tmp_path):
+    """--stop-after 20 gives the committed 1000-step run's first 20 losses, bit for bit (stage 2,
+    float64); --steps 20, its own shorter schedule, leaves them at the third step."""
+    committed = json.loads((REPO_ROOT / "2_numpy" / "results.json").read_text())["losses"]
+    runs = {}
+    for name, argv in (("stop", ["--stop-after", "20"]), ("short", ["--steps", "20"])):
+        out = tmp_path / f"{name}.json"
+        proc = subprocess.run([sys.executable, str(REPO_ROOT / "2_numpy" / "main.py"), *argv, "--samples", "0",
+                               "--out", str(out)], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        runs[name] = json.loads(out.read_text())
+    assert runs["stop"]["losses"] == committed[:20]
+    assert runs["stop"]["config"]["steps"] == 1000 and runs["stop"]["config"]["stop_after"] == 20
+    assert runs["short"]["losses"][:2] == committed[:2] and runs["short"]["losses"][2] != committed[2]
+    assert "stop_after" not in runs["short"]["config"]
 
 
 @pytest.mark.parametrize("case", CASES)
