@@ -278,7 +278,7 @@ def test_the_residual_stream_and_every_box_s_colour_scale_are_drawn(browser):
         arrows = [a.text for a in browser.find_elements("css selector", "#boxes .residual-arrow")]
         assert len(arrows) == (2 if view == "backward" else 0), arrows
         assert all("arrives here unchanged" in a for a in arrows), arrows
-        run = browser.execute_script("return DATA.names[0] + '|' + DATA.steps[0]")
+        run = browser.execute_script("return state.name + '|' + state.step")  # (as earlier tests left them)
         for box in browser.find_elements("css selector", "#boxes .box"):
             key = box.get_attribute("data-key")
             data = browser.execute_script(f"return {{ref: DATA.runs['{run}'].boxes['{key}'].ref, "
