@@ -40,7 +40,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
-from shared import results, saving, schema  # noqa: E402
+from shared import cli, results, saving, schema  # noqa: E402
 from shared.environment import environment  # noqa: E402
 
 BATCHES = (1, 16, 64, 256, 1024)
@@ -260,6 +260,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         return child_main(args)
+    if args.out:  # checked before the sweep's minutes: never the names, a source file or a read-only record
+        cli.guard_record_out(parser, args.out)
     import matplotlib
 
     matplotlib.use("Agg")  # files, not windows (a notebook calling draw() keeps its own backend)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
-from shared import results, runner, saving, schema  # noqa: E402
+from shared import cli, results, runner, saving, schema  # noqa: E402
 from shared.environment import environment  # noqa: E402
 from tools import stages  # noqa: E402
 
@@ -99,6 +99,7 @@ def main(argv=None) -> int:
     if args.redraw:
         draw(schema.load_results(Path(args.out) / "profile_cpu.json", check=False), Path(args.out) / "profile.png")
         return 0
+    cli.guard_record_out(parser, str(Path(args.out) / "profile_cpu.json"))  # checked before profiling: a folder
     torch.set_num_threads(1)
     stage3 = load_stage3()
     n = args.steps

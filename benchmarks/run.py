@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from report.readmes import benchmark_markdown  # noqa: E402
-from shared import cli, results, saving, schema  # noqa: E402
+from shared import cli, log, results, saving, schema  # noqa: E402
 from shared.cli import Parser  # noqa: E402
 from shared.environment import environment  # noqa: E402
 from shared.errors import HungUp  # noqa: E402
@@ -129,7 +129,7 @@ def run_once(run: dict, progress: str, keep_partial) -> dict:
                 if written.exists():
                     said = said.replace(str(written), str(keep_partial(written, run["label"])))
             raise RunFailed(f"{run['label']} failed: {why_it_ended(status, said)}")
-        print()
+        log.say()
         return schema.load_results(out)
 
 
@@ -190,7 +190,7 @@ def follow(proc, run: dict, progress: str, started: float) -> list[str]:
             done, total = int(match.group(1)), int(match.group(2))
             elapsed = time.perf_counter() - started
             eta = elapsed / done * (total - done)
-            print(f"\r{progress} {run['label']}: step {done}/{total}, eta {eta:5.0f} s ", end="", flush=True)
+            log.say(f"\r{progress} {run['label']}: step {done}/{total}, eta {eta:5.0f} s ", end="")
     return tail
 
 
@@ -271,8 +271,8 @@ def main(argv=None) -> int:
             check_folder(parser, folder, flag, create=flag == "--out-dir")
     gpu = cuda_available()
     runs = plan(args.stages, steps, gpu)
-    print(f"{len(runs)} runs x {args.repeats} repeat(s), {steps} steps each, every thread pool pinned to 1 thread"
-          + (", GPU rows on CUDA" if gpu else ", stage 4 through the interpreter (short, labelled)"), flush=True)
+    log.say(f"{len(runs)} runs x {args.repeats} repeat(s), {steps} steps each, every thread pool pinned to 1 thread"
+            + (", GPU rows on CUDA" if gpu else ", stage 4 through the interpreter (short, labelled)"))
     env = environment("cuda" if gpu else "cpu", threads_pinned=1)
     today = datetime.date.today().isoformat()
     stem = new_stem(out_dir, f"{machine_name(env)}-{today}" + ("-quick" if args.quick else ""))
@@ -335,8 +335,10 @@ def main(argv=None) -> int:
         cli.say_last(f"the sitting is in {where}, but its table or stage files could not be written ({err.strerror}); "
                      f"python -m report rebuilds the tables from it")
         return 1
-    print(markdown)
-    print(f"-> {where}")
+    log.say(markdown)
+    log.say(f"-> {where}")
+    if log.stdout_closed:  # (`> /dev/full`, `| head`): the sitting is on disk all the same
+        cli.say_last(f"the log was lost: {log.stdout_closed}; the sitting went on and is in {where}")
     return 0
 
 

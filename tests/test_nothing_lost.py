@@ -130,6 +130,35 @@ def test_a_closed_log_does_not_stop_the_run(tmp_path, names_path):
     assert len(json.loads(out.read_text())["losses"]) == 300
 
 
+def test_the_profile_s_out_folder_is_checked_before_it_profiles(tmp_path):
+    """profile_step.py --out DIR: a file, a missing folder, or a folder whose record is read-only
+    is a usage line before the minutes of profiling, and nothing changes."""
+    read_only = tmp_path / "kept"
+    read_only.mkdir()
+    (read_only / "profile_cpu.json").write_text("{}")
+    (read_only / "profile_cpu.json").chmod(0o444)
+    names = REPO_ROOT / "data" / "names.txt"
+    for out, said in ((names, "does not exist"), (tmp_path / "missing", "does not exist"), (read_only, "is read-only")):
+        before = sorted(tmp_path.rglob("*")), names.read_bytes()
+        proc = program("benchmarks/profile_step.py", "--out", str(out))
+        assert proc.returncode == 2 and said in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert (sorted(tmp_path.rglob("*")), names.read_bytes()) == before
+
+
+def test_the_harness_with_its_log_on_a_full_device_keeps_the_sitting(tmp_path):
+    """benchmarks/run.py > /dev/full: the sitting goes on and is written; the last line, on
+    stderr, says the log was lost and where the sitting is (was: a traceback, OSError 28)."""
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "run.py"), "--stages", "2_numpy",
+                               "--quick", "--out-dir", str(tmp_path)], stdout=full, stderr=subprocess.PIPE,
+                              text=True, timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    written = list(tmp_path.glob("*-quick.json"))
+    assert len(written) == 1 and json.loads(written[0].read_text())["runs"]
+    assert one_line(proc.stderr) == (f"the log was lost: the device it goes to is full (no space left); the sitting "
+                                     f"went on and is in {written[0]}")
+
+
 def test_a_log_to_a_full_device_says_so(tmp_path, names_path):
     """`main.py > /dev/full`: the run goes on; the last line says the device is full, not that a pipe broke."""
     out = tmp_path / "r.json"
@@ -684,8 +713,8 @@ def test_compile_without_a_cpp_compiler_is_one_line_before_training(tmp_path, na
     assert "step" not in proc.stdout and not out.exists() and list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("script", ["distributed", "gc_stage1", "gpu_batches", "gpu_profile", "loss_meaning",
-                                    "scaling"])
+@pytest.mark.parametrize("script", ["compiled_cpu", "distributed", "gc_stage1", "gpu_batches", "gpu_profile",
+                                    "loss_meaning", "scaling"])
 def test_a_benchmark_s_out_never_replaces_what_it_did_not_write(script, tmp_path):
     """--out naming the names file, a source file, or a read-only record: a usage error before
     anything is computed, and the file unchanged."""
