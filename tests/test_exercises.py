@@ -707,6 +707,23 @@ def test_the_doctor_says_this_machine_is_ready():
         proc.stdout and proc.stdout.rstrip().endswith("ready: every exercise can be checked here"), proc.stdout
 
 
+def test_every_exercise_points_to_sections_that_exist():
+    """A stub (as committed) or a hint that says "4_triton/README.md, 'Section'" or "chapter 4's
+    README, 'Section'" names a heading of that README, in any chapter."""
+    folders = {path.name[0]: path for path in REPO_ROOT.glob("[0-9]_*") if (path / "README.md").is_file()}
+    pointed = 0
+    for exercise in CATALOG:
+        text = " ".join((stub(exercise.number) + " " + " ".join(exercise.hints)).split())
+        for found in re.finditer(r"(?:(\d)_[a-z_]+/README\.md|chapter (\d)'s README), '", text):
+            folder = folders[found.group(1) or found.group(2)]
+            headings = re.findall(r"^## (.+)$", (folder / "README.md").read_text(), re.M)
+            rest = text[found.end():]
+            assert any(rest.startswith(heading + "'") for heading in headings), \
+                f"{exercise.number} points to '{rest[:50]}...', not a heading of {folder.name}/README.md"
+            pointed += 1
+    assert pointed >= len(CATALOG)
+
+
 def test_the_readmes_list_every_exercise_as_the_checker_knows_it():
     table = (EXERCISES / "README.md").read_text().replace("`", "")
     for exercise in CATALOG:
@@ -743,20 +760,24 @@ def scratch(tmp_path_factory) -> Path:
 
 
 def test_a_written_exercise_leaves_the_tests_green(scratch):
-    """Solutions written into two stubs of the scratch copy (as a learner does): check.py says
-    they are done, and the tests of those stubs still pass there (they read the stubs from git)."""
-    for number in ("1.1", "2.4"):
-        (scratch / "exercises" / BY_NUMBER[number].file).write_text(solution(number))
+    """Every worked solution written into its stub in the scratch copy (as a learner who has done
+    them all): check.py says one is done, and the tests that read the exercises' files (the
+    stubs' tests, the hints, the READMEs' lists and pointers, chapter 4's worked examples) still
+    pass there: they read the stubs from git, never the learner's answers."""
+    for exercise in CATALOG:
+        (scratch / "exercises" / exercise.file).write_text(solution(exercise.number))
     try:
         assert cli("1.1", check=scratch / "exercises" / "check.py").stdout.startswith("ok: 1.1 -- ")
         proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
-                               "tests/test_exercises.py", "-k", "committed_stub and (1.1 or 2.4)"], cwd=scratch,
-                              capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0 and re.search(r"\b2 passed", proc.stdout), proc.stdout[-3000:] + \
-            proc.stderr[-3000:]
+                               "tests/test_exercises.py", "tests/test_chapter4_readme.py", "-k",
+                               "committed_stub or hints_come or readmes_list or point_to_sections or first_kernels"],
+                              cwd=scratch, capture_output=True, text=True, timeout=600)
+        passed = re.search(r"\b(\d+) passed", proc.stdout)
+        assert proc.returncode == 0 and passed and int(passed.group(1)) >= len(CATALOG) + 4, \
+            proc.stdout[-3000:] + proc.stderr[-3000:]
     finally:
-        for number in ("1.1", "2.4"):
-            (scratch / "exercises" / BY_NUMBER[number].file).write_text(stub(number))
+        for exercise in CATALOG:
+            (scratch / "exercises" / exercise.file).write_text(stub(exercise.number))
 
 
 def test_the_listing_survives_broken_missing_and_meddling_files(scratch):
