@@ -770,7 +770,7 @@ def test_a_written_exercise_leaves_the_tests_green(scratch):
         assert cli("1.1", check=scratch / "exercises" / "check.py").stdout.startswith("ok: 1.1 -- ")
         proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
                                "tests/test_exercises.py", "tests/test_chapter4_readme.py", "-k",
-                               "committed_stub or hints_come or readmes_list or point_to_sections or first_kernels"],
+                               "committed_stub or hints_come or readmes_list or points_to_sections or first_kernels"],
                               cwd=scratch, capture_output=True, text=True, timeout=600)
         passed = re.search(r"\b(\d+) passed", proc.stdout)
         assert proc.returncode == 0 and passed and int(passed.group(1)) >= len(CATALOG) + 4, \

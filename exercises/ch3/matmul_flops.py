@@ -6,7 +6,7 @@ operations (FLOPs; a multiply-add counts 2). Predict the FLOPs of the matrix mul
 one name "emma": forward, backward and the optimizer. Reason from chapter 3's `GPT` in
 3_pytorch/main.py (its weights' shapes: SPEC.md), from what a linear layer's backward computes
 (chapter 2's README, 'Backpropagation through arrays') and from how many positions a name
-trains (chapter 1's README, 'The task'). The check counts the FLOPs of every aten::mm of a real
+trains (chapter 1's README, 'The task: predict the next letter'). The check counts the FLOPs of every aten::mm of a real
 two-layer step on "emma" and says whether you are right, too high or too low, and names a known
 slip; it never tells you the number (`--reveal` does, once you have tried).
 
