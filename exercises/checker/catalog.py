@@ -109,9 +109,9 @@ EXERCISES = [
         f"The idea: a linear layer runs one matmul forward, and its backward two of the same size: one for dL/dx, "
         f"one for dL/dW. A matmul (m, k) @ (k, n) is m x n sums of k multiply-adds, and a multiply-add counts 2. "
         f"{CH3}, 'One step, op by op', and 2_numpy/README.md, 'Backpropagation through arrays' (the linear layer).",
-        "What to count: the positions of \"emma\" (chapter 1's README, 'The task: predict the next letter'), the linear layers of one block "
-        "and the one outside the blocks with their shapes (SPEC.md's table; q, k and v are one matrix here), and "
-        "two blocks. Attention's own products run inside SDPA, which is not aten::mm.",
+        "What to count: the positions of \"emma\" (chapter 1's README, 'The task: predict the next letter'), the "
+        "linear layers of one block and the one outside the blocks with their shapes (SPEC.md's table; q, k and v "
+        "are one matrix here), and two blocks. Attention's own products run inside SDPA, which is not aten::mm.",
         "One formula: a linear layer from n_in to n_out on n positions is 6 n n_in n_out FLOPs, forward and "
         "backward.")),
     Exercise("3.4", "ch3/ignore_index.py", "padded targets with ignore_index", "write", (
