@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib import ticker
 
+from shared.cli import SPEC_STEPS
 from shared.results import LOSS_WINDOW, WARMUP_STEPS, summarize
 from shared.schema import load_results
 
@@ -95,10 +96,12 @@ def config_flags(res: dict) -> list[str]:
             for arg in (f"--{key.replace('_', '-')}", str(res["config"][key]))]
 
 
-def train_stage(stage_dir: str, out: Path, steps: int, *extra: str) -> Path:
-    """Run a stage's main.py as a reader would, writing its results to `out`."""
-    cmd = [sys.executable, str(REPO_ROOT / stage_dir / "main.py"), "--steps", str(steps),
-           "--out", str(out), *extra]
+def train_stage(stage_dir: str, out: Path, steps: int, *extra: str, schedule: int = SPEC_STEPS) -> Path:
+    """Run a stage's main.py as a reader would, writing its results to `out`: the first `steps`
+    steps of a `schedule`-step run (--stop-after), so that a short rerun is the beginning of
+    the committed run, step for step, not a run of its own shorter schedule."""
+    cmd = [sys.executable, str(REPO_ROOT / stage_dir / "main.py"), "--steps", str(schedule),
+           "--stop-after", str(steps), "--out", str(out), *extra]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return out
 
