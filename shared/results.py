@@ -13,14 +13,16 @@ loss = mean of the last 100 losses (at batch size 1 one step's loss is one name:
 
 import math
 import os
+import signal
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
 from shared.errors import UserError, stopped
 from shared.log import log_line, say
-from shared.saving import partial_path, write_json_atomic, write_or_rescue
+from shared.saving import partial_path, signals_held, write_json_atomic, write_or_rescue
 
 WARMUP_STEPS = 10
 LOSS_WINDOW = 100
@@ -158,10 +160,13 @@ class TrainingRun:
         they are on disk); then the run stops as it would have, saying where they are."""
         if exc_type is None or not self.losses:
             return False
-        results = self.results(samples=[], partial=True)
-        if not issubclass(exc_type, KeyboardInterrupt):
-            results["error"] = f"{exc_type.__name__}: {exc}"
-        where, err = write_or_rescue(partial_path(self.out), results, f"{self.stage}.partial")
+        if issubclass(exc_type, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C again (or thrice): the run is stopping already
+        with signals_held():  # SIGTERM and SIGHUP land after the write
+            results = self.results(samples=[], partial=True)
+            if not issubclass(exc_type, KeyboardInterrupt):
+                results["error"] = f"{exc_type.__name__}: {exc}"
+            where, err = write_or_rescue(partial_path(self.out), results, f"{self.stage}.partial")
         if err is not None:
             print(f"could not write {self.out} ({err.strerror})", file=sys.stderr)
         kept = f"after {len(self.losses)} steps; partial results in {where}"

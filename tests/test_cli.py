@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -154,6 +155,28 @@ def test_a_batch_larger_than_the_dataset_wraps_around(script, tmp_path):
     # step 0 trains shuffled names 0, 1, 2, 0, 1 and step 1 trains 2, 0, 1, 2, 0
     assert res["doc_len"] == [sum(targets[name] for name in dataset.step_documents(shuffled, step, 5))
                               for step in range(2)]
+
+
+def test_three_quick_ctrl_c_keep_the_steps_and_say_one_line(tmp_path, names_path):
+    """Ctrl-C pressed three times at once in stage 3: the steps are written, marked partial, and
+    the one line says where (the second press used to land before the write: nothing on disk,
+    and "interrupted" twice)."""
+    out = tmp_path / "results.json"
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "3_pytorch" / "main.py"), "--data", str(names_path), "--steps", "1000",
+         "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    for line in proc.stdout:
+        if line.startswith("step    3 /"):
+            break
+    for _ in range(3):
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0)  # (a few microseconds apart, as a hand on a key: the second lands in the handling)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode in (130, -signal.SIGINT), stderr  # (a press during Python's own exit: its default)
+    assert stderr.strip() == f"interrupted after {len(json.loads(out.read_text())['losses'])} steps; partial " \
+                             f"results in {out}", stderr
+    assert json.loads(out.read_text())["partial"] is True
 
 
 @pytest.mark.parametrize("stage", STAGES)
