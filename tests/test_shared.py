@@ -266,3 +266,18 @@ def test_a_slow_run_s_rate_is_not_printed_as_zero():
     from shared.results import rate
 
     assert [rate(x) for x in (0.31, 4.9, 56.78, 6116.2)] == ["0.31", "4.9", "56.8", "6,116"]
+
+
+def test_a_folder_on_a_full_disk_is_said_as_such(tmp_path, monkeypatch):
+    """unwritable_folder (the Inductor cache's check, --compile) on a full disk: an empty file
+    still fits there, one byte does not; the probe it wrote is gone. (The tests run as root, for
+    whom permissions never refuse: the disk is made full by a write that fails as a full one does.)"""
+    import errno
+    import os
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(cli.os, "write", full)
+    assert cli.unwritable_folder(str(tmp_path)) == f"{tmp_path} cannot be written (No space left on device)"
+    assert list(tmp_path.iterdir()) == []

@@ -125,9 +125,9 @@ def test_the_page_stands_alone_and_says_its_size():
 # ---------------------------------------------------------------------------- what the generator writes
 
 
-def generate(*argv, cwd=REPO_ROOT) -> subprocess.CompletedProcess:
+def generate(*argv, cwd=REPO_ROOT, env=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "report.step_page", *argv], cwd=cwd, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, env=env)
 
 
 @pytest.mark.parametrize("target", ["data/names.txt", "report/step_page.html", "report/step_page.js", "README.md"])
@@ -151,6 +151,26 @@ def test_the_generator_checks_its_out_before_computing(tmp_path):
         proc = generate("--out", str(out))
         assert proc.returncode == 1 and message in proc.stderr and proc.stderr.count("\n") == 1, (out, proc.stderr)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["page.html"]
+
+
+def test_a_screenshot_without_a_working_browser_is_one_line(tmp_path):
+    """--screenshot with no Chromium: one line before computing, nothing written; with a driver
+    that crashes (a segmentation fault as it starts): the page is written, and one line says the
+    picture failed and what to check (no traceback)."""
+    page = tmp_path / "page.html"
+    proc = generate("--out", str(page), "--screenshot", env={**os.environ, "MICROGPT_CHROMIUM": "no-such-chromium"})
+    assert proc.returncode == 1 and proc.stderr.startswith("error: --screenshot needs a browser: no chromium"), \
+        proc.stderr
+    assert not page.exists()
+    crashing = tmp_path / "chromedriver"
+    crashing.write_text("#!/bin/sh\nkill -SEGV $$\n")
+    crashing.chmod(0o755)
+    proc = generate("--out", str(page), "--screenshot", env={**os.environ, "MICROGPT_CHROMIUM": sys.executable,
+                                                             "MICROGPT_CHROMEDRIVER": str(crashing)})
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith(f"error: the page is written to {page}, but Chromium failed while taking its "
+                                  f"picture (") and "same version" in proc.stderr, proc.stderr
+    assert page.stat().st_size > 1_000_000
 
 
 # ---------------------------------------------------------------------------- in a real browser
