@@ -152,12 +152,18 @@ class TrainingRun:
 
     def __enter__(self) -> "TrainingRun":
         self.started = time.perf_counter()
+        self._ctrl_c = None
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._ctrl_c = signal.signal(signal.SIGINT, stop_once)  # (given back when training ends)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         """Whatever stops the training -- Ctrl-C, SIGTERM, a loss gone NaN, an error -- the steps
         done so far are written, marked partial (write_json_atomic holds a second Ctrl-C until
         they are on disk); then the run stops as it would have, saying where they are."""
+        if self._ctrl_c is not None and (exc_type is None or not issubclass(exc_type, KeyboardInterrupt)):
+            signal.signal(signal.SIGINT, self._ctrl_c)  # trained (or failed): Ctrl-C as before, for the sampling
         if exc_type is None or not self.losses:
             return False
         if issubclass(exc_type, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
@@ -176,6 +182,14 @@ class TrainingRun:
             raise UserError(f"{exc} ({kept})") from None
         print(f"training stopped {kept}", file=sys.stderr)
         return False
+
+
+def stop_once(signum, frame):
+    """Ctrl-C while training: stop, once. The handler first ignores Ctrl-C and then raises, so a
+    second press, a few microseconds later, cannot land while the first is handled (where it
+    would stop the writing of the steps done)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def rate(per_second: float) -> str:
