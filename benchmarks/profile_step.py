@@ -99,6 +99,8 @@ def main(argv=None) -> int:
     if args.redraw:
         draw(schema.load_results(Path(args.out) / "profile_cpu.json", check=False), Path(args.out) / "profile.png")
         return 0
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        parser.error(f"--out {args.out} is a file, not a folder: it names the folder for profile_cpu.json and its png")
     cli.guard_record_out(parser, str(Path(args.out) / "profile_cpu.json"))  # checked before profiling: a folder
     torch.set_num_threads(1)
     stage3 = load_stage3()

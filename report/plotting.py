@@ -100,8 +100,10 @@ def train_stage(stage_dir: str, out: Path, steps: int, *extra: str, schedule: in
     """Run a stage's main.py as a reader would, writing its results to `out`: the first `steps`
     steps of a `schedule`-step run (--stop-after), so that a short rerun is the beginning of
     the committed run, step for step, not a run of its own shorter schedule."""
-    cmd = [sys.executable, str(REPO_ROOT / stage_dir / "main.py"), "--steps", str(schedule),
-           "--stop-after", str(steps), "--out", str(out), *extra]
+    schedule = max(schedule, steps)  # (a rerun longer than SPEC.md's is a schedule of its own)
+    stop = ["--stop-after", str(steps)] if steps < schedule else []
+    cmd = [sys.executable, str(REPO_ROOT / stage_dir / "main.py"), "--steps", str(schedule), *stop,
+           "--out", str(out), *extra]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return out
 

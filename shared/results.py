@@ -162,12 +162,10 @@ class TrainingRun:
         """Whatever stops the training -- Ctrl-C, SIGTERM, a loss gone NaN, an error -- the steps
         done so far are written, marked partial (write_json_atomic holds a second Ctrl-C until
         they are on disk); then the run stops as it would have, saying where they are."""
-        if self._ctrl_c is not None and (exc_type is None or not issubclass(exc_type, KeyboardInterrupt)):
-            signal.signal(signal.SIGINT, self._ctrl_c)  # trained (or failed): Ctrl-C as before, for the sampling
+        if self._ctrl_c is not None and signal.getsignal(signal.SIGINT) is stop_once:  # no Ctrl-C came
+            signal.signal(signal.SIGINT, self._ctrl_c)  # trained, or stopped otherwise: Ctrl-C as before
         if exc_type is None or not self.losses:
             return False
-        if issubclass(exc_type, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C again (or thrice): the run is stopping already
         with signals_held():  # SIGTERM and SIGHUP land after the write
             results = self.results(samples=[], partial=True)
             if not issubclass(exc_type, KeyboardInterrupt):

@@ -74,8 +74,8 @@ class Run:
         memory.check(flags.memory, self.config, args.batch_size, args.dtype, self.device, longest)
         self.docs, self.initial_weights, self.rng = init_run(docs, self.config, args.seed)
         self.num_steps, self.batch_size, self.dtype = args.steps, args.batch_size, args.dtype
-        stop_after = max_steps or getattr(args, "stop_after", None)  # --stop-after K (or a test's max_steps)
-        self.steps_to_train = min(self.num_steps, stop_after or self.num_steps)
+        stops = [k for k in (max_steps, getattr(args, "stop_after", None)) if k]  # --stop-after K, a test's max_steps
+        self.steps_to_train = min([self.num_steps, *stops])
         lengths = [positions(self.tokenizer.encode_doc(doc), self.config.block_size) for doc in self.docs]
         self.doc_len = dataset.positions_per_step(lengths, self.steps_to_train, self.batch_size)
         self.env = environment(self.hardware.name, **self.hardware.facts)
@@ -112,7 +112,9 @@ class Run:
         c = self.config
         many = "s" if self.batch_size > 1 else ""
         return ", ".join([f"{self.stage}: {len(self.docs)} docs, vocab {c.vocab_size}, {self.num_params} parameters, "
-                          f"{self.num_steps} steps of {self.batch_size} document{many}, {self.dtype} on "
+                          f"{self.num_steps} steps of {self.batch_size} document{many}"
+                          + (f" (stopping after {self.steps_to_train})" if self.steps_to_train < self.num_steps else "")
+                          + f", {self.dtype} on "
                           f"{self.hardware.name}",
                           *[words(key, value) for key, value in self.hardware.facts.items()], *self._noted])
 

@@ -138,7 +138,8 @@ def test_the_profile_s_out_folder_is_checked_before_it_profiles(tmp_path):
     (read_only / "profile_cpu.json").write_text("{}")
     (read_only / "profile_cpu.json").chmod(0o444)
     names = REPO_ROOT / "data" / "names.txt"
-    for out, said in ((names, "does not exist"), (tmp_path / "missing", "does not exist"), (read_only, "is read-only")):
+    for out, said in ((names, "is a file, not a folder"), (tmp_path / "missing", "does not exist"),
+                      (read_only, "is read-only")):
         before = sorted(tmp_path.rglob("*")), names.read_bytes()
         proc = program("benchmarks/profile_step.py", "--out", str(out))
         assert proc.returncode == 2 and said in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

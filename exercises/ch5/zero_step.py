@@ -4,8 +4,9 @@ Chapter 5's ZeRO ('ZeRO: Adam's memory split over the ranks', and `ZeroByHand` i
 5_distributed/main.py) keeps Adam's two moments for 1/N of the weights on each rank. Write
 one step of it for one rank, in place:
 1. the gradients summed over the ranks, but only for this rank's shard: rank r's shard is
-   numbers r*S to r*S + S - 1 of the flat buffers, S = len(weights) / N;
-2. chapter 3's Adam (chapter 1's formula: your 1.3) on that shard, with its moments m and v;
+   numbers r*S to r*S + S - 1 of the flat buffers, S = len(m) = len(weights) // N;
+2. Adam written out (chapter 1's formula, your 1.3, with chapter 3's betas and eps; not
+   torch.optim.Adam) on that shard, with its moments m and v;
 3. every rank's updated shard sent to every rank, so every rank holds all the new weights.
 
 Collectives that do this: `dist.reduce_scatter_single(output, input)` (rank r's `output`

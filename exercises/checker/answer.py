@@ -422,6 +422,9 @@ class Server:
             message = f"a rank could not run: {str(err).splitlines()[-1]}"
             raise Answered({"kind": "crashed", "message": message}) from None
         errors = [reply["error"] for reply in replies if "error" in reply]
+        lost = [e for e in errors if any(word in e.get("message", "") for word in launch.LOST)]
+        if errors and len(lost) == len(errors) == len(replies):  # every rank's collective timed out: a deadlock
+            return {"ok": {"stuck": True}}
         if errors:  # the rank whose own code failed, not the ranks that lost it (their connection closed)
             raise Answered(next((e for e in errors if not any(lost in e.get("message", "") for lost in
                                                               launch.LOST)), errors[0]))

@@ -24,10 +24,10 @@ from .verdict import Mismatch, compare, judge_prediction, number, plain, require
 TIMEOUT_S = 5  # a check's ranks that have not finished by then wait for each other: a deadlock
 PADDING = -100
 
-DEADLOCK = ("the ranks had not finished after {timeout} s: each waits for another. gloo's send returns only once "
-            "the receiving rank has taken the message, so when every rank sends first and receives after, every "
-            "rank waits in its send. Send and receive at once (dist.isend and dist.irecv, then .wait() on both), "
-            "or let even ranks send first and odd ranks receive first")
+DEADLOCK = ("the ranks had not finished after {timeout} s: each waits for another (or one runs a loop that never "
+            "ends). gloo's send returns only once the receiving rank has taken the message, so when every rank "
+            "sends first and receives after, every rank waits in its send. Send and receive at once (dist.isend "
+            "and dist.irecv, then .wait() on both), or let even ranks send first and odd ranks receive first")
 
 
 def collectives(*names: str) -> list[tuple]:
@@ -166,7 +166,7 @@ def check_loss_weights(learner: Learner) -> str:
                 weights.append(plain(rank.result))
             except Mismatch as e:
                 raise Mismatch(f"rank {r}: {e}; expected a list of {k} weights, one per micro-batch") from None
-            compare(f"rank {r}'s weights", weights[r], [c / total for c in counts[r]], atol=1e-12, rtol=1e-10, slips={
+            compare(f"rank {r}'s weights", weights[r], [c / total for c in counts[r]], atol=1e-9, rtol=1e-6, slips={
                 "1/(N k) for every micro-batch: equal weights are right only when every share has as many positions":
                     [1 / (N * k)] * k,
                 "names counted, not positions: a long name trains more positions, so it weighs more":
@@ -186,7 +186,7 @@ def check_loss_weights(learner: Learner) -> str:
                     weighted += float(model(inputs, targets)[1]) * float(weight)
             whole, whole_targets = chapter3.batch_tensors([tokens[i] for i in rows], block_size, "cpu")
             step_loss = float(model(whole, whole_targets)[1])
-        if not math.isclose(weighted, step_loss, rel_tol=1e-10, abs_tol=1e-12):
+        if not math.isclose(weighted, step_loss, rel_tol=1e-6, abs_tol=1e-9):  # (float32 weights are right too)
             raise Mismatch(f"the weighted losses add up to {number(weighted, step_loss)}, chapter 3's loss on the "
                            f"step's {B} names is {number(step_loss, weighted)}")
 
@@ -216,7 +216,9 @@ def adam(w, g, m, v, step: int, lr_t: float, correct: bool = True, step_power: i
 
 
 def check_zero_step(learner: Learner) -> str:
-    learner.forbidden = [*collectives("all_reduce"), (torch.optim, "Adam", "torch.optim.Adam")]
+    learner.forbidden = [*collectives("all_reduce"), (torch.optim, "Adam", "torch.optim.Adam"),
+                         (torch.optim, "AdamW", "torch.optim.AdamW"),
+                         (torch.optim._functional, "adam", "torch.optim._functional.adam")]
     learner.ranks_used = True
     learner.load()
     yours = learner.attribute("zero_step")
