@@ -448,6 +448,9 @@ FAULTS.update({  # and what an answer does to its own process
                                                     "    rank, world = dist", count=1), "not yet",
                                       "every rank's buffer is unchanged"),
     "a tensor of weights": ("5.2", edited("5.2", "(positions / step).tolist()", "positions / step"), "ok", "ok: 5.2"),
+    "float32 weights": ("5.2", edited("5.2", "dtype=torch.float64", "dtype=torch.float32"), "ok", "ok: 5.2"),
+    "a list of 0-d tensors": ("5.2", edited("5.2", "(positions / step).tolist()", "list(positions / step)"), "ok",
+                              "ok: 5.2"),
 })
 FORKED = "os.fork() left running"  # the answer forks; the copy must not outlive the check
 OUT_OF_BOUNDS_RUNS = 10  # a store past the end, checked this many times: the same message every time
