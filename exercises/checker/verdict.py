@@ -40,7 +40,8 @@ def plain(value) -> np.ndarray:
     elif hasattr(value, "detach"):  # a torch tensor of the judge's
         value = value.detach().cpu().double().numpy()
     elif isinstance(value, (list, tuple)) and any(isinstance(getattr(v, "array", None), np.ndarray) for v in value):
-        value = [v.array if isinstance(getattr(v, "array", None), np.ndarray) else v for v in value]  # 0-d tensors
+        value = [(v.array.reshape(()) if v.array.size == 1 else v.array)  # one number each (0-d tensors)
+                 if isinstance(getattr(v, "array", None), np.ndarray) else v for v in value]
     try:
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
