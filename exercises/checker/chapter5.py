@@ -21,7 +21,7 @@ from chapters import load, spec_run
 from .harness import Case, Learner, Prediction, over_cases
 from .verdict import Mismatch, compare, judge_prediction, number, plain, require_prediction
 
-TIMEOUT_S = 5  # a check's ranks that have not finished by then wait for each other: a deadlock
+TIMEOUT_S = 3  # a check's ranks that have not finished by then wait for each other: a deadlock
 PADDING = -100
 
 DEADLOCK = ("the ranks had not finished after {timeout} s: each waits for another (or one runs a loop that never "
