@@ -389,12 +389,18 @@ def generate(args) -> None:
     out = Path(args.out)
     check_out(out)
     if args.screenshot:
-        from report.browser import BrowserMissing, programs
+        from selenium.common.exceptions import WebDriverException
+
+        from report.browser import BrowserMissing, chromium
 
         try:
-            programs()  # no browser: say so now, not after computing
+            with chromium():  # no browser, or a driver that cannot start: say so now, not after computing
+                pass
         except BrowserMissing as err:
             raise UserError(f"--screenshot needs a browser: {err}") from None
+        except WebDriverException as err:
+            raise UserError(f"--screenshot: Chromium did not start ({first_line(err)}); check that chromium and "
+                            f"chromedriver are the same version, or leave out --screenshot") from None
     started = time.perf_counter()
     html = page_html(page_data())
     write_text_atomic(out, html)
@@ -405,9 +411,13 @@ def generate(args) -> None:
         try:
             print(*screenshot(out, SCREENSHOT, SCREENSHOT_BACKWARD))
         except WebDriverException as err:  # a driver that crashed or does not match the browser
-            first = (err.msg or type(err).__name__).strip().splitlines()[0]
-            raise UserError(f"the page is written to {out}, but Chromium failed while taking its picture ({first}); "
-                            f"check that chromium and chromedriver are the same version") from None
+            raise UserError(f"the page is written to {out}, but Chromium failed while taking its picture "
+                            f"({first_line(err)}); check that chromium and chromedriver are the same version") from None
+
+
+def first_line(err) -> str:
+    """The first line of a WebDriverException's message (Selenium's run on for lines)."""
+    return (err.msg or type(err).__name__).strip().splitlines()[0]
 
 
 def main(argv=None) -> int:
