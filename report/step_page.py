@@ -389,15 +389,17 @@ def generate(args) -> None:
     out = Path(args.out)
     check_out(out)
     if args.screenshot:
-        from selenium.common.exceptions import WebDriverException
-
-        from report.browser import BrowserMissing, chromium
+        from report.browser import BrowserMissing, chromium, programs
 
         try:
-            with chromium():  # no browser, or a driver that cannot start: say so now, not after computing
-                pass
+            programs()  # no browser, no driver or no selenium: say so now, not after computing
         except BrowserMissing as err:
             raise UserError(f"--screenshot needs a browser: {err}") from None
+        from selenium.common.exceptions import WebDriverException
+
+        try:
+            with chromium():  # a driver that cannot start: said now too
+                pass
         except WebDriverException as err:
             raise UserError(f"--screenshot: Chromium did not start ({first_line(err)}); check that chromium and "
                             f"chromedriver are the same version, or leave out --screenshot") from None
