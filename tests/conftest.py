@@ -16,6 +16,7 @@ loadgroup); so do the tests sharing one of the slow fixtures in SHARED_BY_ONE_PR
 """
 
 import importlib
+import subprocess
 import sys
 from pathlib import Path
 
@@ -29,6 +30,12 @@ stages.folder("4_triton")  # on the path, for `kernels` and `fused_step`
 from kernels import backend  # noqa: E402
 
 INTERPRET = backend.choose(inherited=False)
+
+import forkserver  # noqa: E402
+
+# The programs the tests start are forks of a Python that has imported torch once, where the fork
+# cannot differ from a fresh start (tests/forkserver.py says where): a start saves 1.5 to 2 s of CPU
+subprocess.Popen = forkserver.Popen
 
 from shared import dataset, runner  # noqa: E402
 from shared.errors import UserError  # noqa: E402
@@ -73,6 +80,10 @@ def train_stage(stage: str, *argv: str, max_steps: int | None = None, program: s
 # Fixtures that take seconds to make, kept for a module or the session: each process of the suite
 # (pytest-xdist) makes its own, so the tests using one are sent to one process, which makes it once.
 SHARED_BY_ONE_PROCESS = {"verdicts", "computed", "fresh", "one_program_batches_of_7"}
+
+
+def pytest_sessionfinish():
+    forkserver.SERVER.close()
 
 
 @pytest.hookimpl(tryfirst=True)  # (before pytest-xdist reads the groups)

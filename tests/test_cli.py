@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+from forkserver import DEFAULT_SIGINT
 
 from conftest import REPO_ROOT
 from shared import dataset
@@ -166,7 +167,7 @@ def test_three_quick_ctrl_c_keep_the_steps_and_say_one_line(tmp_path, names_path
     proc = subprocess.Popen(
         [sys.executable, str(REPO_ROOT / "3_pytorch" / "main.py"), "--data", str(names_path), "--steps", "1000",
          "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        **DEFAULT_SIGINT)
     for line in proc.stdout:
         if line.startswith("step    3 /"):
             break
@@ -187,7 +188,7 @@ def test_ctrl_c_writes_partial_results(stage, tmp_path, names_path):
         [sys.executable, str(REPO_ROOT / stage / "main.py"), "--data", str(names_path),
          "--steps", "1000", "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # even when pytest runs as `pytest &`
+        **DEFAULT_SIGINT)  # even when pytest runs as `pytest &`
     for line in proc.stdout:
         if line.startswith("step    3 /"):
             break

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from forkserver import DEFAULT_SIGINT, real_start  # SIGINT at its default in the child, even under `pytest &`
 
 from conftest import REPO_ROOT, stage_losses
 
 STAGES = ["1_pure_python", "2_numpy", "3_pytorch", "4_triton"]
-DEFAULT_SIGINT = dict(preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # even under `pytest &`
 
 
 def program(script, *argv, **kwargs):
@@ -332,7 +332,7 @@ def test_ctrl_c_while_torch_loads_is_one_line(names_path):
               f"sys.argv = ['main.py', '--data', {str(names_path)!r}]\n"
               f"runpy.run_path({str(REPO_ROOT / '3_pytorch' / 'main.py')!r}, run_name='__main__')")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-                          **DEFAULT_SIGINT)
+                          env=real_start(), **DEFAULT_SIGINT)  # (a fork would start with torch loaded)
     assert proc.returncode == 130 and one_line(proc.stderr) == "interrupted", proc.stderr
 
 
