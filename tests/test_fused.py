@@ -81,16 +81,18 @@ def one_program_batches_of_7():
 def test_a_batch_split_among_programs_equals_one_program(one_program_batches_of_7, programs, docs_per_tile):
     """Batches of 7 for 4 steps: one program doing every document alone against programs each
     summing their share and a second kernel reducing them (3 programs of 1 document a tile, 2
-    of 2, 1 of 4): the same losses and weights to float32 rounding; and a rerun of the split
-    gives the same bits (no atomics)."""
+    of 2, 1 of 4): the same losses and weights to float32 rounding; and a rerun of the widest
+    split gives the same bits (no atomics: the partial sums are added in one order)."""
     alone_run, alone = one_program_batches_of_7
     split = ("--programs", str(programs), "--docs-per-tile", str(docs_per_tile))
-    runs = [train_stage("4_triton", *BATCH, *split, max_steps=4, program="fused_step.py") for _ in range(2)]
-    (split_run, split_trainer), (rerun, rerun_trainer) = runs
+    runs = [train_stage("4_triton", *BATCH, *split, max_steps=4, program="fused_step.py")
+            for _ in range(2 if programs == 3 else 1)]
+    split_run, split_trainer = runs[0]
     assert split_trainer.programs == programs and alone.programs == 1
     np.testing.assert_allclose(split_run.losses, alone_run.losses, rtol=0, atol=2e-6)
     torch.testing.assert_close(split_trainer.params, alone.params, rtol=0, atol=2e-6)
-    assert torch.equal(split_trainer.params, rerun_trainer.params) and split_run.losses == rerun.losses
+    for rerun, rerun_trainer in runs[1:]:
+        assert torch.equal(split_trainer.params, rerun_trainer.params) and split_run.losses == rerun.losses
 
 
 def test_fused_refuses_models_it_does_not_implement(setup):
