@@ -1,21 +1,25 @@
 """The programs the tests start, started from a Python that has already imported torch.
 
 Most tests run a program as a reader does -- `python 3_pytorch/main.py ...` -- and read what
-it prints, writes and returns. Each such start imports torch again: 1.5 to 2 s of CPU, about a
-quarter of the suite. Here each test process starts one server that imports torch once (and
-nothing of the repository); a program the tests start is then a fork of that server, which
-runs the program from its first line as `python program.py` would, with the test's arguments,
-environment, working folder, standard streams, umask and session, its own pid, the signals it
-is sent and its exit status (exercises/checker/sandbox.py starts the learners' answers the same
-way). What a fork cannot give is the interpreter's own start: the PYTHON* variables and the
-flags it reads then, and the variables torch and its libraries read when they load. So a start
-is forked only where none of those differ from the server's, with no flag but -u, -c or -m,
-and where the test asks nothing of the child before it runs (a `preexec_fn`, `pass_fds`, a
-user or group) except SIGINT's default (`DEFAULT_SIGINT`); every other start is a real one.
-At its end a fork skips only the tearing down of the interpreter's modules (`run`). The tests
-of how a program starts (tests/test_entry_points.py, a torch that cannot load, Ctrl-C while it
-loads, a Python without the packages) start a real one (`real_start`), tests/test_forkserver.py
-compares a fork with a real start, and MICROGPT_TESTS_FORK=0 turns forking off.
+it prints, writes and returns. Each such start imports torch again: 1.5 to 2 s of CPU, and half
+a second more to tear it down at the end, about a quarter of the suite. Here each test process
+starts one server that imports torch once (and nothing of the repository); a program the tests
+start is then a fork of that server, which runs the program from its first line as `python
+program.py` would, with the test's arguments, environment, working folder, standard streams,
+umask and session, its own pid, the signals it is sent and its exit status
+(exercises/checker/sandbox.py starts the learners' answers the same way).
+
+What a fork cannot give is the interpreter's own start: the PYTHON* variables and the flags it
+reads then, and the variables torch and its libraries read when they load. So a start is forked
+only where none of those differ from the server's, with no flag but -u, -c or -m, and where the
+test asks nothing of the child before it runs (a `preexec_fn`, `pass_fds`, a user or group)
+except SIGINT's default (`DEFAULT_SIGINT`); every other start is a real one. Two differences
+remain, on purpose: a fork has a process group of its own where a real start shares the test's
+(a program that signals its group reaches neither the tests nor the server), and at its end it
+skips the tearing down of the interpreter's modules (`run`). The tests of how a program starts
+(tests/test_entry_points.py, a torch that cannot load, Ctrl-C while it loads, a Python without
+the packages) start a real one (`real_start`), tests/test_forkserver.py compares a fork with a
+real start, and MICROGPT_TESTS_FORK=0 turns forking off.
 
     python tests/forkserver.py FD     # the server, on the socket FD (conftest.py starts it)
 """
@@ -228,6 +232,7 @@ def serve(control: socket.socket):
             message += _read_exactly(control, size - len(message))
         status_socket, fds = socket.socket(fileno=fds[0]), fds[1:]
         request = json.loads(message)
+        settled, child_settled = os.pipe()
         try:
             pid = os.fork()
         except OSError as err:
@@ -235,10 +240,15 @@ def serve(control: socket.socket):
                 status_socket.sendall((-err.errno).to_bytes(8, "little", signed=True))
             continue
         if pid == 0:
-            for fd in children:
-                os.close(fd)
+            # its session, or else a process group of its own, before its pid is known: a signal sent
+            # to the program's group (jupyter's to its kernel) then never reaches the server
+            os.setsid() if request["new_session"] else os.setpgid(0, 0)
+            os.close(child_settled)
             request["fds"] = fds
             return request
+        os.close(child_settled)
+        os.read(settled, 1)  # (end of file: the child has settled)
+        os.close(settled)
         for fd in fds:
             os.close(fd)
         with contextlib.suppress(OSError):
@@ -251,8 +261,6 @@ def become(request: dict) -> None:
     import io
     import types
 
-    if request["new_session"]:
-        os.setsid()
     os.umask(request["umask"])
     os.chdir(request["cwd"])
     for target, fd in enumerate(request["fds"]):
