@@ -85,7 +85,7 @@ def fresh_compiler() -> None:
 def median_ms(run, clock: str = "step_ms") -> float:
     """The run's median step after the warm-up steps: wall time (step_ms), or the process's CPU
     time (cpu_ms), which a neighbour's load on a shared machine inflates much less."""
-    return statistics.median(run.record.results([])[clock][results.WARMUP_STEPS:])
+    return statistics.median(run.record.results([])[clock][results.SETTLING_STEPS:])
 
 
 def child_sweep(threads: int, batches: list[int], steps: int, repeats: int) -> dict:
@@ -181,7 +181,7 @@ def child_faults(steps: int) -> dict:
             counts.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
         run.end_step = log_and_count
         stage3.train(run)
-        seen = counts[results.WARMUP_STEPS - 1:]
+        seen = counts[results.SETTLING_STEPS - 1:]
         out["compiled" if compiled else "eager"] = (seen[-1] - seen[0]) / (len(seen) - 1)
     return out
 

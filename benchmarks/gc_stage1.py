@@ -77,7 +77,7 @@ def main(argv=None) -> int:
               "env": environment("cpu")}
     saving.write_json_atomic(args.out, report)
     for run in report["runs"]:
-        ms = sorted(run["step_ms"][results.WARMUP_STEPS:])
+        ms = sorted(run["step_ms"][results.SETTLING_STEPS:])
         print(f"collector {'on ' if run['collector'] else 'off'}: median {ms[len(ms) // 2]:.0f} ms per step, "
               f"collector {sum(run['gc_ms']) / sum(run['step_ms']):.0%} of the time")
     return 0

@@ -122,7 +122,7 @@ def main(argv=None) -> int:
     flops_per_step = counter.get_total_flops() / n
     unprofiled = runner.start(stage3.__file__, stage3.FLAGS, ["--device", "cpu", "--samples", "0"], max_steps=n)
     stage3.train(unprofiled)
-    step_us = statistics.median(unprofiled.record.step_ms[results.WARMUP_STEPS:]) * 1000
+    step_us = statistics.median(unprofiled.record.step_ms[results.SETTLING_STEPS:]) * 1000
 
     matmul_flops = matmul_flop_per_s()
 

@@ -12,7 +12,7 @@ per mode and rank), `memory` (Adam's bytes per rank) and `predictions` (the alph
 import math
 import statistics
 
-from shared.results import WARMUP_STEPS
+from shared.results import SETTLING_STEPS
 from shared.schema import load_results
 
 PHASES = ("forward_ms", "backward_ms", "communication_ms", "optimizer_ms")
@@ -86,7 +86,7 @@ def collectives(r: dict, file: str) -> str:
 
 
 def median(values: list[float]) -> float:
-    return statistics.median(values[WARMUP_STEPS:] or values)
+    return statistics.median(values[SETTLING_STEPS:] or values)
 
 
 def runs(r: dict, file: str) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib import ticker
 
 from shared.cli import SPEC_STEPS
-from shared.results import LOSS_WINDOW, WARMUP_STEPS, summarize
+from shared.results import LOSS_WINDOW, SETTLING_STEPS, summarize
 from shared.schema import load_results
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -173,11 +173,11 @@ def plot_step_times(ax, runs: dict[str, dict], log: bool = True) -> None:
 
 def plot_step_time_hist(ax, runs: dict[str, dict]) -> None:
     """Distribution of step times after warm-up (log-spaced bins)."""
-    all_ms = np.concatenate([res["step_ms"][WARMUP_STEPS:] or res["step_ms"] for res in runs.values()])
+    all_ms = np.concatenate([res["step_ms"][SETTLING_STEPS:] or res["step_ms"] for res in runs.values()])
     bins = np.geomspace(all_ms.min(), all_ms.max(), 60) if all_ms.min() > 0 else 60
     for label, res in runs.items():
         color, _ = style_of(label, res)
-        ax.hist(res["step_ms"][WARMUP_STEPS:] or res["step_ms"], bins=bins, color=color, alpha=0.6, label=label,
+        ax.hist(res["step_ms"][SETTLING_STEPS:] or res["step_ms"], bins=bins, color=color, alpha=0.6, label=label,
                 histtype="stepfilled" if not label.startswith(YOURS) else "step", lw=1.5)
     if len(runs) > 1:
         ax.set_xscale("log")
@@ -250,7 +250,7 @@ def plot_phases(ax, runs: dict[str, dict]) -> None:
     labels = [label for label, res in runs.items() if "forward_ms" in res]
     for i, label in enumerate(labels):
         res = runs[label]
-        ms = [float(np.median(res[key][WARMUP_STEPS:] or res[key])) for key, _ in phases]
+        ms = [float(np.median(res[key][SETTLING_STEPS:] or res[key])) for key, _ in phases]
         left = 0.0
         for width_ms, (_, name), color in zip(ms, phases, PHASE_COLORS):
             width = width_ms / sum(ms)

@@ -27,7 +27,7 @@ import numpy as np
 
 from report.distributed import distributed_block
 from shared.errors import UserError
-from shared.results import LOSS_WINDOW, WARMUP_STEPS, final_loss, summarize
+from shared.results import LOSS_WINDOW, SETTLING_STEPS, final_loss, summarize
 from shared.schema import load_results
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -50,11 +50,11 @@ def figures_table(results_path: str, base_path: str | None = None) -> str:
         ("loss at step 1", f"{res['losses'][0]:.4f}"),
         (f"loss at step {s['steps']}", f"{res['losses'][-1]:.4f}"),
         (f"mean loss, last {LOSS_WINDOW} steps", f"{s['final_loss']:.4f}"),
-        (f"median step time (after {WARMUP_STEPS} warm-up steps)", f"{s['median_step_ms']:.4g} ms"),
+        (f"median step time (after {SETTLING_STEPS} warm-up steps)", f"{s['median_step_ms']:.4g} ms"),
         ("total training time", f"{s['total_s']:.4g} s"),
     ]
     if "forward_ms" in res:
-        phases = " / ".join(f"{statistics.median(res[k][WARMUP_STEPS:] or res[k]):.3f}"
+        phases = " / ".join(f"{statistics.median(res[k][SETTLING_STEPS:] or res[k]):.3f}"
                             for k in ("forward_ms", "backward_ms", "optimizer_ms"))
         rows.append(("median forward / backward / optimizer", f"{phases} ms"))
     if env.get("timing"):
@@ -163,7 +163,7 @@ def comparison_table(paths: str) -> str:
     machine = lambda env: (env["device"], env["cpu"])
     first = runs[0][1]
     lines = [f"| run | device | loss at step 1 | loss at the last step | mean loss, last {LOSS_WINDOW} | "
-             f"median ms per step (after {WARMUP_STEPS} warm-up steps) | total s | speed-up over the first row |",
+             f"median ms per step (after {SETTLING_STEPS} warm-up steps) | total s | speed-up over the first row |",
              "|---|---|---|---|---|---|---|---|"]
     for _, res in runs:
         s = summarize(res)
@@ -302,15 +302,15 @@ def gc_line(path: str) -> str:
         raise UserError(f"{path} needs one run with the collector on and one with it off; rerun "
                         f"benchmarks/gc_stage1.py")
     on, off = runs[True], runs[False]
-    median = lambda values: statistics.median(values[WARMUP_STEPS:])
+    median = lambda values: statistics.median(values[SETTLING_STEPS:])
     groups = {}
-    for ms, full in zip(on["step_ms"][WARMUP_STEPS:], on["full_collections"][WARMUP_STEPS:]):
+    for ms, full in zip(on["step_ms"][SETTLING_STEPS:], on["full_collections"][SETTLING_STEPS:]):
         groups.setdefault(full, []).append(ms)
     by_count = "; ".join(f"{len(ms)} steps with {full} full collection{'s' * (full != 1)}: "
                          f"median {statistics.median(ms):.0f} ms" for full, ms in sorted(groups.items()))
 
     def r2(run):  # how much of the step-time variation a straight line in the node count explains
-        nodes, ms = (np.array(run[key][WARMUP_STEPS:], dtype=float) for key in ("graph_nodes", "step_ms"))
+        nodes, ms = (np.array(run[key][SETTLING_STEPS:], dtype=float) for key in ("graph_nodes", "step_ms"))
         fit = np.polyval(np.polyfit(nodes, ms, 1), nodes)
         return 1 - np.sum((ms - fit) ** 2) / np.sum((ms - ms.mean()) ** 2)
 

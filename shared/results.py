@@ -7,7 +7,7 @@ plus `partial: true` when the run was interrupted, and any per-step series a sta
 records besides (doc_len: the target positions the step trained, summed over its documents;
 graph_nodes, ...). shared/schema.py checks a file against that shape.
 
-Readers see: step time = median of step_ms after the first 10 steps (warm-up);
+Readers see: step time = median of step_ms after the first 10 steps (they fill caches and memory);
 loss = mean of the last 100 losses (at batch size 1 one step's loss is one name: noise).
 """
 
@@ -24,14 +24,14 @@ from shared.errors import UserError, stopped
 from shared.log import log_line, say
 from shared.saving import partial_path, signals_held, write_json_atomic, write_or_rescue
 
-WARMUP_STEPS = 10
+SETTLING_STEPS = 10  # the first steps, left out of a run's median step time
 LOSS_WINDOW = 100
 ETA_AFTER_S = 60  # a run expected to take longer than this prints the time left on each line
 
 
-def median_step_ms(step_ms: list[float], warmup: int = WARMUP_STEPS) -> float:
-    """Median step time after warm-up (all steps if the run is shorter than the warm-up)."""
-    timed = step_ms[warmup:] or step_ms
+def median_step_ms(step_ms: list[float], skip: int = SETTLING_STEPS) -> float:
+    """Median step time after the first `skip` steps (all steps if the run has no more)."""
+    timed = step_ms[skip:] or step_ms
     return statistics.median(timed)
 
 
@@ -49,7 +49,7 @@ def throughput(results: dict) -> tuple[float, float | None]:
     positions = results.get("doc_len")
     if not positions:
         return names, None
-    return names, statistics.fmean(positions[WARMUP_STEPS:] or positions) * 1000.0 / ms
+    return names, statistics.fmean(positions[SETTLING_STEPS:] or positions) * 1000.0 / ms
 
 
 def summarize(results: dict) -> dict:
@@ -143,8 +143,9 @@ class TrainingRun:
         summary = summarize(results)
         tokens = f", {rate(summary['tokens_per_s'])} tokens/s" if summary["tokens_per_s"] else ""
         steps = len(self.losses)
-        timed = (f"median {summary['median_step_ms']:.2f} ms/step after warm-up" if steps > WARMUP_STEPS else
-                 f"median {summary['median_step_ms']:.2f} ms/step over all {steps} steps (no warm-up left out)")
+        median = f"median {summary['median_step_ms']:.2f} ms/step"
+        timed = (f"{median} after the first {SETTLING_STEPS} steps" if steps > SETTLING_STEPS else
+                 f"{median} over all {steps} steps (none left out)")
         say(f"{self.stage}: {timed} ({rate(summary['names_per_s'])} names/s{tokens}), total "
             f"{summary['total_s']:.1f} s, mean loss of the last {min(steps, LOSS_WINDOW)} steps "
             f"{summary['final_loss']:.4f} -> {where}")
