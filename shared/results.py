@@ -184,10 +184,10 @@ class TrainingRun:
 
 
 def stop_once(signum, frame):
-    """Ctrl-C while training: stop, once. The handler first ignores Ctrl-C and then raises, so a
-    second press, a few microseconds later, cannot land while the first is handled (where it
-    would stop the writing of the steps done)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """Ctrl-C while training: stop, once. Further presses then do nothing, so a second one, a few
+    microseconds later, cannot stop the writing of the steps done (a Python no-op, not SIG_IGN:
+    a press caught by Python and not yet handled would then be printed as "Signal 2 ignored")."""
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
     raise KeyboardInterrupt
 
 

@@ -91,6 +91,9 @@ def pytest_collection_modifyitems(items):
     for item in items:
         for name in sorted(SHARED_BY_ONE_PROCESS & set(item.fixturenames)):
             item.add_marker(pytest.mark.xdist_group(name))
+    # The groups first: each is tens of seconds in one process, and one handed out last keeps that
+    # process busy while the others have finished (the longest jobs first, the short ones fill in)
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
 
 
 _trajectories: dict[tuple, list[float]] = {}

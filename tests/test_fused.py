@@ -45,8 +45,8 @@ def test_sampling_runs_the_training_forward(setup):
     from fused_step import sample
 
     rng_fused, rng_per_op = random.Random(7), random.Random(7)
-    names = [sample(fused, config, tokenizer, rng_fused, 0.5) for _ in range(5)]
-    assert names == [stage4.sample(model4, config, tokenizer, rng_per_op, 0.5) for _ in range(5)]
+    names = [sample(fused, config, tokenizer, rng_fused, 0.5) for _ in range(3)]
+    assert names == [stage4.sample(model4, config, tokenizer, rng_per_op, 0.5) for _ in range(3)]
     assert len(set(names)) > 1
 
 
