@@ -240,9 +240,8 @@ def compiled_forward_backward(run, model: GPT, inputs, targets):
     """forward_backward, compiled before step 1 by a call on a batch of the steps' shape (B rows
     of the table, each padded to the longest document), timed apart from the steps. The call
     fills the gradients, which are cleared again; it leaves the weights as they were."""
-    # dynamic=False: code for the one shape it is traced at, so every batch is padded to it;
-    # cpp_wrapper: on a CPU the kernels are called from one C++ function, with no Python between
-    compiled = torch.compile(forward_backward, dynamic=False, options={"cpp_wrapper": run.device.type == "cpu"})
+    # dynamic=False: code for the one shape it is traced at, so every batch is padded to it
+    compiled = torch.compile(forward_backward, dynamic=False, options=cpu_options() if run.device.type == "cpu" else {})
     # loss.backward() traced into the same graph as the forward (as torch.autograd.grad and the
     # gradients' accumulation into .grad), where by default Dynamo ends the graph at backward()
     # and leaves the rest to the autograd engine: one graph, which Inductor fuses across
@@ -259,6 +258,61 @@ def compiled_forward_backward(run, model: GPT, inputs, targets):
         step(model, inputs[rows], targets[rows])
     model.zero_grad(set_to_none=True)
     return step
+
+
+def cpu_options() -> dict:
+    """Inductor's options on a CPU, each measured in README.md ("A compiler on a CPU")."""
+    return {"cpp_wrapper": True,  # the kernels are called from one C++ function, with no Python between them
+            "post_grad_custom_post_pass": small_products_as_loops()}
+
+
+SMALL_SIDE = 64  # a matrix product with every side at most this is written as loops (below)
+
+
+def small_products_as_loops():
+    """A compiler pass of our own, which Inductor runs on the step's graph before it writes code.
+
+    Attention's matrix products are B x H separate tiny ones (16 x 4 by 4 x 16 here), one
+    batched matmul (aten.bmm) each, forward and backward. The math library runs a product that
+    small far below its speed, and Inductor cannot fuse into a library call. The pass rewrites
+    each such bmm, a @ b, as what it means: sum over k of a[:, i, k] * b[:, k, j], a multiply and a
+    sum, which Inductor writes as plain loops and fuses with the softmax beside them. It marks
+    a and b to be written to memory first, so that the loops read them instead of recomputing,
+    for every product, the ops that made them. The Linear layers' matmuls stay library calls."""
+    from torch._inductor.custom_graph_pass import CustomGraphPass, get_hash_for_files
+
+    aten = torch.ops.aten
+
+    def product(graph, a, b):  # a (N, n, k) @ b (N, k, m): a * b broadcast to (N, n, k, m), summed over k
+        products = graph.call_function(aten.mul.Tensor, (graph.call_function(aten.unsqueeze.default, (a, 3)),
+                                                          graph.call_function(aten.unsqueeze.default, (b, 1))))
+        return graph.call_function(aten.sum.dim_IntList, (products, [2]))
+
+    def transposed(graph, x):  # (N, r, c) -> (N, c, r), a view
+        return graph.call_function(aten.permute.default, (x, [0, 2, 1]))
+
+    class SmallProductsAsLoops(CustomGraphPass):
+        def __call__(self, graph: torch.fx.Graph) -> None:
+            for node in graph.find_nodes(op="call_function", target=aten.bmm.default):
+                a, b = node.args
+                (n, k), m = a.meta["val"].shape[1:], b.meta["val"].shape[2]
+                if max(n, k, m) > SMALL_SIDE:
+                    continue
+                a.meta["inductor_realize_to_strides"] = b.meta["inductor_realize_to_strides"] = True
+                with graph.inserting_before(node):
+                    if m >= n:
+                        total = product(graph, a, b)  # (N, n, m)
+                    else:  # a @ b = (bT @ aT)T, so that the loops' innermost side is n, the longer one (16, not
+                        # D = 4): it fills a vector register, and on several threads Inductor then splits the outer
+                        # loops among them (with 4 innermost it split each 16-long sum, a parallel region per number)
+                        total = transposed(graph, product(graph, transposed(graph, b), transposed(graph, a)))
+                node.replace_all_uses_with(total)
+                graph.erase_node(node)
+
+        def uuid(self):  # Inductor's cache keys its compiled code on this: a hash of this file
+            return get_hash_for_files((__file__,))
+
+    return SmallProductsAsLoops()
 
 
 # ----------------------------------------------------------------------------------------

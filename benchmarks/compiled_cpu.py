@@ -50,8 +50,9 @@ PLOT = REPO_ROOT / "3_pytorch" / "compiled.png"
 KERNEL_SHOWN = "relu_threshold_backward"  # the generated loop copied out for the reader: ReLU's backward
 GROUPS = [  # (group, test on a profiler record's name), first match wins
     ("matmuls (the library's mm)", lambda name: name in ("aten::mm", "aoti_torch_cpu_mm_out")),
-    ("attention's batched matmuls (bmm)", lambda name: name in ("aten::bmm", "aoti_torch_cpu_bmm_out")),
-    ("the generated C++ loops", lambda name: name.startswith("graph_")),
+    ("attention: its products as loops (small_products_as_loops), with its softmax", lambda name: name in (
+        "aten::bmm", "aoti_torch_cpu_bmm_out") or name.startswith("graph_") and "_safe_softmax" in name),
+    ("the other generated C++ loops", lambda name: name.startswith("graph_")),
     ("Adam (torch.optim's fused kernel, eager) and zero_grad", lambda name: name.startswith("Optimizer.") or name in (
         "aten::_fused_adam_", "aten::_foreach_add_")),
     ("Dynamo's guards (checking the inputs still fit the graph)", lambda name: name == "TorchDynamo Cache Lookup"),

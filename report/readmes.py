@@ -422,8 +422,10 @@ def compiled_profile_lines(path: str) -> str:
         lines.append(f"| the same step unprofiled (the table's fastest median) | "
                      f"{row['compiled_us_per_name'] * prof['batch_size'] / 1e3:.2f} | |")
     mm, bmm = code["library_calls"]["mm"], code["library_calls"]["bmm"]
-    lines.append(f"\nThe generated code: {code['kernels']} C++ kernels and {mm + bmm} library calls ({mm} matmuls, "
-                 f"{bmm} batched matmuls) per step, all called from one C++ function.")
+    calls = (f"{mm} matmuls and {bmm} batched matmuls" if bmm else
+             f"the {mm} matmuls of the Linear layers; no batched matmul")
+    lines.append(f"\nThe generated code: {code['kernels']} C++ kernels and {mm + bmm} library calls ({calls}) per "
+                 f"step, all called from one C++ function.")
     return "\n".join(lines) + "\n"
 
 
