@@ -1,7 +1,7 @@
-// One of the 14 C++ kernels Inductor generated for stage 3's compiled step
+// One of the 10 C++ kernels Inductor generated for stage 3's compiled step
 // (B = 256, float32, torch 2.13.0+cpu, AMD EPYC, 2026-12-07),
 // copied by benchmarks/compiled_cpu.py from its cache: ReLU's backward.
-extern "C"  void  cpp_fused__unsafe_view_relu_threshold_backward_view_8(float* in_out_ptr0,
+extern "C"  void  cpp_fused__unsafe_view_relu_threshold_backward_view_6(float* in_out_ptr0,
                        const float* in_ptr0)
 {
     std::atomic<int> inductor_cpu_integer_div_error{0};
