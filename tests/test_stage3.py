@@ -79,6 +79,27 @@ def test_compiled_step_trains_like_eager_in_one_graph():
                                rtol=0, atol=2e-6)
 
 
+@pytest.mark.parametrize("a_shape, b_shape, left_alone", [
+    ((8, 16, 4), (8, 4, 16), False),  # q kᵀ: the result 16 x 16
+    ((8, 16, 16), (8, 16, 4), False),  # attention times v: the result 16 x 4, computed transposed
+    ((2, 4, 16), (2, 16, 16), False),  # a result with its longer side innermost already
+    ((2, 100, 4), (2, 4, 100), True),  # a side past SMALL_SIDE: the library's call stays
+])
+def test_the_compile_pass_writes_small_products_as_loops(a_shape, b_shape, left_alone):
+    """small_products_as_loops, the pass the compile adds on a CPU, on a traced bmm: every small
+    batched matmul rewritten (no aten.bmm left), the result equal to torch.bmm in float64."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    gen = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(shape, dtype=torch.float64, generator=gen) for shape in (a_shape, b_shape))
+    graph_module = make_fx(torch.bmm, tracing_mode="fake")(a, b)  # each node's meta holds its shape
+    stage3.small_products_as_loops()(graph_module.graph)
+    graph_module.recompile()
+    bmm_left = graph_module.graph.find_nodes(op="call_function", target=torch.ops.aten.bmm.default)
+    assert len(bmm_left) == left_alone
+    np.testing.assert_allclose(graph_module(a, b).numpy(), torch.bmm(a, b).numpy(), rtol=0, atol=1e-12)
+
+
 def test_the_documents_are_tokenized_once_and_a_step_takes_its_rows(names_path):
     """train()'s table: every document one row, padded to the longest document's positions
     (PADDING targets after a short name); a step's rows cut to its own longest document are
