@@ -24,7 +24,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for shared/
 from shared import program, runner  # noqa: E402, F401  (program first: load-time errors in one line)
-from shared.dataset import step_documents  # noqa: E402
 from shared.keep import keep  # noqa: E402  (names a value for the one-step page and the tests)
 from shared.tokenizer import Tokenizer, positions  # noqa: E402
 from shared.weights import GPTConfig  # noqa: E402
@@ -211,13 +210,12 @@ def train(run) -> GPT:
     optimizer, schedule = make_optimizer(model, run.num_steps, run.device)
     inputs, targets, lengths = tokenized_documents(run)  # (N, T), (N, T), N
     lengths = torch.tensor(lengths)  # (N,): a step's rows are gathered as tensors, not from Python lists
-    gradients, pad_to = functools.partial(forward_backward, phase=run.phase), None
+    gradients, width = functools.partial(forward_backward, phase=run.phase), longest
     if run.args.compile:
-        gradients, pad_to = compiled_forward_backward(run, model, inputs, targets), inputs.shape[1]
-    B = run.batch_size
+        gradients, width = compiled_forward_backward(run, model, inputs, targets, lengths), compiled_width
     for step in run.steps():
-        rows = torch.arange(step * B, step * B + B) % len(lengths)  # SPEC.md's documents i*B + j, mod N
-        T = pad_to or int(lengths[rows].max())  # eager: the batch's longest document
+        rows = step_rows(step, run.batch_size, len(lengths))
+        T = width(lengths[rows])  # the batch cut to T positions: its longest document's (compiled: rounded up)
         loss = gradients(model, inputs[rows, :T], targets[rows, :T])
         with run.phase("optimizer"):
             optimizer.step()
@@ -225,6 +223,16 @@ def train(run) -> GPT:
             optimizer.zero_grad(set_to_none=True)
         run.end_step(loss)
     return model
+
+
+def step_rows(step: int, batch_size: int, n: int) -> torch.Tensor:
+    """The table's rows a step trains on: SPEC.md's documents step*B + j, mod N."""
+    return torch.arange(step * batch_size, step * batch_size + batch_size) % n
+
+
+def longest(lengths: torch.Tensor) -> int:
+    """A batch's width: its longest document's positions (the rest of a row is padding)."""
+    return int(lengths.max())
 
 
 # The compiled step (--compile): the same loop, with forward_backward compiled.
@@ -236,27 +244,45 @@ def train(run) -> GPT:
 # matmuls. Adam stays as it is: torch.optim's fused Adam is already one kernel for every
 # parameter, and PyTorch does not trace into it. README.md ("A compiler on a CPU") measures it.
 
-def compiled_forward_backward(run, model: GPT, inputs, targets):
-    """forward_backward, compiled before step 1 by a call on a batch of the steps' shape (B rows
-    of the table, each padded to the longest document), timed apart from the steps. The call
-    fills the gradients, which are cleared again; it leaves the weights as they were."""
-    # dynamic=False: code for the one shape it is traced at, so every batch is padded to it
+WIDTH_MULTIPLE = 4  # a compiled batch's width is rounded up to a multiple of this: at most block_size / 4 programs
+
+
+def compiled_width(lengths: torch.Tensor) -> int:
+    """A compiled batch's width: its longest document's positions rounded up to a multiple of
+    WIDTH_MULTIPLE. Compiled code is written for one shape, so each width is a program of its
+    own: the rounding keeps them few (12 and 16 for names at B = 256), at the price of a few
+    padded positions more than eager computes."""
+    return -(-longest(lengths) // WIDTH_MULTIPLE) * WIDTH_MULTIPLE
+
+
+def compiled_forward_backward(run, model: GPT, inputs, targets, lengths):
+    """forward_backward, compiled before step 1 for each width the run's batches have (one call
+    on a batch of each), timed apart from the steps. The calls fill the gradients, which are
+    cleared again; they leave the weights as they were."""
+    # dynamic=False: code for the shape it is traced at; a batch of a new width is traced again
     compiled = torch.compile(forward_backward, dynamic=False, options=cpu_options() if run.device.type == "cpu" else {})
     # loss.backward() traced into the same graph as the forward (as torch.autograd.grad and the
     # gradients' accumulation into .grad), where by default Dynamo ends the graph at backward()
-    # and leaves the rest to the autograd engine: one graph, which Inductor fuses across
-    step = torch._dynamo.config.patch(trace_autograd_ops=True)(compiled)
-    rows = step_documents(range(len(inputs)), 0, run.batch_size)
-    run.note(compile=True)
+    # and leaves the rest to the autograd engine: one graph, which Inductor fuses across. Every
+    # width may be compiled, past Dynamo's default limit of 8 programs for one function.
+    widths = -(-run.config.block_size // WIDTH_MULTIPLE)
+    step = torch._dynamo.config.patch(trace_autograd_ops=True, recompile_limit=max(8, widths))(compiled)
+    first_step = {}  # each width the batches have, and the first step with it: one pass over the data is enough
+    for s in range(min(run.steps_to_train, -(-len(lengths) // run.batch_size))):
+        first_step.setdefault(compiled_width(lengths[step_rows(s, run.batch_size, len(lengths))]), s)
+    run.note(compile=True, batch_widths=sorted(first_step))
     # Attention is traced as SDPBackend.MATH computes it -- its matmuls and a softmax, which
     # Inductor fuses with their neighbours -- not as a call into the CPU's FlashAttention kernel,
     # built for long sequences, which it can neither look into nor fuse with. The choice is made
     # at the trace, here, and the compiled code keeps it.
-    with (run.timed("compile", first="compiling the step before step 1: tens of seconds the first time, a few once "
-                                      "Inductor's cache holds its code"),
+    many = "s" if len(first_step) > 1 else ""
+    with (run.timed("compile", first=f"compiling the step for {len(first_step)} batch width{many} before step 1: "
+                                      "tens of seconds the first time, a few once Inductor's cache holds its code"),
           torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH)):
-        step(model, inputs[rows], targets[rows])
-    model.zero_grad(set_to_none=True)
+        for T, s in sorted(first_step.items()):
+            rows = step_rows(s, run.batch_size, len(lengths))
+            step(model, inputs[rows, :T], targets[rows, :T])
+            model.zero_grad(set_to_none=True)
     return step
 
 

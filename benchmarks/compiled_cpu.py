@@ -8,8 +8,9 @@ Every number is stage 3's own `train` (3_pytorch/main.py), eager and with `--com
 from its command line in child processes, each starting with an empty Inductor cache: the first
 compile at each B is a cold one, its repeats find that B's code in the cache. Both ways the
 loop is the same (the batch's rows gathered from a table of every document built before step
-1, fused Adam, its schedule); --compile compiles the forward and backward, and pads every
-batch to the longest document. For one thread, and for all of this machine's cores:
+1, fused Adam, its schedule); --compile compiles the forward and backward, one program per
+batch width (the batch's longest document, rounded up to a multiple of 4). For one thread,
+and for all of this machine's cores:
 
 - at B = 1, 16, 64, 256 and 1024, eager and compiled runs alternate, three of each; a figure is
   the fastest of the three runs' medians (after the warm-up steps): a neighbour's load on a
@@ -22,7 +23,7 @@ batch to the longest document. For one thread, and for all of this machine's cor
 
 Once, on one thread: the arithmetic floor (the FLOPs of a name, counted by
 torch.utils.flop_counter over B = 1 steps, which have no padding, and of a name padded to the
-longest document's positions, as the compiled step computes it; attention counted as the
+longest document's positions, the widest batch the compiled step computes; attention counted as the
 matmuls it runs there); where the compiled step's time goes at B = 256 (torch.profiler, with Inductor's
 records of its own kernels); the page faults of a step, eager and compiled (getrusage); and
 the generated code: its C++ kernels counted, one copied to 3_pytorch/compiled_kernel.cpp.
@@ -115,7 +116,7 @@ def child_sweep(threads: int, batches: list[int], steps: int, repeats: int) -> d
 def child_floor() -> dict:
     """FLOPs per name, forward and backward, attention included (counted as the matmuls the compiled
     step runs): real (B = 1 steps, no padding) and padded to the longest document's positions, as
-    the compiled step computes every row."""
+    the compiled step computes a row of its widest batches."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 

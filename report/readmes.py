@@ -388,14 +388,14 @@ def compiled_lines(path: str) -> str:
                     if r.get("busy") else
                     f"; load average {min(r['load_averages']):.1f} to {max(r['load_averages']):.1f}, a quiet machine. "
                     if "load_averages" in r else ". ") +
-                 f"Compiling (a call before step 1, the first time at each B) took {min(compile_s):.0f} to "
-                 f"{max(compile_s):.0f} s on one thread. "
+                 f"Compiling (before step 1, a program per batch width; the first time at each B) took "
+                 f"{min(compile_s):.0f} to {max(compile_s):.0f} s on one thread. "
                  f"Over the first 20 steps the two losses differ by at most {worst:.1e} (float32). "
                  f"The arithmetic of a name, {r['floor']['flops_per_name'] / 1e3:,.0f} kFLOP (thousand "
                  f"floating-point operations, forward and backward, counted at B = 1), takes {real:.1f} µs at "
                  f"this CPU's one-thread matmul speed "
                  f"({sweeps[0]['matmul_flop_per_s'] / 1e9:.0f} GFLOP/s); padded to "
-                 f"{r['floor']['padded_positions']} positions, as the compiled step computes it, "
+                 f"{r['floor']['padded_positions']} positions, as the compiled step computes it in its widest batches, "
                  f"{r['floor']['flops_per_padded_name'] / 1e3:,.0f} kFLOP, {padded:.1f} µs.")
     one = {row["batch_size"]: row for row in sweeps[0]["rows"]}
     verdict = lambda got, goal: f"**{got:.2f}x** (the target: {goal}x, {'met' if got >= goal else 'not met'})"

@@ -184,11 +184,13 @@ class Run:
 
 
 def words(key: str, value) -> str:
-    """A fact for the banner: 'programs 4', 'interpreter', 'no interpreter', 'setup 0.4 s'."""
+    """A fact for the banner: 'programs 4', 'interpreter', 'no interpreter', 'setup 0.4 s', 'sizes 8, 12 and 16'."""
     if key.endswith("_s") and isinstance(value, float):
         return f"{key[:-2].replace('_', ' ')} {value:.1f} s"
     if isinstance(value, bool):
         return key.replace("_", " ") if value else f"no {key.replace('_', ' ')}"
+    if isinstance(value, list) and value:
+        value = " and ".join(filter(None, [", ".join(map(str, value[:-1])), str(value[-1])]))
     return f"{key.replace('_', ' ')} {value}"
 
 

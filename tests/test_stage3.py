@@ -55,10 +55,11 @@ def test_float32_run_ends_within_0_01_of_microgpt():
 
 
 def test_compiled_step_trains_like_eager_in_one_graph():
-    """--compile (forward and backward compiled as one graph, every batch padded to one shape)
-    against the eager run over 20 steps of 4 names: float64 to 1e-12 (losses and trained
-    weights), float32 to float32 rounding. Dynamo breaks no graph (loss.backward() is traced
-    into it) and compiles once, at the call before step 1: no step after it compiles again."""
+    """--compile (forward and backward compiled as one graph, each batch cut to its width rounded
+    up to a multiple of 4) against the eager run over 20 steps of 4 names: float64 to 1e-12
+    (losses and trained weights), float32 to float32 rounding. Dynamo breaks no graph
+    (loss.backward() is traced into it) and compiles one program per width, all at the calls
+    before step 1: no step after them compiles again."""
     from torch._dynamo.utils import counters
 
     from conftest import train_stage
@@ -66,10 +67,11 @@ def test_compiled_step_trains_like_eager_in_one_graph():
     argv = ("--device", "cpu", "--batch-size", "4")
     torch._dynamo.reset()  # as a reader's first run: nothing compiled in this process before
     counters.clear()
-    with torch._dynamo.config.patch(error_on_recompile=True):  # a second compile would raise
-        run, compiled = train_stage("3_pytorch", *argv, "--dtype", "float64", "--compile", max_steps=20)
+    run, compiled = train_stage("3_pytorch", *argv, "--dtype", "float64", "--compile", max_steps=20)
     assert dict(counters["graph_break"]) == {}  # every line of the step traced into the graph
-    assert counters["stats"]["unique_graphs"] == 1  # compiled once, before step 1
+    widths = run.env["batch_widths"]  # compiled before step 1, one call each
+    assert len(widths) > 1 and all(w % stage3.WIDTH_MULTIPLE == 0 for w in widths)  # 20 steps of 4 names: several
+    assert counters["stats"]["unique_graphs"] == len(widths)  # and no program compiled after them
     eager_run, eager = train_stage("3_pytorch", *argv, "--dtype", "float64", max_steps=20)
     np.testing.assert_allclose(run.losses, eager_run.losses, rtol=0, atol=1e-12)
     for (name, p), q in zip(compiled.named_parameters(), eager.parameters()):  # what sampling draws from
@@ -103,8 +105,8 @@ def test_the_compile_pass_writes_small_products_as_loops(a_shape, b_shape, left_
 def test_the_documents_are_tokenized_once_and_a_step_takes_its_rows(names_path):
     """train()'s table: every document one row, padded to the longest document's positions
     (PADDING targets after a short name); a step's rows cut to its own longest document are
-    exactly batch_tensors of the step's documents (the eager batch), and the full rows are the
-    compiled step's one shape."""
+    exactly batch_tensors of the step's documents (the eager batch); a compiled batch's width is
+    that, rounded up to a multiple of 4."""
     run = runner.start(stage3.__file__, stage3.FLAGS, ["--data", str(names_path), "--samples", "0", "--device", "cpu"])
     run.docs = ["emma", "x", "christopheralexander"]  # 4, 1 and 20 characters: the last is cut to block_size
     inputs, targets, lengths = stage3.tokenized_documents(run)
@@ -112,8 +114,10 @@ def test_the_documents_are_tokenized_once_and_a_step_takes_its_rows(names_path):
     assert targets[0, :5].tolist() == [4, 12, 12, 0, 26] and targets[0, 5:].eq(stage3.PADDING).all()
     rows, T = [0, 1], 5  # a step of "emma" and "x": its longest document, emma's 5 positions
     expected = stage3.batch_tensors([run.tokenizer.encode_doc(doc) for doc in ("emma", "x")], 16, CPU)
+    assert stage3.longest(torch.tensor(lengths)[rows]) == T
     for got, want in zip((inputs[rows, :T], targets[rows, :T]), expected):
         assert torch.equal(got, want)
+    assert [stage3.compiled_width(torch.tensor([n])) for n in (1, 4, 5, 8, 13, 16)] == [4, 4, 8, 8, 16, 16]
 
 
 def test_compile_flag_reports_compile_time(tmp_path, names_path, capsys):
@@ -126,7 +130,8 @@ def test_compile_flag_reports_compile_time(tmp_path, names_path, capsys):
     assert res["env"]["compile"] is True and res["env"]["compile_s"] > 0
     assert round(res["losses"][0], 4) == 3.3660
     first, banner = capsys.readouterr().out.splitlines()[:2]
-    assert first.startswith("compiling the step before step 1") and banner.count("compile") == 1
+    assert first.startswith("compiling the step for 1 batch width before step 1") and banner.count("compile") == 1
+    assert f"batch widths {res['env']['batch_widths'][0]}," in banner  # the first 3 steps: one width
 
 
 def test_the_pytorch_primer_gives_chapter_2s_gradients():
