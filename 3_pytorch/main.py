@@ -288,8 +288,10 @@ def compiled_forward_backward(run, model: GPT, inputs, targets, lengths):
 
 def cpu_options() -> dict:
     """Inductor's options on a CPU, each measured in README.md ("A compiler on a CPU")."""
-    return {"cpp_wrapper": True,  # the kernels are called from one C++ function, with no Python between them
-            "post_grad_custom_post_pass": small_products_as_loops()}
+    options = {"cpp_wrapper": True}  # the kernels are called from one C++ function, with no Python between them
+    if torch.get_num_threads() == 1:  # (on several threads, not: below)
+        options["post_grad_custom_post_pass"] = small_products_as_loops()
+    return options
 
 
 SMALL_SIDE = 64  # a matrix product with every side at most this is written as loops (below)
@@ -304,34 +306,26 @@ def small_products_as_loops():
     each such bmm, a @ b, as what it means: sum over k of a[:, i, k] * b[:, k, j], a multiply and a
     sum, which Inductor writes as plain loops and fuses with the softmax beside them. It marks
     a and b to be written to memory first, so that the loops read them instead of recomputing,
-    for every product, the ops that made them. The Linear layers' matmuls stay library calls."""
+    for every product, the ops that made them. The Linear layers' matmuls stay library calls.
+
+    On one thread only: on several, Inductor's C++ splits each of these loops' short sums among
+    the threads, instead of the loops around them, and the step runs several times slower."""
     from torch._inductor.custom_graph_pass import CustomGraphPass, get_hash_for_files
 
     aten = torch.ops.aten
 
-    def product(graph, a, b):  # a (N, n, k) @ b (N, k, m): a * b broadcast to (N, n, k, m), summed over k
-        products = graph.call_function(aten.mul.Tensor, (graph.call_function(aten.unsqueeze.default, (a, 3)),
-                                                          graph.call_function(aten.unsqueeze.default, (b, 1))))
-        return graph.call_function(aten.sum.dim_IntList, (products, [2]))
-
-    def transposed(graph, x):  # (N, r, c) -> (N, c, r), a view
-        return graph.call_function(aten.permute.default, (x, [0, 2, 1]))
-
     class SmallProductsAsLoops(CustomGraphPass):
         def __call__(self, graph: torch.fx.Graph) -> None:
             for node in graph.find_nodes(op="call_function", target=aten.bmm.default):
-                a, b = node.args
-                (n, k), m = a.meta["val"].shape[1:], b.meta["val"].shape[2]
-                if max(n, k, m) > SMALL_SIDE:
+                a, b = node.args  # (N, n, k) and (N, k, m)
+                if max(*a.meta["val"].shape[1:], b.meta["val"].shape[2]) > SMALL_SIDE:
                     continue
                 a.meta["inductor_realize_to_strides"] = b.meta["inductor_realize_to_strides"] = True
                 with graph.inserting_before(node):
-                    if m >= n:
-                        total = product(graph, a, b)  # (N, n, m)
-                    else:  # a @ b = (bT @ aT)T, so that the loops' innermost side is n, the longer one (16, not
-                        # D = 4): it fills a vector register, and on several threads Inductor then splits the outer
-                        # loops among them (with 4 innermost it split each 16-long sum, a parallel region per number)
-                        total = transposed(graph, product(graph, transposed(graph, b), transposed(graph, a)))
+                    products = graph.call_function(aten.mul.Tensor, (  # a * b broadcast to (N, n, k, m)
+                        graph.call_function(aten.unsqueeze.default, (a, 3)),
+                        graph.call_function(aten.unsqueeze.default, (b, 1))))
+                    total = graph.call_function(aten.sum.dim_IntList, (products, [2]))  # summed over k: (N, n, m)
                 node.replace_all_uses_with(total)
                 graph.erase_node(node)
 

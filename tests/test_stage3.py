@@ -83,12 +83,12 @@ def test_compiled_step_trains_like_eager_in_one_graph():
 
 @pytest.mark.parametrize("a_shape, b_shape, left_alone", [
     ((8, 16, 4), (8, 4, 16), False),  # q kᵀ: the result 16 x 16
-    ((8, 16, 16), (8, 16, 4), False),  # attention times v: the result 16 x 4, computed transposed
-    ((2, 4, 16), (2, 16, 16), False),  # a result with its longer side innermost already
+    ((8, 16, 16), (8, 16, 4), False),  # attention times v: the result 16 x 4
+    ((2, 12, 12), (2, 12, 4), False),  # a batch of width 12
     ((2, 100, 4), (2, 4, 100), True),  # a side past SMALL_SIDE: the library's call stays
 ])
 def test_the_compile_pass_writes_small_products_as_loops(a_shape, b_shape, left_alone):
-    """small_products_as_loops, the pass the compile adds on a CPU, on a traced bmm: every small
+    """small_products_as_loops, the pass the compile adds on one CPU thread, on a traced bmm: every small
     batched matmul rewritten (no aten.bmm left), the result equal to torch.bmm in float64."""
     from torch.fx.experimental.proxy_tensor import make_fx
 
