@@ -268,8 +268,9 @@ def compiled_forward_backward(run, model: GPT, inputs, targets, lengths):
     widths = -(-run.config.block_size // WIDTH_MULTIPLE)
     step = torch._dynamo.config.patch(trace_autograd_ops=True, recompile_limit=max(8, widths))(compiled)
     first_step = {}  # each width the batches have, and the first step with it: one pass over the data is enough
-    for s in range(min(run.steps_to_train, -(-len(lengths) // run.batch_size))):
-        first_step.setdefault(compiled_width(lengths[step_rows(s, run.batch_size, len(lengths))]), s)
+    for s in range(min(run.steps_to_train, -(-len(lengths) // run.batch_size))):  # (a width past the table's is its)
+        width = min(compiled_width(lengths[step_rows(s, run.batch_size, len(lengths))]), inputs.shape[1])
+        first_step.setdefault(width, s)
     run.note(compile=True, batch_widths=sorted(first_step))
     # Attention is traced as SDPBackend.MATH computes it -- its matmuls and a softmax, which
     # Inductor fuses with their neighbours -- not as a call into the CPU's FlashAttention kernel,
